@@ -1,0 +1,346 @@
+"""The SLO model: the one typed shape every input format is converted into.
+
+Native YAML (`apiVersion: slo-engine/v1`), Sloth and OpenSLO files all end up as
+`ServiceSpec` objects; evaluation, rule generation, incidents and backtests only ever see
+the flattened `SLO` records built by `ServiceSpec.slo_records()`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from engine.spec.durations import Duration, DurationError
+
+WINDOW_PLACEHOLDER = "{{window}}"
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$")
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _to_duration(value: Any) -> Duration:
+    if isinstance(value, Duration):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration — write it as a string like 30d, 1h or 500ms")
+    try:
+        return Duration.parse(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _to_decimal(value: Any) -> Decimal:
+    # YAML hands us floats; repr() is the shortest string that round-trips, i.e. what the
+    # SRE typed (99.95 stays 99.95, never 99.9500000000000028...).
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, float | int):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip().rstrip("%"))
+        except ArithmeticError:
+            raise ValueError(f"{value!r} is not a number") from None
+    if isinstance(value, Decimal):
+        return value
+    raise ValueError(f"{value!r} is not a number")
+
+
+DurationField = Annotated[Duration, BeforeValidator(_to_duration), PlainSerializer(str)]
+DecimalField = Annotated[Decimal, BeforeValidator(_to_decimal), PlainSerializer(str)]
+
+
+class Tier(StrEnum):
+    critical = "critical"
+    important = "important"
+    standard = "standard"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_promql_placeholder(value: str) -> str:
+    if WINDOW_PLACEHOLDER not in value:
+        raise ValueError(
+            "query has no {{window}} placeholder — write the range as [{{window}}], "
+            'e.g. sum(rate(http_requests_total{code=~"5.."}[{{window}}]))'
+        )
+    return value
+
+
+class EventsSLI(Strict):
+    """Bad (or good) and total events, as PromQL with a `{{window}}` range placeholder."""
+
+    bad: str | None = None
+    good: str | None = None
+    total: str
+
+    @field_validator("bad", "good", "total")
+    @classmethod
+    def _placeholder(cls, value: str | None) -> str | None:
+        return None if value is None else _check_promql_placeholder(value)
+
+    @model_validator(mode="after")
+    def _bad_xor_good(self) -> EventsSLI:
+        if (self.bad is None) == (self.good is None):
+            raise ValueError("give exactly one of `bad` or `good` next to `total`")
+        return self
+
+
+class LatencySLI(Strict):
+    """Requests faster than `threshold` are good; `threshold` must equal a bucket bound."""
+
+    histogram: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    selector: str = ""
+    threshold: DurationField
+
+    @field_validator("histogram")
+    @classmethod
+    def _base_name(cls, value: str) -> str:
+        for suffix in ("_bucket", "_count", "_sum"):
+            if value.endswith(suffix):
+                raise ValueError(
+                    f"give the histogram's base name without {suffix!r}, e.g. "
+                    f"{value.removesuffix(suffix)!r}"
+                )
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str) -> str:
+        # Accept both `job="api"` and `{job="api"}`; store the bare matcher list.
+        value = value.strip()
+        if value.startswith("{") and value.endswith("}"):
+            value = value[1:-1].strip()
+        return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _positive(cls, value: Duration) -> Duration:
+        if value.ms <= 0:
+            raise ValueError("threshold must be longer than 0s, e.g. 500ms")
+        return value
+
+
+class AvailabilitySLI(Strict):
+    """A 0/1 gauge (e.g. `up{job="db"}`); the SLI is the share of samples equal to 1."""
+
+    metric: str = Field(min_length=1)
+
+
+class SLI(Strict):
+    events: EventsSLI | None = None
+    latency: LatencySLI | None = None
+    availability: AvailabilitySLI | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SLI:
+        given = [k for k in ("events", "latency", "availability") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "an sli has exactly one kind: events, latency or availability"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["events", "latency", "availability"]:
+        if self.events is not None:
+            return "events"
+        if self.latency is not None:
+            return "latency"
+        return "availability"
+
+
+class BurnRateRuleSpec(Strict):
+    """One multiwindow rule. Give `budget_share` (preferred: period-independent) or `factor`."""
+
+    severity: Literal["page", "ticket"]
+    long_window: DurationField
+    short_window: DurationField
+    budget_share: DecimalField | None = None
+    factor: DecimalField | None = None
+
+    @model_validator(mode="after")
+    def _share_xor_factor(self) -> BurnRateRuleSpec:
+        if (self.budget_share is None) == (self.factor is None):
+            raise ValueError("give exactly one of `budget_share` (e.g. 0.02) or `factor` (e.g. 14.4)")
+        if self.short_window >= self.long_window:
+            raise ValueError("short_window must be shorter than long_window (usually long ÷ 12)")
+        if self.budget_share is not None and not (0 < self.budget_share <= 1):
+            raise ValueError("budget_share is a fraction of the budget: 0 < budget_share ≤ 1")
+        if self.factor is not None and self.factor <= 0:
+            raise ValueError("factor must be positive")
+        return self
+
+
+class LowTrafficSpec(Strict):
+    """The low-traffic guard: a page needs statistical evidence, not one unlucky request."""
+
+    enabled: bool = True
+    confidence: DecimalField = Decimal("0.99")
+    min_bad_events: int = Field(default=2, ge=1)
+    # The guard only applies while the long window holds so few events that fewer than this
+    # many bad events would be expected at the alert threshold.
+    expected_bad_events: DecimalField = Decimal("10")
+
+    @field_validator("confidence")
+    @classmethod
+    def _confidence(cls, value: Decimal) -> Decimal:
+        if not (Decimal("0.5") <= value < 1):
+            raise ValueError("confidence is a probability: 0.5 ≤ confidence < 1, e.g. 0.99")
+        return value
+
+
+class AlertingSpec(Strict):
+    page: bool = True
+    ticket: bool = True
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    runbook_url: str | None = None
+    burn_rates: list[BurnRateRuleSpec] | None = None
+    low_traffic: LowTrafficSpec = Field(default_factory=LowTrafficSpec)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not LABEL_NAME_RE.match(name):
+                raise ValueError(f"{name!r} is not a valid Prometheus label name")
+        return value
+
+
+class SLOSpec(Strict):
+    name: str
+    objective: DecimalField
+    period: DurationField = Duration.parse("30d")
+    description: str = ""
+    sli: SLI
+    alerting: AlertingSpec = Field(default_factory=AlertingSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid name — use lowercase letters, digits, '-' and '_' "
+                "(e.g. availability, latency-p95)"
+            )
+        return value
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, value: Decimal) -> Decimal:
+        if not (0 < value < 100):
+            raise ValueError(
+                f"objective {value} is out of range — it is a percentage, 0 < objective < 100 "
+                "(write 99.9, not 0.999)"
+            )
+        return value
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: Duration) -> Duration:
+        if value < Duration.parse("1h"):
+            raise ValueError("period is the rolling SLO window, at least 1h (usually 28d or 30d)")
+        return value
+
+
+class ServiceSpec(Strict):
+    api_version: Literal["slo-engine/v1"] = Field(alias="apiVersion")
+    service: str
+    tier: Tier = Tier.standard
+    owner: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    slos: list[SLOSpec] = Field(min_length=1)
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid service name — lowercase letters, digits, '-' and '_'"
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return AlertingSpec._label_names(value)
+
+    @model_validator(mode="after")
+    def _unique_slo_names(self) -> ServiceSpec:
+        seen: set[str] = set()
+        for slo in self.slos:
+            if slo.name in seen:
+                raise ValueError(f"SLO name {slo.name!r} appears twice in service {self.service!r}")
+            seen.add(slo.name)
+        return self
+
+    def slo_records(self, source: str = "") -> list[SLO]:
+        return [
+            SLO(
+                service=self.service,
+                name=s.name,
+                tier=self.tier,
+                owner=self.owner,
+                depends_on=tuple(self.depends_on),
+                labels={**self.labels, **s.alerting.labels},
+                objective_percent=s.objective,
+                period=s.period,
+                description=s.description,
+                sli=s.sli,
+                alerting=s.alerting,
+                source=source,
+            )
+            for s in self.slos
+        ]
+
+
+@dataclass(frozen=True)
+class SLO:
+    """One SLO with its service context: what every consumer works with."""
+
+    service: str
+    name: str
+    tier: Tier
+    owner: str
+    depends_on: tuple[str, ...]
+    labels: dict[str, str]
+    objective_percent: Decimal
+    period: Duration
+    description: str
+    sli: SLI
+    alerting: AlertingSpec
+    source: str = field(default="", compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.service}/{self.name}"
+
+    @property
+    def objective(self) -> Decimal:
+        """The objective as a ratio: 99.9 -> Decimal('0.999')."""
+        return self.objective_percent / 100
+
+    @property
+    def error_budget(self) -> Decimal:
+        """The allowed error ratio: 99.9 -> Decimal('0.001')."""
+        return 1 - self.objective
+
+    def __hash__(self) -> int:
+        return hash(self.id)
