@@ -7,6 +7,7 @@ Prometheus alert are computed from identical queries.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from engine.spec.durations import Duration
@@ -44,7 +45,8 @@ def total_rate(sli: SLI, window: Duration) -> str:
         return f"sum(rate({lat.histogram}_count{_latency_selector(lat)}[{window}]))"
     assert sli.availability is not None
     # Samples per second of the 0/1 gauge, so "events" are samples and the sums line up.
-    return f"sum(count_over_time({sli.availability.metric}[{window}])) / {_seconds(window)}"
+    ranged = _ranged(sli.availability.metric, window)
+    return f"sum(count_over_time({ranged})) / {_seconds(window)}"
 
 
 def bad_rate(sli: SLI, window: Duration) -> str:
@@ -58,11 +60,24 @@ def bad_rate(sli: SLI, window: Duration) -> str:
         good = f"sum(rate({lat.histogram}_bucket{_latency_selector(lat, le_matcher(lat.threshold))}[{window}]))"
         return f"({total_rate(sli, window)}) - ({good})"
     assert sli.availability is not None
-    metric = sli.availability.metric
+    ranged = _ranged(sli.availability.metric, window)
     return (
-        f"(sum(count_over_time({metric}[{window}])) - sum(sum_over_time({metric}[{window}])))"
+        f"(sum(count_over_time({ranged})) - sum(sum_over_time({ranged})))"
         f" / {_seconds(window)}"
     )
+
+
+_PLAIN_SELECTOR = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?$")
+# Resolution of the subquery used when an availability SLI is an expression, not a series.
+AVAILABILITY_SUBQUERY_STEP = "30s"
+
+
+def _ranged(metric: str, window: Duration) -> str:
+    """`metric[window]` for a plain selector, a subquery for an expression such as
+    `time() - backup_last_success_timestamp_seconds <= bool 900`."""
+    if _PLAIN_SELECTOR.match(metric.strip()):
+        return f"{metric}[{window}]"
+    return f"({metric})[{window}:{AVAILABILITY_SUBQUERY_STEP}]"
 
 
 def _seconds(window: Duration) -> str:

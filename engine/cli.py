@@ -1,0 +1,24 @@
+"""The `slo-engine` command line: parse, call the core, render. Each command lives in
+`engine/commands/<name>.py` and registers itself on the shared Typer app."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="slo-engine",
+    help="SLO evaluation, alerting and incidents for Prometheus.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to `app`.
+    from engine.commands import validate  # noqa: F401
+
+
+def main() -> None:
+    _register()
+    app()
