@@ -61,10 +61,7 @@ def bad_rate(sli: SLI, window: Duration) -> str:
         return f"({total_rate(sli, window)}) - ({good})"
     assert sli.availability is not None
     ranged = _ranged(sli.availability.metric, window)
-    return (
-        f"(sum(count_over_time({ranged})) - sum(sum_over_time({ranged})))"
-        f" / {_seconds(window)}"
-    )
+    return f"(sum(count_over_time({ranged})) - sum(sum_over_time({ranged}))) / {_seconds(window)}"
 
 
 _PLAIN_SELECTOR = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?$")

@@ -30,10 +30,18 @@ def _d(text: str) -> Duration:
 
 
 DEFAULT_RULES: tuple[BurnRateRuleSpec, ...] = (
-    BurnRateRuleSpec(severity="page", long_window=_d("1h"), short_window=_d("5m"), budget_share=Decimal("0.02")),
-    BurnRateRuleSpec(severity="page", long_window=_d("6h"), short_window=_d("30m"), budget_share=Decimal("0.05")),
-    BurnRateRuleSpec(severity="ticket", long_window=_d("1d"), short_window=_d("2h"), budget_share=Decimal("0.10")),
-    BurnRateRuleSpec(severity="ticket", long_window=_d("3d"), short_window=_d("6h"), budget_share=Decimal("0.10")),
+    BurnRateRuleSpec(
+        severity="page", long_window=_d("1h"), short_window=_d("5m"), budget_share=Decimal("0.02")
+    ),
+    BurnRateRuleSpec(
+        severity="page", long_window=_d("6h"), short_window=_d("30m"), budget_share=Decimal("0.05")
+    ),
+    BurnRateRuleSpec(
+        severity="ticket", long_window=_d("1d"), short_window=_d("2h"), budget_share=Decimal("0.10")
+    ),
+    BurnRateRuleSpec(
+        severity="ticket", long_window=_d("3d"), short_window=_d("6h"), budget_share=Decimal("0.10")
+    ),
 )
 
 

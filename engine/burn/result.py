@@ -93,9 +93,7 @@ class SLOEvaluation:
             "error_ratio": {str(w): _num(v.error_ratio) for w, v in ordered},
             "burn_rate": {str(w): _num(v.burn_rate) for w, v in ordered},
             "events": {
-                str(w): None
-                if v.total is None
-                else {"bad": _num(v.bad), "total": _num(v.total)}
+                str(w): None if v.total is None else {"bad": _num(v.bad), "total": _num(v.total)}
                 for w, v in ordered
             },
             "error_budget_remaining": _num(self.error_budget_remaining),

@@ -22,7 +22,9 @@ _UNITS_MS: dict[str, int] = {
 }
 # Largest unit first, as Prometheus requires ("1h30m", never "30m1h").
 _ORDER = ("y", "w", "d", "h", "m", "s", "ms")
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_RE = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
 
 
 class DurationError(ValueError):

@@ -34,7 +34,9 @@ def _to_duration(value: Any) -> Duration:
     if isinstance(value, Duration):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a duration — write it as a string like 30d, 1h or 500ms")
+        raise ValueError(
+            f"{value!r} is not a duration — write it as a string like 30d, 1h or 500ms"
+        )
     try:
         return Duration.parse(value)
     except DurationError as exc:
@@ -177,7 +179,9 @@ class BurnRateRuleSpec(Strict):
     @model_validator(mode="after")
     def _share_xor_factor(self) -> BurnRateRuleSpec:
         if (self.budget_share is None) == (self.factor is None):
-            raise ValueError("give exactly one of `budget_share` (e.g. 0.02) or `factor` (e.g. 14.4)")
+            raise ValueError(
+                "give exactly one of `budget_share` (e.g. 0.02) or `factor` (e.g. 14.4)"
+            )
         if self.short_window >= self.long_window:
             raise ValueError("short_window must be shorter than long_window (usually long ÷ 12)")
         if self.budget_share is not None and not (0 < self.budget_share <= 1):
