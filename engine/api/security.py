@@ -1,0 +1,143 @@
+"""Who may change things, how often, and how a retried request stays a single effect.
+
+Tokens come from a file (one per line, `token` or `token read-only`; `#` comments), are
+compared in constant time, and never appear in logs or error messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Role = Literal["admin", "read-only"]
+
+
+class TokenFileError(ValueError):
+    """The token file cannot be used; the message never contains a token."""
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    # Only the SHA-256 digest is kept, so a heap dump or a repr never leaks a token.
+    digest: bytes
+    role: Role
+
+    def __repr__(self) -> str:
+        return f"ApiToken(role={self.role!r})"
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def load_tokens(path: Path) -> list[ApiToken]:
+    tokens: list[ApiToken] = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise TokenFileError(f"cannot read API token file {path}: {exc.strerror}") from None
+    for number, raw in enumerate(lines, start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) > 2 or (len(parts) == 2 and parts[1] not in ("read-only", "admin")):
+            raise TokenFileError(
+                f"{path}:{number}: expected `TOKEN` or `TOKEN read-only` (token not shown)"
+            )
+        if len(parts[0]) < 16:
+            raise TokenFileError(f"{path}:{number}: token shorter than 16 characters")
+        role: Role = "read-only" if len(parts) == 2 and parts[1] == "read-only" else "admin"
+        tokens.append(ApiToken(_digest(parts[0]), role))
+    return tokens
+
+
+def authenticate(tokens: list[ApiToken], presented: str | None) -> ApiToken | None:
+    """The matching token, comparing against every token so timing reveals nothing."""
+    if not presented:
+        return None
+    candidate = _digest(presented)
+    found: ApiToken | None = None
+    for token in tokens:
+        if hmac.compare_digest(token.digest, candidate):
+            found = token
+    return found
+
+
+class RateLimiter:
+    """Token bucket per client key: `rate` requests per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> float:
+        """0 when allowed; otherwise the seconds to wait before retrying."""
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    fingerprint: str
+    status: int
+    body: Any
+
+
+class IdempotencyCache:
+    """Remembers responses by (token, Idempotency-Key) so a retried mutation has one effect.
+
+    Reusing a key for a different request is a client bug and answered with 422, as the
+    IETF idempotency-key draft suggests, rather than replaying an unrelated response.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float], capacity: int = 10_000) -> None:
+        self.ttl, self._clock, self.capacity = ttl, clock, capacity
+        self._entries: OrderedDict[str, tuple[float, StoredResponse]] = OrderedDict()
+        self._lock = threading.Lock()
+        # Held while a mutation runs so two concurrent retries cannot both take effect.
+        self._inflight: dict[str, threading.Lock] = {}
+
+    def lock_for(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._inflight.setdefault(key, threading.Lock())
+
+    def get(self, key: str) -> StoredResponse | None:
+        with self._lock:
+            self._expire()
+            entry = self._entries.get(key)
+            return None if entry is None else entry[1]
+
+    def put(self, key: str, response: StoredResponse) -> None:
+        with self._lock:
+            self._entries[key] = (self._clock(), response)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def _expire(self) -> None:
+        cutoff = self._clock() - self.ttl
+        while self._entries:
+            key, (stored_at, _) = next(iter(self._entries.items()))
+            if stored_at >= cutoff:
+                break
+            self._entries.pop(key)
+            self._inflight.pop(key, None)
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
