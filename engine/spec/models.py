@@ -227,6 +227,41 @@ class AlertingSpec(Strict):
         return value
 
 
+class AnomalySpec(Strict):
+    """Seasonal anomaly detection for a service (engine/burn/anomaly.py; docs/readme/anomaly.md).
+
+    Signals come from the service's SLOs: `traffic` = total event rate, `errors` = error
+    ratio of events SLIs, `latency` = share of slow requests of latency SLIs.
+    """
+
+    enabled: bool = False
+    signals: list[Literal["traffic", "errors", "latency"]] = Field(
+        default_factory=lambda: ["traffic", "errors", "latency"], min_length=1
+    )
+    # Robust z-score a slot must reach in the harmful direction (4 ≈ far outside noise).
+    sensitivity: float = Field(default=4.0, gt=0, le=100)
+    min_duration: DurationField = Duration.parse("10m")
+    # Weeks of same-slot history in the weekly profile.
+    history: DurationField = Duration.parse("3w")
+    # An anomaly active this long on a critical service is raised from SEV4 to SEV3.
+    sustained: DurationField = Duration.parse("30m")
+
+    @field_validator("signals")
+    @classmethod
+    def _unique_signals(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each signal once: traffic, errors, latency")
+        return value
+
+    @field_validator("history")
+    @classmethod
+    def _whole_weeks(cls, value: Duration) -> Duration:
+        week = Duration.parse("1w")
+        if value < week or value.ms % week.ms:
+            raise ValueError("history is a whole number of weeks, at least 1w (e.g. 3w)")
+        return value
+
+
 class SLOSpec(Strict):
     name: str
     objective: DecimalField
@@ -271,6 +306,7 @@ class ServiceSpec(Strict):
     depends_on: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     slos: list[SLOSpec] = Field(min_length=1)
+    anomaly: AnomalySpec = Field(default_factory=AnomalySpec)
 
     @field_validator("service")
     @classmethod
@@ -310,6 +346,7 @@ class ServiceSpec(Strict):
                 sli=s.sli,
                 alerting=s.alerting,
                 source=source,
+                anomaly=self.anomaly,
             )
             for s in self.slos
         ]
@@ -331,6 +368,8 @@ class SLO:
     sli: SLI
     alerting: AlertingSpec
     source: str = field(default="", compare=False)
+    # The service's anomaly-detection settings (shared by all its SLOs).
+    anomaly: AnomalySpec = field(default_factory=AnomalySpec, compare=False)
 
     @property
     def id(self) -> str:
