@@ -1,0 +1,150 @@
+"""From evaluation results to alerts: the signals the incident engine turns into incidents.
+
+One SLO evaluation yields at most one `page` and one `ticket` alert: both page rules (1h/5m
+and 6h/30m) collapse into the same alert, so a burn that moves from one rule to the other
+keeps its identity. Alerts held by the low-traffic guard are not alerts at all here.
+
+An alert's identity is its fingerprint, computed exactly as Alertmanager does (FNV-1a 64-bit
+over the label pairs sorted by name, each name and value followed by the byte 0xFF, printed
+as 16 hex digits), so an incident can be matched to what Alertmanager shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.burn.result import SLOEvaluation
+
+AlertSeverity = Literal["page", "ticket", "anomaly"]
+
+ALERT_NAME = "SLOErrorBudgetBurn"
+
+_FNV64_OFFSET = 14695981039346656037
+_FNV64_PRIME = 1099511628211
+_MASK64 = (1 << 64) - 1
+_SEPARATOR = b"\xff"
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """Alertmanager's alert identity for a label set, as 16 lowercase hex digits."""
+    value = _FNV64_OFFSET
+    for name in sorted(labels):
+        for chunk in (name.encode(), _SEPARATOR, labels[name].encode(), _SEPARATOR):
+            for byte in chunk:
+                value = ((value ^ byte) * _FNV64_PRIME) & _MASK64
+    return f"{value:016x}"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One firing alert. `labels` decide identity; everything else is context."""
+
+    labels: dict[str, str]
+    severity: AlertSeverity
+    slo_id: str
+    service: str
+    starts_at: float
+    ends_at: float | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    tier: str = "standard"
+    depends_on: tuple[str, ...] = ()
+    # Evaluation context used by severity rules and templates. None = no data.
+    short_error_ratio: float | None = None
+    error_budget_remaining: float | None = None
+    availability: float | None = None
+    burn_rate: float | None = None
+    long_window: str | None = None
+    short_window: str | None = None
+    runbook_url: str | None = None
+    dashboard_url: str | None = None
+    fingerprint: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.severity not in ("page", "ticket", "anomaly"):
+            raise ValueError(
+                f"alert severity must be page, ticket or anomaly, not {self.severity!r}"
+            )
+        object.__setattr__(self, "fingerprint", fingerprint(self.labels))
+
+    @property
+    def summary(self) -> str:
+        return self.annotations.get("summary") or f"{self.slo_id} {self.severity} alert"
+
+
+def _ratio_text(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.2%}"
+
+
+def alerts_from_evaluation(
+    evaluation: SLOEvaluation, dashboard_url: str | None = None
+) -> list[Alert]:
+    """The firing alerts of one evaluation: at most one per severity, held signals dropped.
+
+    An evaluation without data (`no_data`, `error`) yields nothing; the engine is told about
+    it separately so it neither opens nor resolves anything for that SLO.
+    """
+    if evaluation.status in ("no_data", "error"):
+        return []
+    slo = evaluation.slo
+    alerts: list[Alert] = []
+    for severity in ("page", "ticket"):
+        signals = [a for a in evaluation.firing if a.severity == severity]
+        if not signals:
+            continue
+        # The shortest short window shows the current state best: it is the first to clear
+        # and the one an outage saturates first.
+        strongest = max(signals, key=lambda a: a.factor)
+        short = min((a.short_window for a in signals), key=lambda d: d.ms)
+        short_ratio = evaluation.error_ratio(short)
+        long_value = evaluation.windows.get(strongest.long_window)
+        burn = None if long_value is None else long_value.burn_rate
+        labels = {
+            **{k: v for k, v in slo.labels.items()},
+            "alertname": ALERT_NAME,
+            "service": slo.service,
+            "slo": slo.name,
+            "severity": severity,
+            "tier": slo.tier.value,
+        }
+        burn_text = "no data" if burn is None else f"{burn:.1f}x"
+        annotations = {
+            **slo.alerting.annotations,
+            "summary": f"{slo.id}: error budget burning at {burn_text} "
+            f"({strongest.long_window}/{strongest.short_window} rule)",
+            "description": (
+                f"{slo.description or slo.id} — error ratio over {short}: "
+                f"{_ratio_text(short_ratio)}, objective {slo.objective_percent}%, "
+                f"budget remaining {_ratio_text(evaluation.error_budget_remaining)}"
+            ),
+        }
+        if slo.alerting.runbook_url:
+            annotations["runbook_url"] = slo.alerting.runbook_url
+        alerts.append(
+            Alert(
+                labels=labels,
+                severity=severity,  # type: ignore[arg-type]
+                slo_id=slo.id,
+                service=slo.service,
+                starts_at=evaluation.evaluated_at,
+                annotations=annotations,
+                tier=slo.tier.value,
+                depends_on=slo.depends_on,
+                short_error_ratio=short_ratio,
+                error_budget_remaining=evaluation.error_budget_remaining,
+                availability=None
+                if slo.sli.kind != "availability" or short_ratio is None
+                else 1.0 - short_ratio,
+                burn_rate=burn,
+                long_window=str(strongest.long_window),
+                short_window=str(short),
+                runbook_url=slo.alerting.runbook_url,
+                dashboard_url=dashboard_url,
+            )
+        )
+    return alerts
+
+
+def alerts_from_evaluations(evaluations: Iterable[SLOEvaluation]) -> list[Alert]:
+    return [alert for ev in evaluations for alert in alerts_from_evaluation(ev)]

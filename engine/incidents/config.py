@@ -1,0 +1,173 @@
+"""Incident engine configuration: receivers and routing, escalation chain, fatigue controls.
+
+Pydantic-validated and usable as the `incidents:` section of the daemon's config file or as a
+YAML file of its own (`load_incident_config`). Every default follows the runbook; see
+docs/readme/incidents.md for the table of keys.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from engine.incidents.model import DEFAULT_RESPONSE_TARGETS, Severity
+from engine.spec.durations import Duration
+from engine.spec.models import DecimalField, DurationField, Strict, Tier
+
+ALL_SEVERITIES = (Severity.SEV1, Severity.SEV2, Severity.SEV3, Severity.SEV4)
+
+
+def _d(text: str) -> Duration:
+    return Duration.parse(text)
+
+
+class RateLimit(Strict):
+    """At most `max_notifications` page-like notifications per receiver per `window`."""
+
+    max_notifications: int = Field(default=20, ge=1)
+    window: DurationField = _d("1h")
+
+
+class ReceiverConfig(Strict):
+    """Where notifications go. The notifier settings (URL, key file) live with the notifier;
+    the engine only needs the name and what to route there."""
+
+    name: str = Field(min_length=1)
+    # Severities whose incidents are sent here on trigger (escalation names receivers itself).
+    severities: list[Severity] = Field(default_factory=lambda: list(ALL_SEVERITIES))
+    # Override of the global repeat interval, e.g. 1m for an Alertmanager receiver that
+    # must keep seeing firing alerts.
+    repeat_interval: DurationField | None = None
+    rate_limit: RateLimit | None = None
+
+
+class EscalationLevel(Strict):
+    """Notified when an incident is still unacknowledged `after` its response target passed."""
+
+    name: str
+    after: DurationField
+    receivers: list[str] = Field(default_factory=list)
+
+
+def default_escalation() -> list[EscalationLevel]:
+    # The runbook: team lead 0–30 min, engineering manager 30–60 min, VP engineering 1–2 h,
+    # CTO 2 h+ — counted from the moment the response target is missed.
+    return [
+        EscalationLevel(name="team-lead", after=_d("0s"), receivers=["team-lead"]),
+        EscalationLevel(
+            name="engineering-manager", after=_d("30m"), receivers=["engineering-manager"]
+        ),
+        EscalationLevel(name="vp-engineering", after=_d("1h"), receivers=["vp-engineering"]),
+        EscalationLevel(name="cto", after=_d("2h"), receivers=["cto"]),
+    ]
+
+
+class FlapConfig(Strict):
+    """Nagios-style flap detection over the last 21 evaluations of an alert."""
+
+    enabled: bool = True
+    # Percent state change (weighted 0.75 → 1.25, oldest → newest). Nagios' service defaults.
+    high_threshold: float = Field(default=30.0, gt=0, le=100)
+    low_threshold: float = Field(default=20.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> FlapConfig:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError("flap low_threshold must not exceed high_threshold")
+        return self
+
+
+class SeverityRules(Strict):
+    """The runbook's severity rules, with their knobs. See `engine.incidents.classify`."""
+
+    # A short-window error ratio at or above this is a complete outage.
+    outage_error_ratio: DecimalField = Decimal("0.5")
+    # Tiers where an outage or an exhausted budget is SEV1.
+    sev1_tiers: list[Tier] = Field(default_factory=lambda: [Tier.critical])
+    # An exhausted error budget (remaining ≤ 0) with a firing alert is SEV1 on sev1_tiers.
+    budget_exhausted_is_sev1: bool = True
+    # Tiers where a page-level burn is SEV2 (elsewhere a page is SEV3).
+    sev2_page_tiers: list[Tier] = Field(default_factory=lambda: [Tier.critical, Tier.important])
+
+    @field_validator("outage_error_ratio")
+    @classmethod
+    def _ratio(cls, value: Decimal) -> Decimal:
+        if not (0 < value <= 1):
+            raise ValueError("outage_error_ratio is a ratio: 0 < value ≤ 1 (e.g. 0.5)")
+        return value
+
+
+class IncidentConfig(Strict):
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    # None = the runbook chain, using whichever of its receivers are configured.
+    escalation: list[EscalationLevel] | None = None
+    response_targets: dict[Severity, DurationField] = Field(
+        default_factory=lambda: {
+            s: Duration.of_seconds(t) for s, t in DEFAULT_RESPONSE_TARGETS.items()
+        }
+    )
+    severity_rules: SeverityRules = Field(default_factory=SeverityRules)
+    # Alerts of a service join its open incident if it opened no longer than this ago.
+    group_window: DurationField = _d("1h")
+    # An incident resolves once all its alerts have been clear this long.
+    resolve_after: DurationField = _d("15m")
+    # Unacknowledged incidents re-notify this often.
+    repeat_interval: DurationField = _d("4h")
+    flap: FlapConfig = Field(default_factory=FlapConfig)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    # Incidents at these severities carry a rendered customer notice.
+    customer_notice_severities: list[Severity] = Field(
+        default_factory=lambda: [Severity.SEV1, Severity.SEV2]
+    )
+    # Extra dependency edges (service -> services it depends on) on top of specs' depends_on.
+    depends_on: dict[str, list[str]] = Field(default_factory=dict)
+    # Directory whose *.j2 files override the default templates of the same name.
+    templates_dir: Path | None = None
+    status_page_url: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> IncidentConfig:
+        names = [r.name for r in self.receivers]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"receiver names must be unique; repeated: {', '.join(sorted(dupes))}")
+        if self.escalation is not None:
+            known = set(names)
+            for level in self.escalation:
+                missing = [r for r in level.receivers if r not in known]
+                if missing:
+                    raise ValueError(
+                        f"escalation level {level.name!r} names unknown receivers "
+                        f"{', '.join(missing)} — define them under `receivers`"
+                    )
+        missing_targets = [s for s in ALL_SEVERITIES if s not in self.response_targets]
+        if missing_targets:
+            raise ValueError(
+                "response_targets needs every severity; missing " + ", ".join(missing_targets)
+            )
+        return self
+
+    def escalation_chain(self) -> list[EscalationLevel]:
+        if self.escalation is not None:
+            return list(self.escalation)
+        known = {r.name for r in self.receivers}
+        return [
+            level.model_copy(update={"receivers": [r for r in level.receivers if r in known]})
+            for level in default_escalation()
+        ]
+
+    def receiver(self, name: str) -> ReceiverConfig | None:
+        return next((r for r in self.receivers if r.name == name), None)
+
+
+def load_incident_config(path: Path | str) -> IncidentConfig:
+    """Read an incident config YAML file (either the section itself or `incidents:` in it)."""
+    text = Path(path).read_text(encoding="utf-8")
+    data: Any = yaml.safe_load(text) or {}
+    if isinstance(data, dict) and "incidents" in data:
+        data = data["incidents"] or {}
+    return IncidentConfig.model_validate(data)

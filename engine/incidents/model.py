@@ -1,0 +1,307 @@
+"""What an incident is: the records the incident engine produces, the store persists, the
+notifiers deliver and the API shows.
+
+Everything here is plain data with an exact JSON form (`to_json()` / `from_json()`), so the
+same objects travel through SQLite, the outbox, the HTTP API and `backtest` unchanged.
+Timestamps are Unix seconds (float, UTC); the engine never reads a clock itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class Severity(StrEnum):
+    """Incident severity. SEV1 is the most severe; `level` orders them (1 = worst).
+
+    String order happens to match ("SEV1" < "SEV2"), but code should compare `level`
+    (or use `is_more_severe_than`) so the intent is readable.
+    """
+
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV3 = "SEV3"
+    SEV4 = "SEV4"
+
+    @property
+    def level(self) -> int:
+        return int(self.value[3:])
+
+    @property
+    def response_target(self) -> float:
+        """Default acknowledgement deadline in seconds (the runbook's response targets).
+
+        `IncidentConfig.response_targets` may override these per deployment.
+        """
+        return DEFAULT_RESPONSE_TARGETS[self]
+
+    def is_more_severe_than(self, other: Severity) -> bool:
+        return self.level < other.level
+
+    @staticmethod
+    def most_severe(*severities: Severity) -> Severity:
+        return min(severities, key=lambda s: s.level)
+
+
+DEFAULT_RESPONSE_TARGETS: dict[Severity, float] = {
+    Severity.SEV1: 15 * 60.0,
+    Severity.SEV2: 60 * 60.0,
+    Severity.SEV3: 4 * 3600.0,
+    Severity.SEV4: 24 * 3600.0,
+}
+
+
+class IncidentStatus(StrEnum):
+    investigating = "investigating"
+    mitigating = "mitigating"
+    resolved = "resolved"
+
+
+TimelineKind = Literal[
+    "opened",
+    "alert_joined",
+    "alert_cleared",
+    "severity_changed",
+    "notified",
+    "escalated",
+    "acknowledged",
+    "commented",
+    "status_changed",
+    "resolved",
+    "suppressed",
+    "flapping_started",
+    "flapping_stopped",
+    "related",
+]
+TIMELINE_KINDS: frozenset[str] = frozenset(TimelineKind.__args__)  # type: ignore[attr-defined]
+
+NotificationEvent = Literal["triggered", "escalated", "updated", "acknowledged", "resolved"]
+
+
+def iso(ts: float | None) -> str | None:
+    """RFC 3339 UTC with a Z, the form every notifier and the API use."""
+    if ts is None:
+        return None
+    text = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: float
+    kind: TimelineKind
+    message: str
+    actor: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in TIMELINE_KINDS:
+            raise ValueError(f"unknown timeline kind {self.kind!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "time": iso(self.at),
+            "kind": self.kind,
+            "message": self.message,
+            "actor": self.actor,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> TimelineEntry:
+        return cls(
+            at=float(obj["at"]),
+            kind=obj["kind"],
+            message=obj["message"],
+            actor=obj.get("actor"),
+            data=dict(obj.get("data") or {}),
+        )
+
+
+@dataclass
+class Incident:
+    """One incident. Mutable only inside the engine, which works on copies (`clone()`)."""
+
+    id: str
+    service: str
+    severity: Severity
+    status: IncidentStatus
+    summary: str
+    opened_at: float
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    commander: str | None = None
+    resolved_at: float | None = None
+    slo_ids: list[str] = field(default_factory=list)
+    fingerprints: list[str] = field(default_factory=list)
+    related_services: list[str] = field(default_factory=list)
+    escalation_level: int = 0
+    last_notified_at: float | None = None
+    flapping: bool = False
+    runbook_url: str | None = None
+    dashboard_url: str | None = None
+    # The rendered customer-facing notice (None while the severity needs none).
+    customer_notice: str | None = None
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    # Receivers that were told about this incident: they get its ack/resolve follow-ups.
+    notified_receivers: list[str] = field(default_factory=list)
+    # Counter behind deterministic notification ids (see `Notification`).
+    notification_seq: int = 0
+    # Lowest severity the current alerts would justify; a fall is recorded, never applied.
+    suggested_severity: Severity | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is not IncidentStatus.resolved
+
+    def clone(self) -> Incident:
+        return replace(
+            self,
+            slo_ids=list(self.slo_ids),
+            fingerprints=list(self.fingerprints),
+            related_services=list(self.related_services),
+            timeline=list(self.timeline),
+            notified_receivers=list(self.notified_receivers),
+        )
+
+    def to_json(self, timeline: bool = True) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "id": self.id,
+            "service": self.service,
+            "severity": self.severity.value,
+            "status": self.status.value,
+            "summary": self.summary,
+            "opened_at": self.opened_at,
+            "acknowledged_at": self.acknowledged_at,
+            "acknowledged_by": self.acknowledged_by,
+            "commander": self.commander,
+            "resolved_at": self.resolved_at,
+            "slo_ids": list(self.slo_ids),
+            "fingerprints": list(self.fingerprints),
+            "related_services": list(self.related_services),
+            "escalation_level": self.escalation_level,
+            "last_notified_at": self.last_notified_at,
+            "flapping": self.flapping,
+            "runbook_url": self.runbook_url,
+            "dashboard_url": self.dashboard_url,
+            "customer_notice": self.customer_notice,
+            "notified_receivers": list(self.notified_receivers),
+            "notification_seq": self.notification_seq,
+            "suggested_severity": None
+            if self.suggested_severity is None
+            else self.suggested_severity.value,
+        }
+        if timeline:
+            obj["timeline"] = [e.to_json() for e in self.timeline]
+        return obj
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Incident:
+        suggested = obj.get("suggested_severity")
+        return cls(
+            id=obj["id"],
+            service=obj["service"],
+            severity=Severity(obj["severity"]),
+            status=IncidentStatus(obj["status"]),
+            summary=obj["summary"],
+            opened_at=float(obj["opened_at"]),
+            acknowledged_at=obj.get("acknowledged_at"),
+            acknowledged_by=obj.get("acknowledged_by"),
+            commander=obj.get("commander"),
+            resolved_at=obj.get("resolved_at"),
+            slo_ids=list(obj.get("slo_ids", [])),
+            fingerprints=list(obj.get("fingerprints", [])),
+            related_services=list(obj.get("related_services", [])),
+            escalation_level=int(obj.get("escalation_level", 0)),
+            last_notified_at=obj.get("last_notified_at"),
+            flapping=bool(obj.get("flapping", False)),
+            runbook_url=obj.get("runbook_url"),
+            dashboard_url=obj.get("dashboard_url"),
+            customer_notice=obj.get("customer_notice"),
+            timeline=[TimelineEntry.from_json(e) for e in obj.get("timeline", [])],
+            notified_receivers=list(obj.get("notified_receivers", [])),
+            notification_seq=int(obj.get("notification_seq", 0)),
+            suggested_severity=None if suggested is None else Severity(suggested),
+        )
+
+    def webhook_snapshot(self) -> dict[str, Any]:
+        """The `incident` object of the generic webhook contract (issue 5, item 6)."""
+        return {
+            "id": self.id,
+            "severity": self.severity.value,
+            "status": self.status.value,
+            "service": self.service,
+            "slos": list(self.slo_ids),
+            "opened_at": iso(self.opened_at),
+            "summary": self.summary,
+            "runbook_url": self.runbook_url,
+            "dashboard_url": self.dashboard_url,
+            "acknowledged_at": iso(self.acknowledged_at),
+            "acknowledged_by": self.acknowledged_by,
+            "commander": self.commander,
+            "resolved_at": iso(self.resolved_at),
+            "escalation_level": self.escalation_level,
+            "related_services": list(self.related_services),
+            "flapping": self.flapping,
+            "fingerprints": list(self.fingerprints),
+            "customer_notice": self.customer_notice,
+        }
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message for one receiver, as queued in the outbox.
+
+    `id` is deterministic (`{incident_id}:{event}:{receiver}:{seq}`), so re-applying the same
+    decision after a crash inserts nothing new. `dedup_key` is the incident id: PagerDuty and
+    Alertmanager fold repeated deliveries into one alert at the receiver.
+
+    `kind` is "incident" for ordinary notifications and "summary" for the one message a
+    receiver gets when its rate limit trips (its `incident` dict then describes the summary:
+    id "rate-limit", the most severe suppressed severity, `suppressed` ids).
+    """
+
+    id: str
+    receiver: str
+    event: NotificationEvent
+    dedup_key: str
+    incident: dict[str, Any]
+    created_at: float
+    message: str
+    title: str
+    kind: Literal["incident", "summary"] = "incident"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "receiver": self.receiver,
+            "event": self.event,
+            "dedup_key": self.dedup_key,
+            "incident": self.incident,
+            "created_at": self.created_at,
+            "message": self.message,
+            "title": self.title,
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Notification:
+        return cls(
+            id=obj["id"],
+            receiver=obj["receiver"],
+            event=obj["event"],
+            dedup_key=obj["dedup_key"],
+            incident=dict(obj["incident"]),
+            created_at=float(obj["created_at"]),
+            message=obj["message"],
+            title=obj["title"],
+            kind=obj.get("kind", "incident"),
+        )
+
+    def webhook_body(self) -> dict[str, Any]:
+        """The documented generic webhook JSON body."""
+        return {"event": self.event, "dedup_key": self.dedup_key, "incident": self.incident}
