@@ -217,8 +217,16 @@ class AlertingSpec(Strict):
     runbook_url: str | None = None
     burn_rates: list[BurnRateRuleSpec] | None = None
     low_traffic: LowTrafficSpec = Field(default_factory=LowTrafficSpec)
+    # Alert name for this SLO's burn-rate alerts (Sloth's `alerting.name`); None = generator default.
+    name: str | None = Field(default=None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    # Extra labels/annotations on one severity only, e.g. routing pages to a pager channel
+    # (Sloth's page_alert/ticket_alert). Merged over `labels`/`annotations`.
+    page_labels: dict[str, str] = Field(default_factory=dict)
+    page_annotations: dict[str, str] = Field(default_factory=dict)
+    ticket_labels: dict[str, str] = Field(default_factory=dict)
+    ticket_annotations: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("labels")
+    @field_validator("labels", "page_labels", "ticket_labels")
     @classmethod
     def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
