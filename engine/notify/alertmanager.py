@@ -1,0 +1,233 @@
+"""Alertmanager API v2: incidents become alerts that Alertmanager routes, groups and silences.
+
+Alertmanager forgets an alert once its `endsAt` passes, so a client must keep re-posting
+firing alerts — Prometheus does so every evaluation with endsAt = now + 4 × its resend
+interval, which survives three lost posts. `sync()` keeps that contract for every open
+incident; the daemon calls it each cycle. A resolved incident is posted once more with
+endsAt ≤ now, which Alertmanager treats as resolved immediately.
+
+One alert per (incident, SLO). Its identity is its label set, so when an incident's
+severity label changes the previous label set is resolved explicitly instead of being left
+to linger until its endsAt. That memory is per process: after a restart an orphaned label
+set simply expires within 4 × resend_interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from engine.notify.base import AlertmanagerConfig, Clock, PermanentDeliveryError, headline, iso8601
+from engine.notify.http import encode_json, post_json
+
+if TYPE_CHECKING:
+    from engine.incidents.model import Incident, Notification
+
+ALERTNAME = "SLOEngineIncident"
+_EVENTS = frozenset({"triggered", "escalated", "updated", "acknowledged", "resolved"})
+_LabelKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    firing: int
+    resolved: int
+    posted: bool
+
+
+def _snapshot(incident: Incident | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(incident, Mapping):
+        return incident
+    return incident.webhook_snapshot()
+
+
+def _key(labels: Mapping[str, str]) -> _LabelKey:
+    return tuple(sorted(labels.items()))
+
+
+class AlertmanagerNotifier:
+    def __init__(self, name: str, config: AlertmanagerConfig, *, clock: Clock = time.time) -> None:
+        self.name = name
+        self.config = config
+        self._clock = clock
+        self._endpoint = config.url.rstrip("/") + "/api/v2/alerts"
+        self._lock = threading.Lock()
+        # incident id → label sets last posted as firing (see module docstring).
+        self._active: dict[str, dict[_LabelKey, dict[str, Any]]] = {}
+        self._last_sync_post: float | None = None
+
+    # -- alert construction -------------------------------------------------------------
+
+    def labels_for(self, incident: Mapping[str, Any]) -> list[dict[str, str]]:
+        base = {
+            **self.config.labels,
+            "alertname": ALERTNAME,
+            "incident": str(incident["id"]),
+            "service": str(incident.get("service") or ""),
+            "severity": str(incident.get("severity") or ""),
+        }
+        slos = [str(s) for s in incident.get("slos") or []]
+        if not slos:
+            return [base]
+        return [{**base, "slo": slo} for slo in slos]
+
+    def _annotations(
+        self, incident: Mapping[str, Any], summary: str, message: str | None
+    ) -> dict[str, str]:
+        annotations = {
+            "summary": summary,
+            "description": message or str(incident.get("summary") or ""),
+            "runbook_url": incident.get("runbook_url"),
+            "dashboard_url": incident.get("dashboard_url"),
+            "incident_status": incident.get("status"),
+            "acknowledged_by": incident.get("acknowledged_by"),
+            "escalation_level": incident.get("escalation_level"),
+        }
+        return {k: str(v) for k, v in annotations.items() if v not in (None, "")}
+
+    def _alert(
+        self,
+        labels: dict[str, str],
+        incident: Mapping[str, Any],
+        annotations: dict[str, str],
+        ends_at: float,
+    ) -> dict[str, Any]:
+        alert: dict[str, Any] = {
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": iso8601(incident.get("opened_at")),
+            "endsAt": iso8601(ends_at),
+        }
+        generator = incident.get("dashboard_url") or self.config.external_url
+        if generator:
+            alert["generatorURL"] = generator
+        if alert["startsAt"] is None:
+            del alert["startsAt"]
+        return alert
+
+    def _firing_until(self, now: float) -> float:
+        return now + 4 * self.config.resend_interval.seconds
+
+    def _post(self, alerts: list[dict[str, Any]]) -> None:
+        post_json(
+            self._endpoint,
+            encode_json(alerts),
+            timeout=self.config.timeout_seconds,
+            what=f"Alertmanager receiver {self.name!r}",
+        )
+
+    # -- outbox delivery ----------------------------------------------------------------
+
+    def send(self, notification: Notification) -> None:
+        now = self._clock()
+        incident = notification.incident
+        annotations = self._annotations(incident, headline(notification), notification.message)
+        if notification.kind != "incident":
+            # A rate-limit summary is informational: post it once and let it expire.
+            labels = {
+                **self.config.labels,
+                "alertname": "SLOEngineNotificationsSuppressed",
+                "receiver": notification.receiver,
+            }
+            self._post([self._alert(labels, incident, annotations, self._firing_until(now))])
+            return
+        if notification.event not in _EVENTS:
+            raise PermanentDeliveryError(f"unknown notification event {notification.event!r}")
+        incident_id = str(incident.get("id") or notification.dedup_key)
+        with self._lock:
+            previous = dict(self._active.get(incident_id, {}))
+        if notification.event == "resolved":
+            ends_at = min(now, _epoch(incident.get("resolved_at")) or now)
+            alerts = [_ended(alert, ends_at) for alert in previous.values()]
+            alerts += [
+                self._alert(labels, incident, annotations, ends_at)
+                for labels in self.labels_for(incident)
+                if _key(labels) not in previous
+            ]
+            self._post(alerts)
+            with self._lock:
+                self._active.pop(incident_id, None)
+            return
+        current = self._firing(incident, annotations, now)
+        alerts = list(current.values())
+        alerts += [_ended(alert, now) for key, alert in previous.items() if key not in current]
+        self._post(alerts)
+        with self._lock:
+            self._active[incident_id] = current
+
+    def _firing(
+        self, incident: Mapping[str, Any], annotations: dict[str, str], now: float
+    ) -> dict[_LabelKey, dict[str, Any]]:
+        until = self._firing_until(now)
+        return {
+            _key(labels): self._alert(labels, incident, annotations, until)
+            for labels in self.labels_for(incident)
+        }
+
+    # -- periodic re-send -----------------------------------------------------------------
+
+    def sync(
+        self, open_incidents: Iterable[Incident | Mapping[str, Any]], now: float
+    ) -> SyncResult:
+        """Re-post every open incident as firing and resolve what is no longer open.
+
+        Posts when the set of alerts changed or `resend_interval` has passed since the last
+        post, so calling it every daemon cycle is cheap. Raises a DeliveryError when
+        Alertmanager is unreachable; the next call simply tries again.
+        """
+        current: dict[str, dict[_LabelKey, dict[str, Any]]] = {}
+        for incident in map(_snapshot, open_incidents):
+            if incident.get("status") == "resolved":
+                continue
+            annotations = self._annotations(incident, _headline(incident), None)
+            current[str(incident["id"])] = self._firing(incident, annotations, now)
+        with self._lock:
+            previous = {k: dict(v) for k, v in self._active.items()}
+            last = self._last_sync_post
+        ended = [
+            _ended(alert, now)
+            for incident_id, alerts in previous.items()
+            for key, alert in alerts.items()
+            if key not in current.get(incident_id, {})
+        ]
+        firing = [alert for alerts in current.values() for alert in alerts.values()]
+        changed = bool(ended) or any(
+            set(alerts) != set(previous.get(incident_id, {}))
+            for incident_id, alerts in current.items()
+        )
+        due = last is None or now - last >= self.config.resend_interval.seconds
+        if not (changed or (due and firing)):
+            return SyncResult(firing=0, resolved=0, posted=False)
+        self._post(firing + ended)
+        with self._lock:
+            self._active = current
+            self._last_sync_post = now
+        return SyncResult(firing=len(firing), resolved=len(ended), posted=True)
+
+    def __repr__(self) -> str:
+        return f"AlertmanagerNotifier(name={self.name!r}, url={self.config.url!r})"
+
+
+def _ended(alert: dict[str, Any], at: float) -> dict[str, Any]:
+    return {**alert, "endsAt": iso8601(at)}
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _headline(incident: Mapping[str, Any]) -> str:
+    head = f"[{incident.get('severity')}] {incident.get('id')} {incident.get('service')}"
+    summary = incident.get("summary")
+    return f"{head}: {summary}" if summary else head

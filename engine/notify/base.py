@@ -1,0 +1,302 @@
+"""What every notifier shares: the send contract, its two kinds of failure, receiver
+configuration, and secrets that come only from files.
+
+A notifier turns one `Notification` into one request to one receiver. It does not retry:
+the outbox deliverer decides when to try again, from the error class raised here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from engine.spec.durations import Duration
+from engine.spec.models import DurationField
+
+if TYPE_CHECKING:
+    from engine.incidents.model import Notification
+
+Clock = Callable[[], float]
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """A notification was not accepted by its receiver. The message never holds a secret."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryableDeliveryError(DeliveryError):
+    """Worth trying again later: 5xx, 408, 429, timeouts, connection failures."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        # Seconds the receiver asked us to wait (Retry-After); the backoff never waits less.
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot help (400/401/403/404…, invalid configuration): dead-letter it."""
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    def send(self, notification: Notification) -> None:
+        """Deliver or raise RetryableDeliveryError / PermanentDeliveryError."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------
+# Secrets
+
+
+class ConfigError(ValueError):
+    """A receiver cannot be built from its configuration; says what to fix."""
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in `text` by "***" (error bodies sometimes echo input)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class Secret:
+    """A credential read from a file. Its repr/str never show the value; `reveal()` does.
+
+    The file is re-read on every `reveal()` so that a rotated key (e.g. a re-mounted
+    Kubernetes secret) is picked up without a restart.
+    """
+
+    __slots__ = ("_path", "_what")
+
+    def __init__(self, path: Path, what: str) -> None:
+        self._path = path
+        self._what = what
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def reveal(self) -> str:
+        try:
+            value = self._path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{self._what}: secret file {self._path} does not exist — create it with "
+                "the credential on a single line (mode 0600)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"{self._what}: secret file {self._path} is unreadable ({exc.strerror})"
+            ) from None
+        if not value:
+            raise ConfigError(f"{self._what}: secret file {self._path} is empty")
+        if "\n" in value:
+            raise ConfigError(
+                f"{self._what}: secret file {self._path} has several lines; put only the "
+                "credential in it"
+            )
+        return value
+
+    def world_readable(self) -> bool:
+        try:
+            return bool(os.stat(self._path).st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+        except OSError:
+            return False
+
+    def __repr__(self) -> str:
+        return f"Secret(path={str(self._path)!r}, value=***)"
+
+    __str__ = __repr__
+
+
+# ---------------------------------------------------------------------------------------
+# Receiver configuration (YAML: `receivers: {name: {type: ..., ...}}`)
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL — write e.g. https://host/path")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+
+
+class _ReceiverConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Per request; a receiver slower than this is treated like one that is down.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+
+class Link(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    href: HttpUrlText
+    text: str
+
+
+class PagerDutyConfig(_ReceiverConfig):
+    type: Literal["pagerduty"]
+    routing_key_file: Path
+    url: HttpUrlText = "https://events.pagerduty.com/v2/enqueue"
+    # Shown by PagerDuty as the affected system; the incident's service is the component.
+    source: str = "slo-engine"
+    # Static links added after the incident's runbook and dashboard links.
+    links: tuple[Link, ...] = ()
+
+
+class AlertmanagerConfig(_ReceiverConfig):
+    type: Literal["alertmanager"]
+    url: HttpUrlText
+    # How often firing alerts are re-posted; each post is valid for 4 × this interval,
+    # the same contract Prometheus keeps with Alertmanager.
+    resend_interval: DurationField = Field(default_factory=lambda: Duration.parse("1m"))
+    # Extra labels on every alert (e.g. env: prod) for Alertmanager routing.
+    labels: dict[str, str] = Field(default_factory=dict)
+    # Where "source" links in Alertmanager point when an incident has no dashboard.
+    external_url: HttpUrlText | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+                raise ValueError(f"label name {name!r} is not a valid Prometheus label name")
+        return value
+
+
+class SlackConfig(_ReceiverConfig):
+    type: Literal["slack"]
+    # The incoming-webhook URL carries its own token, so it is a secret too.
+    webhook_url_file: Path
+
+
+_SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+class WebhookConfig(_ReceiverConfig):
+    type: Literal["webhook"]
+    url: HttpUrlText
+    # Non-secret headers only; credentials go through header_files.
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Header name → file holding its value, e.g. {Authorization: /run/secrets/hook-auth}.
+    header_files: dict[str, Path] = Field(default_factory=dict)
+    # When set, X-SLO-Engine-Signature: sha256=<hex HMAC-SHA256 of the raw body>.
+    secret_file: Path | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _no_inline_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in _SENSITIVE_HEADERS:
+                raise ValueError(
+                    f"header {name!r} carries a credential: move it to header_files "
+                    f"({name}: /path/to/file) so the value never sits in the config"
+                )
+        return value
+
+
+ReceiverConfig = Annotated[
+    PagerDutyConfig | AlertmanagerConfig | SlackConfig | WebhookConfig,
+    Field(discriminator="type"),
+]
+_RECEIVERS = TypeAdapter(dict[str, ReceiverConfig])
+
+
+def parse_receivers(data: Mapping[str, Any]) -> dict[str, ReceiverConfig]:
+    """Validate the `receivers:` mapping of the daemon config (name → settings)."""
+    return _RECEIVERS.validate_python(dict(data))
+
+
+def build_notifiers(
+    configs: Mapping[str, ReceiverConfig | Mapping[str, Any]],
+    *,
+    base_dir: Path | None = None,
+    clock: Clock | None = None,
+) -> dict[str, Notifier]:
+    """One notifier per named receiver. Relative secret paths resolve against `base_dir`
+    (the config file's directory). Every secret file is read once here so a missing or
+    empty file fails at start-up rather than at 3 a.m. on the first page."""
+    # Imported here because each notifier module imports this one.
+    from engine.notify.alertmanager import AlertmanagerNotifier
+    from engine.notify.pagerduty import PagerDutyNotifier
+    from engine.notify.slack import SlackNotifier
+    from engine.notify.webhook import WebhookNotifier
+
+    parsed = parse_receivers(configs)
+    base = base_dir or Path.cwd()
+
+    def secret(path: Path, name: str, field: str) -> Secret:
+        value = Secret(path if path.is_absolute() else base / path, f"receiver {name!r} {field}")
+        value.reveal()
+        if value.world_readable():
+            log.warning(
+                "receiver %r %s %s is readable by group/others; chmod 600 it",
+                name,
+                field,
+                value.path,
+            )
+        return value
+
+    notifiers: dict[str, Notifier] = {}
+    for name, config in parsed.items():
+        if isinstance(config, PagerDutyConfig):
+            notifiers[name] = PagerDutyNotifier(
+                name, config, secret(config.routing_key_file, name, "routing_key_file")
+            )
+        elif isinstance(config, AlertmanagerConfig):
+            notifiers[name] = AlertmanagerNotifier(name, config, clock=clock or time.time)
+        elif isinstance(config, SlackConfig):
+            notifiers[name] = SlackNotifier(
+                name, config, secret(config.webhook_url_file, name, "webhook_url_file")
+            )
+        else:
+            notifiers[name] = WebhookNotifier(
+                name,
+                config,
+                header_secrets={
+                    header: secret(path, name, f"header_files.{header}")
+                    for header, path in config.header_files.items()
+                },
+                signing_secret=(
+                    secret(config.secret_file, name, "secret_file") if config.secret_file else None
+                ),
+            )
+    return notifiers
+
+
+def iso8601(value: Any) -> str | None:
+    """RFC 3339 UTC text for an epoch-seconds number; text is passed through unchanged
+    (incident snapshots already hold RFC 3339 strings); None stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    moment = datetime.fromtimestamp(float(value), tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def headline(notification: Notification) -> str:
+    """One line naming the incident: the engine's rendered title, else built from the
+    snapshot as "[SEV2] INC-2025-0001 checkout: summary"."""
+    if notification.title:
+        return notification.title
+    incident = notification.incident
+    head = f"[{incident.get('severity')}] {incident.get('id')} {incident.get('service')}"
+    summary = incident.get("summary")
+    return f"{head}: {summary}" if summary else head

@@ -1,0 +1,208 @@
+"""The outbox worker: moves queued notifications to their receivers, at least once.
+
+The incident engine never talks to a receiver. It writes notifications into the outbox in
+the same transaction as the incident change; this worker delivers them afterwards. So a
+crash can cost a delay or a duplicate delivery, never a lost page:
+
+- crash before the send → the row is still pending and goes out after restart;
+- crash after the send but before `mark_sent` → it is sent again with the same
+  notification id (Idempotency-Key) and the same dedup_key (= incident id), which
+  PagerDuty, Alertmanager and well-behaved webhook receivers fold into what they have.
+
+Within one (receiver, dedup_key) the order matters — a `resolve` overtaking its
+`trigger` would re-open the page — so once an item of a pair fails or is held back, later
+items of that pair wait for a later run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from engine.notify.base import Clock, Notifier, PermanentDeliveryError, RetryableDeliveryError
+from engine.notify.retry import Backoff, CircuitBreaker
+from engine.store.base import Outbox, OutboxItem
+
+log = logging.getLogger(__name__)
+
+# Ids of items this process already delivered, remembered to refuse a second send even if a
+# store hands one back (e.g. a mark_sent that failed to commit). Bounded: the store's
+# `sent` state is the durable record; this is the in-process safety net.
+_RECENTLY_SENT = 10_000
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retrying: int = 0  # failed, rescheduled
+    dead: int = 0  # failed for good (permanent error, retries exhausted, unknown receiver)
+    deferred: int = 0  # not attempted: breaker open or an earlier item of the incident pending
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (item id, receiver, error)
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.retrying + self.dead
+
+    def add(self, other: DeliveryReport) -> None:
+        self.sent += other.sent
+        self.retrying += other.retrying
+        self.dead += other.dead
+        self.deferred += other.deferred
+        self.errors.extend(other.errors)
+
+
+class Deliverer:
+    """Delivers due outbox items; one Deliverer per store (not safe across replicas)."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        notifiers: Mapping[str, Notifier],
+        clock: Clock = time.time,
+        backoff: Backoff | None = None,
+        breakers: Mapping[str, CircuitBreaker] | None = None,
+        *,
+        batch_size: int = 100,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 60.0,
+    ) -> None:
+        self.outbox = outbox
+        self.notifiers = dict(notifiers)
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self.breakers: dict[str, CircuitBreaker] = dict(breakers or {})
+        for name in self.notifiers:
+            self.breakers.setdefault(
+                name, CircuitBreaker(breaker_threshold, breaker_cooldown, clock=clock)
+            )
+        self.batch_size = batch_size
+        self._recent: deque[str] = deque(maxlen=_RECENTLY_SENT)
+        self._recent_set: set[str] = set()
+
+    def _remember_sent(self, item_id: str) -> None:
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_set.discard(self._recent[0])
+        self._recent.append(item_id)
+        self._recent_set.add(item_id)
+
+    def run_once(
+        self, now: float | None = None, *, deadline: float | None = None
+    ) -> DeliveryReport:
+        """Try every due item once. Returns what happened; never raises for a receiver."""
+        now = self.clock() if now is None else now
+        report = DeliveryReport()
+        held: set[tuple[str, str]] = set()
+        for item in self.outbox.due(now, self.batch_size):
+            if deadline is not None and self.clock() >= deadline:
+                break
+            pair = (item.receiver, item.notification.dedup_key)
+            if item.id in self._recent_set:
+                # Delivered by this process already; only the bookkeeping is missing.
+                self.outbox.mark_sent(item.id, now)
+                continue
+            if pair in held:
+                report.deferred += 1
+                continue
+            self._deliver(item, now, report, held, pair)
+        return report
+
+    def _deliver(
+        self,
+        item: OutboxItem,
+        now: float,
+        report: DeliveryReport,
+        held: set[tuple[str, str]],
+        pair: tuple[str, str],
+    ) -> None:
+        notifier = self.notifiers.get(item.receiver)
+        if notifier is None:
+            error = f"no receiver named {item.receiver!r} is configured"
+            self._dead(item, now, error, report)
+            return
+        breaker = self.breakers[item.receiver]
+        if not breaker.allow():
+            held.add(pair)
+            report.deferred += 1
+            return
+        try:
+            notifier.send(item.notification)
+        except RetryableDeliveryError as exc:
+            breaker.record_failure()
+            held.add(pair)
+            self._retry(item, now, str(exc), exc.retry_after, report)
+        except PermanentDeliveryError as exc:
+            # The receiver answered, so it is up: this says nothing against the breaker.
+            breaker.record_success()
+            self._dead(item, now, str(exc), report)
+        except Exception as exc:
+            # A bug in a notifier, not a receiver verdict. Keep the item and retry; log the
+            # type only, since the message of an unknown exception may quote a secret.
+            breaker.record_failure()
+            held.add(pair)
+            log.error("notifier %r crashed on %s: %s", item.receiver, item.id, type(exc).__name__)
+            self._retry(item, now, f"internal error: {type(exc).__name__}", None, report)
+        else:
+            self.outbox.mark_sent(item.id, now)
+            self._remember_sent(item.id)
+            breaker.record_success()
+            report.sent += 1
+            log.info(
+                "delivered %s (%s %s) to %r after %d attempt(s)",
+                item.id,
+                item.notification.event,
+                item.notification.dedup_key,
+                item.receiver,
+                item.attempts + 1,
+            )
+
+    def _retry(
+        self,
+        item: OutboxItem,
+        now: float,
+        error: str,
+        retry_after: float | None,
+        report: DeliveryReport,
+    ) -> None:
+        attempts = item.attempts + 1
+        next_at = self.backoff.next_attempt_at(attempts, now, item.created_at, retry_after)
+        self.outbox.mark_failed(item.id, now, next_at, error)
+        report.errors.append((item.id, item.receiver, error))
+        if next_at is None:
+            report.dead += 1
+            log.error(
+                "giving up on %s to %r after %d attempt(s): %s",
+                item.id,
+                item.receiver,
+                attempts,
+                error,
+            )
+        else:
+            report.retrying += 1
+            log.warning(
+                "delivery of %s to %r failed (attempt %d), retrying in %.1fs: %s",
+                item.id,
+                item.receiver,
+                attempts,
+                next_at - now,
+                error,
+            )
+
+    def _dead(self, item: OutboxItem, now: float, error: str, report: DeliveryReport) -> None:
+        self.outbox.mark_failed(item.id, now, None, error)
+        report.dead += 1
+        report.errors.append((item.id, item.receiver, error))
+        log.error("dead-lettered %s to %r: %s", item.id, item.receiver, error)
+
+    def flush(self, deadline: float) -> DeliveryReport:
+        """Deliver what is due until nothing is left to try or `deadline` (clock time)
+        passes; for shutdown. Items waiting on backoff stay queued for the next start."""
+        total = DeliveryReport()
+        while self.clock() < deadline:
+            report = self.run_once(deadline=deadline)
+            total.add(report)
+            if report.attempted == 0:
+                break
+        return total

@@ -1,0 +1,132 @@
+"""One JSON POST to a receiver, with its outcome classified for the retry policy.
+
+Built on `urllib.request` on purpose: unlike requests/urllib3 it never logs the request
+line, and a Slack webhook URL *is* a credential. Proxy environment variables
+(`HTTPS_PROXY`, `NO_PROXY`) are honoured as usual.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.notify.base import PermanentDeliveryError, RetryableDeliveryError, redact
+
+USER_AGENT = "slo-engine-notifier/1"
+
+# 408 is the server saying *it* timed out waiting for us: as transient as our own timeout.
+_RETRYABLE_4XX = frozenset({408, 429})
+_RESPONSE_EXCERPT = 300
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirected POST loses its body in urllib; a receiver URL that redirects is a
+    configuration error the operator must fix, not something to follow silently."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+def encode_json(payload: Any) -> bytes:
+    """Compact, key-stable JSON so that an HMAC signature covers exactly the bytes sent."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, sort_keys=False).encode(
+        "utf-8"
+    )
+
+
+def parse_retry_after(value: str | None, response_date: str | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: either delta-seconds or an HTTP-date.
+
+    An HTTP-date is measured against the response's own Date header so that clock skew
+    between us and the receiver does not matter; without a Date header it is ignored.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        sent = email.utils.parsedate_to_datetime(response_date) if response_date else None
+    except (TypeError, ValueError):
+        return None
+    if sent is None:
+        return None
+    return max(0.0, (when - sent).total_seconds())
+
+
+def post_json(
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float,
+    secrets: Iterable[str] = (),
+    what: str = "receiver",
+) -> HttpResponse:
+    """POST `body` and return a 2xx response, or raise a classified delivery error.
+
+    `secrets` are scrubbed from every error message (they end up in logs and in the
+    outbox's last_error column). `what` names the receiver in messages without the URL,
+    which may itself be a secret.
+    """
+    secrets = tuple(secrets)
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("User-Agent", USER_AGENT)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return HttpResponse(response.status, dict(response.headers.items()), response.read())
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        response_headers = dict(exc.headers.items()) if exc.headers else {}
+        try:
+            excerpt = exc.read()[:_RESPONSE_EXCERPT].decode("utf-8", "replace")
+        except OSError:
+            excerpt = ""
+        message = redact(f"{what} answered HTTP {status}: {excerpt}".strip(), secrets)
+        if status >= 500 or status in _RETRYABLE_4XX:
+            retry_after = parse_retry_after(
+                response_headers.get("Retry-After"), response_headers.get("Date")
+            )
+            raise RetryableDeliveryError(message, status=status, retry_after=retry_after) from None
+        raise PermanentDeliveryError(message, status=status) from None
+    except TimeoutError:
+        raise RetryableDeliveryError(f"{what} timed out after {timeout:g}s") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, TimeoutError | socket.timeout):
+            raise RetryableDeliveryError(f"{what} timed out after {timeout:g}s") from None
+        if isinstance(reason, OSError):
+            # Connection refused / reset / DNS failure: the receiver may come back.
+            detail = redact(f"{type(reason).__name__}: {reason.strerror or reason}", secrets)
+            raise RetryableDeliveryError(f"{what} unreachable ({detail})") from None
+        # Unknown URL scheme and the like: retrying will not fix the configuration.
+        raise PermanentDeliveryError(redact(f"{what} request invalid: {reason}", secrets)) from None
+    except (ConnectionError, OSError) as exc:
+        detail = redact(f"{type(exc).__name__}: {exc}", secrets)
+        raise RetryableDeliveryError(f"{what} connection failed ({detail})") from None
+    except ValueError as exc:
+        # urllib raises ValueError for malformed URLs ("unknown url type").
+        raise PermanentDeliveryError(redact(f"{what} URL is invalid: {exc}", secrets)) from None
