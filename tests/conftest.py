@@ -1,0 +1,52 @@
+"""Shared fixtures. Keep additions small and additive: several areas use this file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
+from engine.testing.localprom import free_port as _free_port
+from engine.testing.scenario import Scenario, write_openmetrics
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (`engine.testing.localprom.free_port`)."""
+    return _free_port()
+
+
+PrometheusFactory = Callable[..., LocalPrometheus]
+
+
+@pytest.fixture
+def prometheus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusFactory]:
+    """Factory: `prometheus_for(scenario_or_openmetrics_path, rule_files=(), **kwargs)`.
+
+    Backfills the data into a fresh TSDB directory, starts a real Prometheus on a free
+    loopback port (kwargs go to `LocalPrometheus`), and stops every server it started when
+    the test ends. Skips the test when prometheus or promtool is not installed.
+    """
+    started: list[LocalPrometheus] = []
+
+    def factory(
+        source: Scenario | str | Path,
+        rule_files: Sequence[str | Path] = (),
+        **kwargs: object,
+    ) -> LocalPrometheus:
+        reason = skip_reason()
+        if reason:
+            pytest.skip(reason)
+        workdir = tmp_path_factory.mktemp("prometheus")
+        if isinstance(source, Scenario):
+            source = write_openmetrics(source, workdir / "backfill.om")
+        tsdb = backfill(source, workdir / "tsdb")
+        server = LocalPrometheus(tsdb, rule_files=rule_files, **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        server.cleanup()
