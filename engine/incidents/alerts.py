@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.burn.result import SLOEvaluation
+from engine.spec.models import SLO
 
 AlertSeverity = Literal["page", "ticket", "anomaly"]
 
@@ -59,6 +60,9 @@ class Alert:
     short_window: str | None = None
     runbook_url: str | None = None
     dashboard_url: str | None = None
+    # Anomaly alerts only: active for at least the service's `anomaly.sustained` time
+    # (raises a critical service's anomaly from SEV4 to SEV3; see classify.py).
+    sustained: bool = False
     fingerprint: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -148,3 +152,53 @@ def alerts_from_evaluation(
 
 def alerts_from_evaluations(evaluations: Iterable[SLOEvaluation]) -> list[Alert]:
     return [alert for ev in evaluations for alert in alerts_from_evaluation(ev)]
+
+
+ANOMALY_ALERT_NAME = "SLOAnomaly"
+
+
+def anomaly_alert(
+    slo: SLO,
+    signal: str,
+    starts_at: float,
+    score: float | None,
+    sustained: bool,
+    dashboard_url: str | None = None,
+) -> Alert:
+    """An active anomaly of one signal (traffic, errors, latency) derived from `slo`.
+
+    The signal is part of the labels, so a traffic drop and an error spike on the same SLO
+    are two alerts (two fingerprints) that still join the service's one incident.
+    """
+    labels = {
+        **slo.labels,
+        "alertname": ANOMALY_ALERT_NAME,
+        "service": slo.service,
+        "slo": slo.name,
+        "severity": "anomaly",
+        "signal": signal,
+        "tier": slo.tier.value,
+    }
+    side = "below" if signal == "traffic" else "above"
+    score_text = "" if score is None else f" (robust z {score:.1f})"
+    annotations = {
+        **slo.alerting.annotations,
+        "summary": f"{slo.id}: {signal} {side} its seasonal norm{score_text}",
+        "description": f"{signal} of {slo.description or slo.id} is anomalous for this time of "
+        "the week; burn-rate alerts may not see it (e.g. traffic that never arrives).",
+    }
+    if slo.alerting.runbook_url:
+        annotations["runbook_url"] = slo.alerting.runbook_url
+    return Alert(
+        labels=labels,
+        severity="anomaly",
+        slo_id=slo.id,
+        service=slo.service,
+        starts_at=starts_at,
+        annotations=annotations,
+        tier=slo.tier.value,
+        depends_on=slo.depends_on,
+        runbook_url=slo.alerting.runbook_url,
+        dashboard_url=dashboard_url,
+        sustained=sustained,
+    )
