@@ -1,0 +1,402 @@
+"""Per-step event rates from a Prometheus server over its HTTP API, batched.
+
+One cycle's cost must not grow with the number of SLOs times windows, so this adapter asks
+for per-step *rates* only (windows are summed later, in numpy) and packs many SLOs into one
+PromQL expression:
+
+    label_replace(sum(<bad rate of SLO 0>), "__slo_id", "b0", "", "")
+    or label_replace(sum(<total rate of SLO 0>), "__slo_id", "t0", "", "")
+    or ...
+
+`sum()` makes a multi-series user expression one series; the injected label says which
+SLO (and which side of the ratio) each result series belongs to. Long ranges are chunked so
+no request returns more than `max_points` points per series (Prometheus refuses > 11,000).
+
+Failure semantics, because a failed query must never look like a healthy or dead service:
+- 5xx, 429, timeouts and connection errors are retried with exponential backoff + jitter.
+- 400/422 (a PromQL parse or execution error) are not retried: the batch is bisected until
+  the offending SLOs are isolated; only those get an entry in `errors`, the rest get data.
+- An SLO absent from the result has no data: its row stays NaN, never 0.
+- When nothing could be fetched at all (refused connection, retries exhausted everywhere,
+  authentication rejected), `fetch` raises `SourceUnavailable`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from engine.sli import bad_rate, total_rate
+from engine.source.base import SourceUnavailable, StepRates
+from engine.spec.durations import Duration
+from engine.spec.models import SLO
+
+log = logging.getLogger(__name__)
+
+# Label injected into every batched result series; the double underscore keeps it clear of
+# any label a user expression could produce.
+SLO_LABEL = "__slo_id"
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Prometheus answers 400 (bad_data: parse errors) and 422 (execution errors such as
+# many-to-many matching): the query is wrong, asking again gives the same answer.
+_PROMQL_ERROR_STATUS = frozenset({400, 422})
+_STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One expression to fetch: the bad or total rate of the SLO in row `row`."""
+
+    row: int
+    side: str  # "b" (bad) or "t" (total)
+    expr: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.side}{self.row}"
+
+
+class _PromQLError(Exception):
+    """Prometheus rejected the query (HTTP 400/422)."""
+
+
+class _Unreachable(Exception):
+    """The request failed after every retry (or cannot succeed: auth, TLS)."""
+
+    def __init__(self, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        # Fatal: the server refused us outright, so no other request will fare better.
+        self.fatal = fatal
+
+
+def _read_secret(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        # Name the file, never its content.
+        raise SourceUnavailable(f"cannot read {what} file {path}: {exc.strerror}") from None
+
+
+def _seconds_param(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _error_text(status: int, body: str) -> str:
+    """Prometheus' own error message when the body is its JSON envelope."""
+    try:
+        payload = json.loads(body)
+        return f"{payload.get('errorType', 'error')}: {payload['error']}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"HTTP {status}: {body[:300]}"
+
+
+def _parse_client_error(exc: PrometheusApiClientException) -> tuple[int, str]:
+    """prometheus-api-client reports failures as 'HTTP Status Code N (b'<body>')'."""
+    match = _STATUS_RE.match(str(exc))
+    if match is None:
+        return 0, str(exc)
+    status = int(match.group(1))
+    raw = match.group(2)
+    try:
+        body = ast.literal_eval(raw)
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    except (ValueError, SyntaxError):
+        text = raw
+    return status, _error_text(status, text)
+
+
+def batch_expression(items: Sequence[_Item]) -> str:
+    # Newlines around the user's expression so a trailing `# comment` cannot swallow `)`.
+    return " or ".join(
+        f'label_replace(sum(\n{item.expr}\n), "{SLO_LABEL}", "{item.tag}", "", "")'
+        for item in items
+    )
+
+
+class PrometheusSource:
+    """`EventSource` over the Prometheus HTTP API (prometheus-api-client underneath)."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10,
+        retries: int = 3,
+        bearer_token_file: str | None = None,
+        basic_auth_user: str | None = None,
+        basic_auth_password_file: str | None = None,
+        ca_bundle: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        batch_size: int = 100,
+        max_points: int = 11000,
+        concurrency: int = 4,
+        max_query_chars: int = 200_000,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if basic_auth_password_file is not None and basic_auth_user is None:
+            raise ValueError("basic_auth_password_file needs basic_auth_user")
+        if client_key is not None and client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.batch_size = batch_size
+        self.max_points = max_points
+        self.concurrency = concurrency
+        self.max_query_chars = max_query_chars
+        self.backoff = backoff
+        self._sleep = sleep
+        self._bearer_token_file = bearer_token_file
+        self._basic_auth_user = basic_auth_user
+        self._basic_auth_password_file = basic_auth_password_file
+        # HTTP requests sent, retries included: what the benchmark reports per cycle.
+        self.http_requests = 0
+        self._lock = threading.Lock()
+
+        session = requests.Session()
+        session.verify = ca_bundle if ca_bundle is not None else True
+        if client_cert is not None:
+            session.cert = (client_cert, client_key) if client_key else client_cert
+        # Retries are ours (with jitter, and never on 400/422); the client's must stay off.
+        no_retry = Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
+        self._client = PrometheusConnect(
+            url=self.url, retry=no_retry, session=session, timeout=timeout
+        )
+        self._auth_loaded_at = -math.inf
+
+    # -- auth ---------------------------------------------------------------------------
+
+    def _refresh_auth(self) -> None:
+        """Re-read secrets once per fetch: mounted tokens rotate under long-running daemons."""
+        headers: dict[str, str] = {}
+        token = _read_secret(self._bearer_token_file, "bearer token")
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client.headers = headers or None
+        password = _read_secret(self._basic_auth_password_file, "basic auth password")
+        if self._basic_auth_user is not None:
+            self._client.auth = (self._basic_auth_user, password or "")
+
+    # -- one HTTP request, retried ---------------------------------------------------------
+
+    def _count(self) -> None:
+        with self._lock:
+            self.http_requests += 1
+
+    def _query_range(self, query: str, start: float, end: float, step: Duration) -> list[dict]:
+        params = {
+            # Explicit, unrounded times: the client would round start/end to whole seconds.
+            "start": _seconds_param(start),
+            "end": _seconds_param(end),
+            "step": format(step.decimal_seconds.normalize(), "f"),
+            # Let Prometheus abandon the query when we stop waiting for it.
+            "timeout": f"{self.timeout}s",
+        }
+        when = datetime.fromtimestamp(start, UTC)
+        return self._with_retries(
+            lambda: self._client.custom_query_range(
+                query, start_time=when, end_time=when, step=params["step"], params=params
+            )
+        )
+
+    def query_instant(self, query: str, at: float) -> list[dict]:
+        """One instant query at an explicit time (used by the naive baseline and tests)."""
+        params = {"time": _seconds_param(at), "timeout": f"{self.timeout}s"}
+        return self._with_retries(lambda: self._client.custom_query(query, params=params))
+
+    def _with_retries(self, call: Callable[[], list[dict]]) -> list[dict]:
+        last = ""
+        refused = False
+        for attempt in range(self.retries + 1):
+            if attempt:
+                # Exponential backoff with full jitter, so many clients do not retry in step.
+                self._sleep(random.uniform(0, self.backoff * 2 ** (attempt - 1)))
+            self._count()
+            try:
+                return call()
+            except PrometheusApiClientException as exc:
+                status, message = _parse_client_error(exc)
+                if status in _PROMQL_ERROR_STATUS:
+                    raise _PromQLError(message) from None
+                if status in (401, 403):
+                    raise _Unreachable(
+                        f"Prometheus refused the credentials (HTTP {status}): {message}",
+                        fatal=True,
+                    ) from None
+                if status not in _RETRYABLE_STATUS:
+                    raise _Unreachable(f"HTTP {status}: {message}", fatal=True) from None
+                last, refused = message, False
+            except requests.exceptions.SSLError as exc:
+                raise _Unreachable(f"TLS error talking to {self.url}: {exc}", fatal=True) from None
+            except requests.exceptions.Timeout:
+                last, refused = f"timed out after {self.timeout}s", False
+            except requests.exceptions.ConnectionError as exc:
+                last, refused = f"cannot connect to {self.url}: {type(exc).__name__}", True
+            except (ValueError, KeyError) as exc:
+                # A 200 whose body is not Prometheus' JSON envelope (a proxy's HTML page).
+                raise _Unreachable(f"unexpected response from {self.url}: {exc}") from None
+            log.debug("prometheus request failed (attempt %d): %s", attempt + 1, last)
+        # A server that refused every connection is down for the other requests too; a slow
+        # or overloaded one may still answer smaller batches.
+        raise _Unreachable(f"{last} (gave up after {self.retries + 1} attempts)", fatal=refused)
+
+    # -- fetch ---------------------------------------------------------------------------
+
+    def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
+        """Rates at `start + k·step` for every k with `start + k·step ≤ end` (both ends
+        included, like a Prometheus range query); each point averages `(t − step, t]`."""
+        if step.ms <= 0:
+            raise ValueError("step must be positive")
+        step_s = step.seconds
+        n_steps = 0 if end < start else math.floor((end - start) / step_s + 1e-9) + 1
+        times = start + step_s * np.arange(n_steps, dtype=np.float64)
+        bad = np.full((len(slos), n_steps), np.nan)
+        total = np.full((len(slos), n_steps), np.nan)
+        errors: dict[str, str] = {}
+        if not slos or n_steps == 0:
+            return StepRates(step=step, times=times, bad=bad, total=total, errors=errors)
+
+        self._refresh_auth()
+        items: list[_Item] = []
+        for row, slo in enumerate(slos):
+            items.append(_Item(row, "b", bad_rate(slo.sli, step)))
+            items.append(_Item(row, "t", total_rate(slo.sli, step)))
+        batches = self._batches(items)
+        chunks = [
+            (i0, min(i0 + self.max_points, n_steps)) for i0 in range(0, n_steps, self.max_points)
+        ]
+        tasks = [(batch, chunk) for batch in batches for chunk in chunks]
+        outcome = _Outcome()
+
+        def run(task: tuple[list[_Item], tuple[int, int]]) -> None:
+            batch, (i0, i1) = task
+            if outcome.fatal is not None:
+                outcome.fail(batch, outcome.fatal)
+                return
+            self._run_batch(batch, times[i0], times[i1 - 1], i0, step, times, bad, total, outcome)
+
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            list(pool.map(run, tasks))
+
+        if outcome.unreachable and outcome.succeeded == 0:
+            raise SourceUnavailable(outcome.fatal or outcome.first_unreachable)
+        for row, message in sorted(outcome.errors.items()):
+            errors[slos[row].id] = message
+            bad[row, :] = np.nan
+            total[row, :] = np.nan
+        return StepRates(step=step, times=times, bad=bad, total=total, errors=errors)
+
+    def _batches(self, items: list[_Item]) -> list[list[_Item]]:
+        """Groups of at most `batch_size` SLOs (both sides together) and `max_query_chars`."""
+        batches: list[list[_Item]] = []
+        current: list[_Item] = []
+        size = 0
+        for item in items:
+            cost = len(item.expr) + 60
+            rows = {i.row for i in current}
+            full = len(rows | {item.row}) > self.batch_size or size + cost > self.max_query_chars
+            if current and full and item.row not in rows:
+                batches.append(current)
+                current, size = [], 0
+            current.append(item)
+            size += cost
+        if current:
+            batches.append(current)
+        return batches
+
+    def _run_batch(
+        self,
+        batch: list[_Item],
+        start: float,
+        end: float,
+        offset: int,
+        step: Duration,
+        times: np.ndarray,
+        bad: np.ndarray,
+        total: np.ndarray,
+        outcome: _Outcome,
+    ) -> None:
+        try:
+            result = self._query_range(batch_expression(batch), start, end, step)
+        except _PromQLError as exc:
+            rows = sorted({item.row for item in batch})
+            if len(rows) == 1:
+                outcome.error(rows[0], f"PromQL error: {exc}")
+                return
+            # Bisect on SLO boundaries so one broken SLO does not blind the others.
+            half = set(rows[: len(rows) // 2])
+            for part in (
+                [i for i in batch if i.row in half],
+                [i for i in batch if i.row not in half],
+            ):
+                self._run_batch(part, start, end, offset, step, times, bad, total, outcome)
+            return
+        except _Unreachable as exc:
+            outcome.unreachable_batch(batch, str(exc), exc.fatal)
+            return
+        outcome.success()
+        origin = times[0]
+        step_s = step.seconds
+        for series in result:
+            tag = series.get("metric", {}).get(SLO_LABEL, "")
+            if len(tag) < 2 or tag[0] not in "bt" or not tag[1:].isdigit():
+                continue
+            target = bad if tag[0] == "b" else total
+            row = int(tag[1:])
+            for ts, value in series.get("values", ()):
+                k = round((float(ts) - origin) / step_s)
+                if 0 <= k < target.shape[1]:
+                    target[row, k] = float(value)
+
+
+class _Outcome:
+    """What happened to a fetch's requests, gathered across worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.succeeded = 0
+        self.unreachable = 0
+        self.first_unreachable = ""
+        self.fatal: str | None = None
+        self.errors: dict[int, str] = {}
+
+    def success(self) -> None:
+        with self._lock:
+            self.succeeded += 1
+
+    def error(self, row: int, message: str) -> None:
+        with self._lock:
+            self.errors.setdefault(row, message)
+
+    def fail(self, batch: Sequence[_Item], message: str) -> None:
+        with self._lock:
+            self.unreachable += 1
+            for item in batch:
+                self.errors.setdefault(item.row, message)
+
+    def unreachable_batch(self, batch: Sequence[_Item], message: str, fatal: bool) -> None:
+        with self._lock:
+            if fatal and self.fatal is None:
+                self.fatal = message
+            if not self.first_unreachable:
+                self.first_unreachable = message
+        self.fail(batch, f"Prometheus unavailable: {message}")
