@@ -102,10 +102,11 @@ def post_json(
         status = exc.code
         response_headers = dict(exc.headers.items()) if exc.headers else {}
         try:
-            excerpt = exc.read()[:_RESPONSE_EXCERPT].decode("utf-8", "replace")
+            # Redact before truncating: a cut could leave half a secret unmatched.
+            excerpt = redact(exc.read().decode("utf-8", "replace"), secrets)[:_RESPONSE_EXCERPT]
         except OSError:
             excerpt = ""
-        message = redact(f"{what} answered HTTP {status}: {excerpt}".strip(), secrets)
+        message = f"{what} answered HTTP {status}: {excerpt}".strip()
         if status >= 500 or status in _RETRYABLE_4XX:
             retry_after = parse_retry_after(
                 response_headers.get("Retry-After"), response_headers.get("Date")

@@ -32,11 +32,8 @@ EVENTS = frozenset({"triggered", "escalated", "updated", "acknowledged", "resolv
 def webhook_body(notification: Notification) -> dict[str, Any]:
     if notification.event not in EVENTS:
         raise PermanentDeliveryError(f"unknown notification event {notification.event!r}")
-    return {
-        "event": notification.event,
-        "dedup_key": notification.dedup_key,
-        "incident": dict(notification.incident),
-    }
+    # The contract is defined once, next to the Notification it serializes.
+    return notification.webhook_body()
 
 
 def sign(secret: str, body: bytes) -> str:
