@@ -1,0 +1,185 @@
+"""YAML that remembers where every key and value came from.
+
+PyYAML throws positions away once it builds dicts and lists. The spec loader needs them to
+turn "slos → 0 → sli → events → bad" back into `api.yaml:14:14`, so this loader builds
+`MarkedMap`/`MarkedList` containers that carry the 1-based line and column of each key and
+value, and records duplicate keys (which plain YAML silently resolves to the last one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+PathStep = str | int
+Path = tuple[PathStep, ...]
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A 1-based position in a file."""
+
+    line: int
+    column: int
+
+    @classmethod
+    def of(cls, mark: yaml.Mark) -> Mark:
+        return cls(mark.line + 1, mark.column + 1)
+
+
+class MarkedMap(dict[Any, Any]):
+    """A dict plus where it, each key and each value start."""
+
+    mark: Mark
+    key_marks: dict[Any, Mark]
+    value_marks: dict[Any, Mark]
+
+
+class MarkedList(list[Any]):
+    mark: Mark
+    item_marks: list[Mark]
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    key: Any
+    first: Mark
+    second: Mark
+
+
+class MarkedLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings and sequences remember their marks."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        # Not `state`: the PyYAML parser already owns that attribute name.
+        self.duplicate_keys: list[DuplicateKey] = []
+
+
+def _construct_map(loader: MarkedLoader, node: MappingNode) -> MarkedMap:
+    loader.flatten_mapping(node)  # resolve `<<: *anchor` merges first
+    result = MarkedMap()
+    result.mark = Mark.of(node.start_mark)
+    result.key_marks, result.value_marks = {}, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                "found a key that is a mapping or a list",
+                key_node.start_mark,
+            )
+        if key in result:
+            loader.duplicate_keys.append(
+                DuplicateKey(key, result.key_marks[key], Mark.of(key_node.start_mark))
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_marks[key] = Mark.of(key_node.start_mark)
+        result.value_marks[key] = Mark.of(value_node.start_mark)
+    return result
+
+
+def _construct_seq(loader: MarkedLoader, node: SequenceNode) -> MarkedList:
+    result = MarkedList(loader.construct_object(child, deep=True) for child in node.value)
+    result.mark = Mark.of(node.start_mark)
+    result.item_marks = [Mark.of(child.start_mark) for child in node.value]
+    return result
+
+
+MarkedLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)  # type: ignore[arg-type]
+MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """One `---` document of a file: its data (None for an empty document) and where it starts."""
+
+    data: Any
+    start: Mark
+
+
+@dataclass(frozen=True)
+class YamlSyntaxError:
+    mark: Mark
+    message: str
+    hint: str
+
+
+@dataclass
+class ParsedFile:
+    documents: list[YamlDocument]
+    duplicates: list[DuplicateKey]
+    syntax_error: YamlSyntaxError | None = None
+
+
+def _syntax_hint(problem: str) -> str:
+    if "\\t" in problem or "tab" in problem:
+        return "indent with spaces, YAML does not allow tabs"
+    if "mapping values are not allowed" in problem:
+        return "a value containing ': ' must be quoted, or a key is indented wrongly"
+    if "expected <block end>" in problem or "did not find expected key" in problem:
+        return "check the indentation: keys of one mapping must line up"
+    if "found undefined alias" in problem:
+        return "define the &anchor before using the *alias"
+    return "fix the YAML syntax at this position (quote values that contain ': ', '#' or '{')"
+
+
+def parse_yaml(text: str) -> ParsedFile:
+    """All documents of a YAML stream; on a syntax error, the documents before it and the error."""
+    loader = MarkedLoader(text)
+    documents: list[YamlDocument] = []
+    try:
+        while loader.check_node():
+            node: Node | None = loader.get_node()
+            if node is None:
+                continue
+            documents.append(
+                YamlDocument(loader.construct_document(node), Mark.of(node.start_mark))
+            )
+        # PyYAML yields nothing at all for `---` followed by nothing; that is an empty document.
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        if exc.context and exc.problem:
+            problem = f"{problem} ({exc.context.strip()})"
+        return ParsedFile(
+            documents,
+            loader.duplicate_keys,
+            YamlSyntaxError(
+                Mark.of(mark) if mark else Mark(1, 1),
+                f"invalid YAML: {problem}",
+                _syntax_hint(problem),
+            ),
+        )
+    finally:
+        loader.dispose()
+    return ParsedFile(documents, loader.duplicate_keys)
+
+
+def locate(root: Any, path: Sequence[PathStep], *, at_key: bool = False, default: Mark) -> Mark:
+    """Where `path` points inside `root`, or as close as the data goes.
+
+    A missing step (a required key that was never written) points at the key that opened
+    its parent mapping — `events:` for a missing `events.total` — because that is the line
+    the SRE has to edit.
+    """
+    current, mark, key_mark = root, default, default
+    if isinstance(root, MarkedMap | MarkedList):
+        mark = key_mark = root.mark
+    for i, step in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(current, MarkedMap) and isinstance(step, Hashable) and step in current:
+            key_mark = current.key_marks[step]
+            mark = key_mark if (last and at_key) else current.value_marks[step]
+            current = current[step]
+        elif isinstance(current, MarkedList) and isinstance(step, int) and 0 <= step < len(current):
+            mark = key_mark = current.item_marks[step]
+            current = current[step]
+        else:
+            return key_mark
+    return mark
