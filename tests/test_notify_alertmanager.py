@@ -1,0 +1,231 @@
+"""Alertmanager notifier: the re-send contract on a recording receiver, then the real
+Alertmanager (Debian's prometheus-alertmanager) receiving, listing and resolving alerts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from test_notify_receiver import always, notification, receiver_fixture, snapshot  # noqa: F401
+
+from engine.notify.alertmanager import ALERTNAME, AlertmanagerNotifier
+from engine.notify.base import parse_receivers
+
+T0 = 1_740_830_400.0  # 2025-03-01T12:00:00Z
+
+
+def make(url: str, clock=lambda: T0, **extra) -> AlertmanagerNotifier:
+    config = parse_receivers({"am": {"type": "alertmanager", "url": url, **extra}})["am"]
+    return AlertmanagerNotifier("am", config, clock=clock)
+
+
+def epoch(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+# --- payload and re-send contract on a recording receiver ------------------------------
+
+
+def test_firing_alert_payload_is_exact(receiver) -> None:
+    r = receiver(always(200, b""))
+    am = make(r.url + "/", resend_interval="1m", labels={"env": "prod"})
+    am.send(notification("triggered"))
+    (request,) = r.requests
+    assert request.path == "/api/v2/alerts"
+    assert request.json() == [
+        {
+            "labels": {
+                "env": "prod",
+                "alertname": ALERTNAME,
+                "incident": "INC-2025-0007",
+                "service": "checkout",
+                "severity": "SEV2",
+                "slo": "checkout/availability",
+            },
+            "annotations": {
+                "summary": "[SEV2] INC-2025-0007 checkout: availability burning",
+                "description": "checkout/availability burned 2% of its 30d budget in 1h.",
+                "runbook_url": "https://runbooks.example.com/checkout",
+                "dashboard_url": "https://grafana.example.com/d/checkout",
+                "incident_status": "investigating",
+                "escalation_level": "0",
+            },
+            "startsAt": "2025-03-01T12:00:00.000Z",
+            "endsAt": "2025-03-01T12:04:00.000Z",
+            "generatorURL": "https://grafana.example.com/d/checkout",
+        }
+    ]
+
+
+def test_one_alert_per_slo_and_resolve_ends_them_all(receiver) -> None:
+    r = receiver(always(200, b""))
+    am = make(r.url)
+    incident = snapshot(slos=["checkout/availability", "checkout/latency"])
+    am.send(notification("triggered", incident=incident))
+    assert sorted(a["labels"]["slo"] for a in r.requests[0].json()) == [
+        "checkout/availability",
+        "checkout/latency",
+    ]
+    am.send(notification("resolved", incident={**incident, "status": "resolved"}))
+    resolved = r.requests[1].json()
+    assert len(resolved) == 2
+    assert {a["endsAt"] for a in resolved} == {"2025-03-01T12:00:00.000Z"}
+
+
+def test_severity_change_resolves_the_old_label_set(receiver) -> None:
+    r = receiver(always(200, b""))
+    am = make(r.url)
+    am.send(notification("triggered"))
+    am.send(notification("escalated", incident=snapshot(severity="SEV1"), seq=2))
+    alerts = {a["labels"]["severity"]: a for a in r.requests[1].json()}
+    assert alerts["SEV1"]["endsAt"] == "2025-03-01T12:04:00.000Z"
+    assert alerts["SEV2"]["endsAt"] == "2025-03-01T12:00:00.000Z"
+
+
+def test_sync_resends_every_interval_and_immediately_on_change(receiver) -> None:
+    r = receiver(always(200, b""))
+    am = make(r.url, resend_interval="1m")
+    open_incidents = [snapshot()]
+    assert am.sync(open_incidents, T0).posted
+    assert not am.sync(open_incidents, T0 + 30).posted  # nothing changed, not due
+    result = am.sync(open_incidents, T0 + 60)
+    assert (result.posted, result.firing, result.resolved) == (True, 1, 0)
+    assert r.requests[-1].json()[0]["endsAt"] == "2025-03-01T12:05:00.000Z"
+    second = snapshot(id="INC-2025-0008", service="search", slos=["search/latency"])
+    assert am.sync([*open_incidents, second], T0 + 70).firing == 2  # changed → now
+    result = am.sync([second], T0 + 80)  # first incident closed elsewhere → resolved
+    assert (result.firing, result.resolved) == (1, 1)
+    ended = [a for a in r.requests[-1].json() if a["labels"]["incident"] == "INC-2025-0007"]
+    assert ended[0]["endsAt"] == "2025-03-01T12:01:20.000Z"
+    assert len(r.requests) == 4
+    assert am.sync([], T0 + 500).resolved == 1  # resolves the last one
+    assert not am.sync([], T0 + 600).posted  # nothing left to say
+
+
+# --- the real Alertmanager --------------------------------------------------------------
+
+BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[str]:
+    if BINARY is None:
+        pytest.skip(
+            "prometheus-alertmanager binary not installed (apt install prometheus-alertmanager)"
+        )
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        "route:\n  receiver: blackhole\n  group_wait: 1h\nreceivers:\n  - name: blackhole\n"
+    )
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "alertmanager.log").open("wb")
+    process = subprocess.Popen(
+        [
+            BINARY,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(200):
+            if process.poll() is not None:
+                pytest.fail("alertmanager exited: " + (tmp_path / "alertmanager.log").read_text())
+            try:
+                with urllib.request.urlopen(url + "/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("alertmanager did not become ready")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def active_alerts(url: str) -> list[dict]:
+    with urllib.request.urlopen(url + "/api/v2/alerts?active=true", timeout=5) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.alertmanager
+def test_real_alertmanager_lists_then_resolves_our_alerts(alertmanager) -> None:
+    am = make(alertmanager, clock=time.time, resend_interval="1m")
+    now = time.time()
+    opened = snapshot(
+        opened_at=now - 120, slos=["checkout/availability", "checkout/latency"], severity="SEV2"
+    )
+    other = snapshot(id="INC-2025-0008", service="search", slos=["search/latency"], opened_at=now)
+    am.send(notification("triggered", incident=opened))
+    am.send(notification("triggered", incident=other, seq=1))
+
+    listed = active_alerts(alertmanager)
+    assert sorted((a["labels"]["incident"], a["labels"]["slo"]) for a in listed) == [
+        ("INC-2025-0007", "checkout/availability"),
+        ("INC-2025-0007", "checkout/latency"),
+        ("INC-2025-0008", "search/latency"),
+    ]
+    first = next(a for a in listed if a["labels"]["slo"] == "checkout/availability")
+    assert first["labels"] == {
+        "alertname": ALERTNAME,
+        "incident": "INC-2025-0007",
+        "service": "checkout",
+        "severity": "SEV2",
+        "slo": "checkout/availability",
+    }
+    assert first["annotations"]["runbook_url"] == "https://runbooks.example.com/checkout"
+    assert first["status"]["state"] == "active"
+    assert abs(epoch(first["startsAt"]) - (now - 120)) < 0.01
+    # Valid for 4 × resend_interval: survives three lost re-sends.
+    assert 230 < epoch(first["endsAt"]) - now <= 241
+
+    # The daemon's periodic sync keeps them alive with a later endsAt …
+    later = time.time() + 60
+    am.sync([opened, other], later)
+    refreshed = {a["labels"]["slo"]: a for a in active_alerts(alertmanager)}
+    assert epoch(refreshed["checkout/availability"]["endsAt"]) - later == pytest.approx(
+        240, abs=0.01
+    )
+
+    # … escalation replaces the label set, and resolving ends the alerts now.
+    am.send(notification("escalated", incident={**opened, "severity": "SEV1"}, seq=2))
+    severities = {
+        (a["labels"]["slo"], a["labels"]["severity"])
+        for a in active_alerts(alertmanager)
+        if a["labels"]["incident"] == "INC-2025-0007"
+    }
+    assert severities == {("checkout/availability", "SEV1"), ("checkout/latency", "SEV1")}
+
+    am.send(notification("resolved", incident={**opened, "severity": "SEV1", "status": "resolved"}))
+    remaining = active_alerts(alertmanager)
+    assert [a["labels"]["incident"] for a in remaining] == ["INC-2025-0008"]
+
+    # sync with nothing open resolves the rest.
+    result = am.sync([], time.time())
+    assert result.resolved == 1
+    assert active_alerts(alertmanager) == []
