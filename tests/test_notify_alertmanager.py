@@ -17,13 +17,13 @@ import pytest
 from test_notify_receiver import always, notification, receiver_fixture, snapshot  # noqa: F401
 
 from engine.notify.alertmanager import ALERTNAME, AlertmanagerNotifier
-from engine.notify.base import parse_receivers
+from engine.notify.base import parse_notifier_configs
 
 T0 = 1_740_830_400.0  # 2025-03-01T12:00:00Z
 
 
 def make(url: str, clock=lambda: T0, **extra) -> AlertmanagerNotifier:
-    config = parse_receivers({"am": {"type": "alertmanager", "url": url, **extra}})["am"]
+    config = parse_notifier_configs({"am": {"type": "alertmanager", "url": url, **extra}})["am"]
     return AlertmanagerNotifier("am", config, clock=clock)
 
 

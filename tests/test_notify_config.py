@@ -20,7 +20,7 @@ from engine.notify.base import (
     SlackConfig,
     WebhookConfig,
     build_notifiers,
-    parse_receivers,
+    parse_notifier_configs,
 )
 from engine.notify.pagerduty import PagerDutyNotifier
 from engine.notify.slack import SlackNotifier
@@ -59,7 +59,7 @@ def all_receivers(secrets: dict[str, Path]) -> dict[str, dict]:
 
 
 def test_receivers_parse_by_type(secrets) -> None:
-    parsed = parse_receivers(all_receivers(secrets))
+    parsed = parse_notifier_configs(all_receivers(secrets))
     assert isinstance(parsed["pd"], PagerDutyConfig)
     assert parsed["pd"].url == "https://events.pagerduty.com/v2/enqueue"
     assert parsed["pd"].source == "slo-engine"
@@ -88,7 +88,7 @@ def test_receivers_parse_by_type(secrets) -> None:
 )
 def test_invalid_configs_say_what_is_wrong(config, message) -> None:
     with pytest.raises(ValidationError, match=message):
-        parse_receivers({"r": config})
+        parse_notifier_configs({"r": config})
 
 
 def test_missing_secret_file_fails_at_build_with_a_fix(tmp_path) -> None:
@@ -125,7 +125,7 @@ def test_secret_is_reread_so_rotation_needs_no_restart(tmp_path) -> None:
 
 
 def test_no_repr_or_str_shows_a_secret(secrets) -> None:
-    parsed = parse_receivers(all_receivers(secrets))
+    parsed = parse_notifier_configs(all_receivers(secrets))
     notifiers = build_notifiers(parsed)
     texts = [repr(parsed), str(parsed), repr(notifiers), str(notifiers)]
     texts += [repr(n) for n in notifiers.values()] + [str(c) for c in parsed.values()]

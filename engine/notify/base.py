@@ -126,7 +126,8 @@ class Secret:
 
 
 # ---------------------------------------------------------------------------------------
-# Receiver configuration (YAML: `receivers: {name: {type: ..., ...}}`)
+# Notifier configuration (YAML: `notifiers: {name: {type: ..., ...}}`; each name is a
+# receiver of the incident config, which decides what is routed there)
 
 
 def _http_url(value: str) -> str:
@@ -138,7 +139,7 @@ def _http_url(value: str) -> str:
 HttpUrlText = Annotated[str, AfterValidator(_http_url)]
 
 
-class _ReceiverConfig(BaseModel):
+class _BaseNotifierConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Per request; a receiver slower than this is treated like one that is down.
@@ -152,7 +153,7 @@ class Link(BaseModel):
     text: str
 
 
-class PagerDutyConfig(_ReceiverConfig):
+class PagerDutyConfig(_BaseNotifierConfig):
     type: Literal["pagerduty"]
     routing_key_file: Path
     url: HttpUrlText = "https://events.pagerduty.com/v2/enqueue"
@@ -162,7 +163,7 @@ class PagerDutyConfig(_ReceiverConfig):
     links: tuple[Link, ...] = ()
 
 
-class AlertmanagerConfig(_ReceiverConfig):
+class AlertmanagerConfig(_BaseNotifierConfig):
     type: Literal["alertmanager"]
     url: HttpUrlText
     # How often firing alerts are re-posted; each post is valid for 4 × this interval,
@@ -182,7 +183,7 @@ class AlertmanagerConfig(_ReceiverConfig):
         return value
 
 
-class SlackConfig(_ReceiverConfig):
+class SlackConfig(_BaseNotifierConfig):
     type: Literal["slack"]
     # The incoming-webhook URL carries its own token, so it is a secret too.
     webhook_url_file: Path
@@ -191,7 +192,7 @@ class SlackConfig(_ReceiverConfig):
 _SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
-class WebhookConfig(_ReceiverConfig):
+class WebhookConfig(_BaseNotifierConfig):
     type: Literal["webhook"]
     url: HttpUrlText
     # Non-secret headers only; credentials go through header_files.
@@ -213,20 +214,20 @@ class WebhookConfig(_ReceiverConfig):
         return value
 
 
-ReceiverConfig = Annotated[
+NotifierConfig = Annotated[
     PagerDutyConfig | AlertmanagerConfig | SlackConfig | WebhookConfig,
     Field(discriminator="type"),
 ]
-_RECEIVERS = TypeAdapter(dict[str, ReceiverConfig])
+_NOTIFIER_CONFIGS = TypeAdapter(dict[str, NotifierConfig])
 
 
-def parse_receivers(data: Mapping[str, Any]) -> dict[str, ReceiverConfig]:
-    """Validate the `receivers:` mapping of the daemon config (name → settings)."""
-    return _RECEIVERS.validate_python(dict(data))
+def parse_notifier_configs(data: Mapping[str, Any]) -> dict[str, NotifierConfig]:
+    """Validate the `notifiers:` mapping of the daemon config (receiver name → settings)."""
+    return _NOTIFIER_CONFIGS.validate_python(dict(data))
 
 
 def build_notifiers(
-    configs: Mapping[str, ReceiverConfig | Mapping[str, Any]],
+    configs: Mapping[str, NotifierConfig | Mapping[str, Any]],
     *,
     base_dir: Path | None = None,
     clock: Clock | None = None,
@@ -240,7 +241,7 @@ def build_notifiers(
     from engine.notify.slack import SlackNotifier
     from engine.notify.webhook import WebhookNotifier
 
-    parsed = parse_receivers(configs)
+    parsed = parse_notifier_configs(configs)
     base = base_dir or Path.cwd()
 
     def secret(path: Path, name: str, field: str) -> Secret:
