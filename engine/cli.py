@@ -17,6 +17,7 @@ app = typer.Typer(
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from engine.commands import validate  # noqa: F401
+    from engine.commands import evaluate  # noqa: F401
 
 
 def main() -> None:

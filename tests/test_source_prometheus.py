@@ -140,8 +140,9 @@ def expected_rates(slo_name: str, t: float) -> tuple[float, float]:
             "api", t - w, t, "count"
         ) / w
     if slo_name == "db":
-        # Prometheus 2.x ranges include both ends: [t - 5m, t] holds 6 samples at 60 s.
-        up, count = s.expected_up_samples(t - w, t)
+        # Samples in (t - 5m, t]: 5 at 60 s. Prometheus 2.x ranges include both ends, so the
+        # source shortens them by 1 ms; otherwise boundary samples would count twice.
+        up, count = s.expected_up_samples(t - w + 0.001, t)
         return (count - up) / w, count / w
     if slo_name == "all-jobs":
         bad = sum(s.expected_increase(j, t - w, t, "errors") for j in ("api", "web"))
@@ -164,6 +165,12 @@ def test_batched_rates_equal_ground_truth(prometheus: LocalPrometheus) -> None:
             bad, total = expected_rates(slo.name, t)
             assert rates.bad[row, k] == pytest.approx(bad, rel=1e-9, abs=1e-12), (slo.id, t)
             assert rates.total[row, k] == pytest.approx(total, rel=1e-9), (slo.id, t)
+    # Steps partition the samples: their sum is the sample count over the whole range.
+    db = [s.name for s in slos].index("db")
+    up, count = SCENARIO.expected_up_samples(T0 - STEP.seconds + 0.001, T1)
+    assert rates.total[db].sum() * STEP.seconds == pytest.approx(count)
+    assert rates.bad[db].sum() * STEP.seconds == pytest.approx(count - up)
+    assert count - up == 20  # the 20-minute outage
     # The incident is visible: 50 % errors during 2h..2h30m.
     during = rates.times == START + 2 * HOUR + 15 * 60
     assert rates.bad[0, during] / rates.total[0, during] == pytest.approx(0.5, rel=0.01)

@@ -276,10 +276,21 @@ class PrometheusSource:
             return StepRates(step=step, times=times, bad=bad, total=total, errors=errors)
 
         self._refresh_auth()
+        scales = np.ones(len(slos))
         items: list[_Item] = []
+        # Availability SLIs count samples with *_over_time, whose ranges include both ends
+        # in Prometheus 2.x: with [step], a sample on a step boundary would be counted in two
+        # adjacent steps. One millisecond less makes the steps partition the samples.
+        sample_window = Duration(step.ms - 1) if step.ms > 1 else step
+        sample_scale = sample_window.seconds / step.seconds
         for row, slo in enumerate(slos):
-            items.append(_Item(row, "b", bad_rate(slo.sli, step)))
-            items.append(_Item(row, "t", total_rate(slo.sli, step)))
+            if slo.sli.availability is not None:
+                items.append(_Item(row, "b", bad_rate(slo.sli, sample_window)))
+                items.append(_Item(row, "t", total_rate(slo.sli, sample_window)))
+                scales[row] = sample_scale
+            else:
+                items.append(_Item(row, "b", bad_rate(slo.sli, step)))
+                items.append(_Item(row, "t", total_rate(slo.sli, step)))
         batches = self._batches(items)
         chunks = [
             (i0, min(i0 + self.max_points, n_steps)) for i0 in range(0, n_steps, self.max_points)
@@ -299,6 +310,9 @@ class PrometheusSource:
 
         if outcome.unreachable and outcome.succeeded == 0:
             raise SourceUnavailable(outcome.fatal or outcome.first_unreachable)
+        # Rates over the shortened sample window, as events per second of the whole step.
+        bad *= scales[:, None]
+        total *= scales[:, None]
         for row, message in sorted(outcome.errors.items()):
             errors[slos[row].id] = message
             bad[row, :] = np.nan

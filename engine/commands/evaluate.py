@@ -1,0 +1,243 @@
+"""`slo-engine evaluate`: one evaluation of every SLO at one instant, as a table or JSON.
+
+Exit codes are part of the contract (CI and cron jobs branch on them):
+0 the evaluation ran, even if SLOs are burning or some of their queries failed;
+1 the specs are invalid (nothing was evaluated);
+2 it could not run at all (bad usage, or the source was unreachable for every SLO).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from engine.burn.result import SLOEvaluation
+from engine.cli import app
+from engine.source.base import SourceUnavailable, StepRates
+from engine.spec.durations import Duration
+from engine.spec.models import SLO
+
+EXIT_OK = 0
+EXIT_INVALID_SPECS = 1
+EXIT_CANNOT_RUN = 2
+
+_STATUS_STYLE = {
+    "ok": "green",
+    "ticket": "yellow",
+    "page": "bold red",
+    "exhausted": "bold magenta",
+    "no_data": "dim",
+    "error": "red",
+}
+
+
+class _WatchedSource:
+    """Remembers whether the source was unreachable, whatever the evaluator does with it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.unavailable: str | None = None
+        self.fetched = False
+
+    def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
+        try:
+            rates = self.inner.fetch(slos, step, start, end)
+        except SourceUnavailable as exc:
+            self.unavailable = str(exc)
+            raise
+        self.fetched = True
+        return rates
+
+
+def _percent(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 100:.{digits}g}%"
+
+
+def _burn(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3g}×"
+
+
+def render_table(evaluations: Sequence[SLOEvaluation], at: float, console: Console) -> None:
+    windows = sorted({w for e in evaluations for w in e.windows})
+    table = Table(
+        title=f"SLO evaluation at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(at))}",
+        caption="per window: burn rate over error ratio; budget = error budget remaining",
+        header_style="bold",
+    )
+    table.add_column("SLO", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for window in windows:
+        table.add_column(str(window), justify="right", no_wrap=True)
+    table.add_column("budget", justify="right", no_wrap=True)
+    table.add_column("alerts", overflow="fold")
+    for evaluation in evaluations:
+        cells: list[Text | str] = [
+            evaluation.slo.id,
+            Text(evaluation.status, style=_STATUS_STYLE.get(evaluation.status, "")),
+        ]
+        for window in windows:
+            value = evaluation.windows.get(window)
+            if value is None or value.error_ratio is None:
+                cells.append(Text("—", style="dim"))
+            else:
+                cell = Text(_burn(value.burn_rate))
+                cell.append(f"\n{_percent(value.error_ratio)}", style="dim")
+                cells.append(cell)
+        cells.append(_percent(evaluation.error_budget_remaining))
+        alerts = Text()
+        for alert in evaluation.alerts:
+            if alert.held is None:
+                alerts.append(
+                    f"{alert.severity} {alert.long_window}/{alert.short_window} "
+                    f"{float(alert.factor):g}×\n",
+                    style=_STATUS_STYLE[alert.severity],
+                )
+            else:
+                reason = f": {alert.held_reason}" if alert.held_reason else ""
+                alerts.append(
+                    f"{alert.severity} {alert.long_window}/{alert.short_window} held "
+                    f"({alert.held}{reason})\n",
+                    style="dim",
+                )
+        if evaluation.error:
+            alerts.append(evaluation.error, style="red")
+        alerts.rstrip()
+        cells.append(alerts)
+        table.add_row(*cells)
+    console.print(table)
+
+
+def evaluations_json(evaluations: Sequence[SLOEvaluation], at: float) -> dict[str, Any]:
+    return {"evaluated_at": at, "slos": [e.to_json() for e in evaluations]}
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def evaluate(
+    specs: Annotated[
+        list[Path],
+        typer.Option("--specs", help="SLO spec file or directory (repeatable)."),
+    ],
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option("--prometheus-url", help="Prometheus base URL, e.g. http://prometheus:9090"),
+    ] = None,
+    openmetrics: Annotated[
+        Path | None,
+        typer.Option(
+            "--openmetrics",
+            help="Evaluate offline against this OpenMetrics file (the backfill format) "
+            "instead of a Prometheus server.",
+        ),
+    ] = None,
+    at: Annotated[
+        float | None,
+        typer.Option(
+            "--at",
+            help="Evaluation time, unix seconds. Default: now (with --openmetrics: the "
+            "file's last sample).",
+        ),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    bearer_token_file: Annotated[
+        Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
+    ] = None,
+    basic_auth_user: Annotated[str | None, typer.Option(help="Basic auth user name.")] = None,
+    basic_auth_password_file: Annotated[
+        Path | None, typer.Option(help="File holding the basic auth password.")
+    ] = None,
+    ca_bundle: Annotated[
+        Path | None, typer.Option(help="CA bundle (PEM) to verify Prometheus' certificate.")
+    ] = None,
+    client_cert: Annotated[
+        Path | None, typer.Option(help="Client certificate (PEM) for mutual TLS.")
+    ] = None,
+    client_key: Annotated[Path | None, typer.Option(help="Key of the client certificate.")] = None,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 10.0,
+) -> None:
+    """Evaluate every SLO once: burn rates per window, error budget remaining, alerts."""
+    from engine.evaluation import Evaluator
+    from engine.source.prometheus import PrometheusSource
+    from engine.spec.loader import load_specs
+
+    if output_format not in ("table", "json"):
+        raise _fail(f"--format must be table or json, not {output_format!r}", EXIT_CANNOT_RUN)
+    if (prometheus_url is None) == (openmetrics is None):
+        raise _fail(
+            "give exactly one of --prometheus-url URL or --openmetrics FILE", EXIT_CANNOT_RUN
+        )
+
+    loaded = load_specs(specs)
+    if loaded.errors:
+        err = Console(stderr=True)
+        for error in loaded.errors:
+            err.print(str(error), highlight=False, markup=False)
+        err.print(f"[red]{len(loaded.errors)} error(s) in the specs; nothing evaluated[/red]")
+        raise typer.Exit(EXIT_INVALID_SPECS)
+    if not loaded.slos:
+        raise _fail("no SLOs found in " + ", ".join(map(str, specs)), EXIT_INVALID_SPECS)
+
+    options = {
+        "timeout": timeout,
+        "bearer_token_file": _str(bearer_token_file),
+        "basic_auth_user": basic_auth_user,
+        "basic_auth_password_file": _str(basic_auth_password_file),
+        "ca_bundle": _str(ca_bundle),
+        "client_cert": _str(client_cert),
+        "client_key": _str(client_key),
+    }
+    with ExitStack() as stack:
+        try:
+            if openmetrics is not None:
+                from engine.source.openmetrics_file import OpenMetricsFileSource
+
+                offline = stack.enter_context(OpenMetricsFileSource(openmetrics))
+                inner: Any = offline
+                if at is None:
+                    at = offline.latest
+            else:
+                assert prometheus_url is not None
+                inner = PrometheusSource(prometheus_url, **options)
+        except (SourceUnavailable, ValueError, OSError) as exc:
+            raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+        source = _WatchedSource(inner)
+        when = time.time() if at is None else at
+        try:
+            evaluations = Evaluator(loaded.slos, source).evaluate(when)
+        except SourceUnavailable as exc:
+            raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
+    # The evaluator floors the instant to its finest step; report the instant it used.
+    evaluated_at = evaluations[0].evaluated_at if evaluations else when
+
+    if output_format == "json":
+        sys.stdout.write(json.dumps(evaluations_json(evaluations, evaluated_at), indent=2) + "\n")
+    else:
+        console = Console()
+        if not console.is_terminal:
+            # Piped into a file or CI log: no terminal width to respect, keep rows on one line.
+            console = Console(width=200)
+        render_table(evaluations, evaluated_at, console)
+    if source.unavailable is not None and not source.fetched:
+        raise _fail(f"Prometheus is unavailable: {source.unavailable}", EXIT_CANNOT_RUN)
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
