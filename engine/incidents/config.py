@@ -39,9 +39,6 @@ class ReceiverConfig(Strict):
     name: str = Field(min_length=1)
     # Severities whose incidents are sent here on trigger (escalation names receivers itself).
     severities: list[Severity] = Field(default_factory=lambda: list(ALL_SEVERITIES))
-    # Override of the global repeat interval, e.g. 1m for an Alertmanager receiver that
-    # must keep seeing firing alerts.
-    repeat_interval: DurationField | None = None
     rate_limit: RateLimit | None = None
 
 

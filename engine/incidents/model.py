@@ -153,6 +153,8 @@ class Incident:
     notification_seq: int = 0
     # Lowest severity the current alerts would justify; a fall is recorded, never applied.
     suggested_severity: Severity | None = None
+    # When the severity last rose: the response target (and escalation) counts from here.
+    severity_changed_at: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -194,6 +196,7 @@ class Incident:
             "suggested_severity": None
             if self.suggested_severity is None
             else self.suggested_severity.value,
+            "severity_changed_at": self.severity_changed_at,
         }
         if timeline:
             obj["timeline"] = [e.to_json() for e in self.timeline]
@@ -226,6 +229,7 @@ class Incident:
             notified_receivers=list(obj.get("notified_receivers", [])),
             notification_seq=int(obj.get("notification_seq", 0)),
             suggested_severity=None if suggested is None else Severity(suggested),
+            severity_changed_at=obj.get("severity_changed_at"),
         )
 
     def webhook_snapshot(self) -> dict[str, Any]:

@@ -44,6 +44,8 @@ class AlertState:
     # it may open a new incident (otherwise a manual resolve re-pages within one cycle).
     needs_clear: bool = False
     silenced: bool = False
+    # The severity this alert alone justifies (see classify); None while cleared.
+    classified: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class AlertState:
             "incident_id": self.incident_id,
             "needs_clear": self.needs_clear,
             "silenced": self.silenced,
+            "classified": self.classified,
         }
 
     @classmethod
@@ -74,6 +77,7 @@ class AlertState:
             incident_id=obj.get("incident_id"),
             needs_clear=bool(obj.get("needs_clear", False)),
             silenced=bool(obj.get("silenced", False)),
+            classified=obj.get("classified"),
         )
 
 
