@@ -17,6 +17,7 @@ file on its own must not fail for that. Warnings never change the exit code.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,11 +274,35 @@ _MISSING_HINTS = {
 
 def _validate(unit: NativeUnit, result: LoadResult) -> ServiceSpec | None:
     try:
-        return ServiceSpec.model_validate(unit.data)
+        spec = ServiceSpec.model_validate(unit.data)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
+        errors = exc.errors(include_url=False)
+        # A misspelt key also makes the real key "missing"; the did-you-mean says it all.
+        misspelt = set()
+        for error in errors:
+            if error["type"] == "extra_forbidden":
+                model = _model_at(error["loc"][:-1])
+                for close in difflib.get_close_matches(
+                    str(error["loc"][-1]), _allowed_keys(model) if model else [], n=1, cutoff=0.6
+                ):
+                    misspelt.add((*error["loc"][:-1], close))
+        for error in errors:
+            if error["type"] == "missing" and tuple(error["loc"]) in misspelt:
+                continue
             result.errors.append(_map_error(unit, error))
         return None
+    ratio_like = [i for i, slo in enumerate(spec.slos) if slo.objective < 1]
+    for i in ratio_like:
+        doc, path = unit.origins.resolve(("slos", i, "objective"))
+        value = spec.slos[i].objective
+        result.errors.append(
+            doc.error(
+                path,
+                f"objective {value} looks like a ratio, but objectives are percentages",
+                f"write {(value * 100).normalize():f}, not {value}",
+            )
+        )
+    return None if ratio_like else spec
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
@@ -353,6 +378,8 @@ def _map_error(unit: NativeUnit, error: Any) -> SpecError:
 
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     text, hint = split_hint(message)
+    if not hint and text.endswith("is not a valid Prometheus label name"):
+        hint = "use letters, digits and '_', not starting with a digit (e.g. team_name)"
     node = doc.get(path)
     # Model-level errors name the offending entry; point at it rather than at its parent.
     if isinstance(node, MarkedMap):
@@ -367,7 +394,8 @@ def _map_error(unit: NativeUnit, error: Any) -> SpecError:
         return _duplicate_name_error(doc, path, node, text)
     if not hint and len(loc) and kind in ("greater_than", "greater_than_equal", "too_short"):
         hint = f"check '{key}'"
-    return doc.error(path, f"{key}: {text}" if key and not text.startswith(key) else text, hint)
+    prefix = key and isinstance(path[-1], str) and not text.startswith(key)
+    return doc.error(path, f"{key}: {text}" if prefix else text, hint)
 
 
 def _duplicate_name_error(
