@@ -10,8 +10,8 @@ crash can cost a delay or a duplicate delivery, never a lost page:
   PagerDuty, Alertmanager and well-behaved webhook receivers fold into what they have.
 
 Within one (receiver, dedup_key) the order matters — a `resolve` overtaking its
-`trigger` would re-open the page — so once an item of a pair fails or is held back, later
-items of that pair wait for a later run.
+`trigger` would re-open the page. Once an item of a pair fails, later items of that pair
+are held (not attempted, no attempt spent) until it is delivered or dead-lettered.
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ class Deliverer:
         self.batch_size = batch_size
         self._recent: deque[str] = deque(maxlen=_RECENTLY_SENT)
         self._recent_set: set[str] = set()
+        # (receiver, dedup_key) → (id, next attempt) of its earliest item waiting on backoff.
+        self._blocked: dict[tuple[str, str], tuple[str, float]] = {}
 
     def _remember_sent(self, item_id: str) -> None:
         if len(self._recent) == self._recent.maxlen:
@@ -94,20 +96,37 @@ class Deliverer:
         """Try every due item once. Returns what happened; never raises for a receiver."""
         now = self.clock() if now is None else now
         report = DeliveryReport()
+        items = self.outbox.due(now, self.batch_size)
+        self._release_vanished_blockers(items, now)
         held: set[tuple[str, str]] = set()
-        for item in self.outbox.due(now, self.batch_size):
+        for item in _fewest_attempts_first(items):
             if deadline is not None and self.clock() >= deadline:
                 break
             pair = (item.receiver, item.notification.dedup_key)
             if item.id in self._recent_set:
                 # Delivered by this process already; only the bookkeeping is missing.
                 self.outbox.mark_sent(item.id, now)
+                self._unblock(pair, item.id)
                 continue
-            if pair in held:
+            blocker = self._blocked.get(pair)
+            if pair in held or (blocker is not None and blocker[0] != item.id):
                 report.deferred += 1
+                held.add(pair)
                 continue
             self._deliver(item, now, report, held, pair)
         return report
+
+    def _unblock(self, pair: tuple[str, str], item_id: str) -> None:
+        if self._blocked.get(pair, ("",))[0] == item_id:
+            del self._blocked[pair]
+
+    def _release_vanished_blockers(self, items: list[OutboxItem], now: float) -> None:
+        # A blocker that is overdue yet not handed out any more was removed from the outbox
+        # by someone else (e.g. an operator); holding its successors forever would be worse.
+        present = {item.id for item in items}
+        for pair, (item_id, next_at) in list(self._blocked.items()):
+            if now > next_at and item_id not in present and len(items) < self.batch_size:
+                del self._blocked[pair]
 
     def _deliver(
         self,
@@ -147,6 +166,7 @@ class Deliverer:
         else:
             self.outbox.mark_sent(item.id, now)
             self._remember_sent(item.id)
+            self._unblock(pair, item.id)
             breaker.record_success()
             report.sent += 1
             log.info(
@@ -170,6 +190,13 @@ class Deliverer:
         next_at = self.backoff.next_attempt_at(attempts, now, item.created_at, retry_after)
         self.outbox.mark_failed(item.id, now, next_at, error)
         report.errors.append((item.id, item.receiver, error))
+        pair = (item.receiver, item.notification.dedup_key)
+        if next_at is None:
+            self._unblock(pair, item.id)
+        else:
+            self._blocked.setdefault(pair, (item.id, next_at))
+            if self._blocked[pair][0] == item.id:
+                self._blocked[pair] = (item.id, next_at)
         if next_at is None:
             report.dead += 1
             log.error(
@@ -192,6 +219,7 @@ class Deliverer:
 
     def _dead(self, item: OutboxItem, now: float, error: str, report: DeliveryReport) -> None:
         self.outbox.mark_failed(item.id, now, None, error)
+        self._unblock((item.receiver, item.notification.dedup_key), item.id)
         report.dead += 1
         report.errors.append((item.id, item.receiver, error))
         log.error("dead-lettered %s to %r: %s", item.id, item.receiver, error)
@@ -206,3 +234,19 @@ class Deliverer:
             if report.attempted == 0:
                 break
         return total
+
+
+def _fewest_attempts_first(items: list[OutboxItem]) -> list[OutboxItem]:
+    """Order a batch so each (receiver, dedup_key) keeps its own order, but pairs whose
+    head has been tried least go first.
+
+    Why: while a receiver is down, the breaker lets one trial through per cool-down. If
+    that were always the oldest item, one notification would absorb every failed probe
+    and be dead-lettered after max_attempts while younger ones were never tried. It also
+    puts fresh pages ahead of long-failing ones once the receiver recovers.
+    """
+    groups: dict[tuple[str, str], list[OutboxItem]] = {}
+    for item in items:
+        groups.setdefault((item.receiver, item.notification.dedup_key), []).append(item)
+    ordered = sorted(groups.values(), key=lambda group: group[0].attempts)  # stable
+    return [item for group in ordered for item in group]

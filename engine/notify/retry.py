@@ -27,8 +27,11 @@ class Backoff:
     """
 
     base_delay: float = 5.0
-    max_delay: float = 600.0
-    max_attempts: int = 12
+    # Capped at 5 min so that a receiver back from an outage gets its backlog within
+    # ~2.5 min on average (full jitter).
+    max_delay: float = 300.0
+    # With the cap above, ~100 attempts span about four hours of outage.
+    max_attempts: int = 100
     # A page that could not be delivered for a day is history, not news.
     max_age: float = 86400.0
     rng: random.Random = field(default_factory=random.Random)
