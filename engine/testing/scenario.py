@@ -297,8 +297,10 @@ class Scenario:
 
     def _backup_counter(self, u: np.ndarray, kind: str) -> np.ndarray:
         db = self._require_db()
+        # Only the checks up to the latest asked-for time: a live simulator's scenario spans years.
+        horizon = float(u.max(initial=0.0))
         times = db.backup_check_interval * np.arange(
-            1, int(self.duration // db.backup_check_interval) + 1
+            1, int(horizon // db.backup_check_interval) + 1
         )
         failed = _in_windows(times, db.backup_failures)
         done = np.floor(u / db.backup_check_interval).astype(np.int64)  # checks run by u
@@ -333,6 +335,12 @@ class Scenario:
             raise ValueError(f"unknown bucket {le!r}; buckets: {LE_LABELS}")
         bands = self._model(job).quantities(self._offsets(t))[:, _BAND0:]
         return bands[:, : LE_LABELS.index(le) + 1].sum(axis=1)
+
+    def latency_sum(self, job: str, t: float | np.ndarray) -> np.ndarray:
+        """`http_request_duration_seconds_sum` at Unix time(s) `t`: each band's count × its
+        representative latency, rounded to milliseconds (float64)."""
+        bands = self._model(job).quantities(self._offsets(t))[:, _BAND0:]
+        return np.round(bands @ _BAND_LATENCY, 3)
 
     # ----------------------------------------------------------------- ground truth
     def expected_increase(self, job: str, t0: float, t1: float, kind: str = "total") -> int:
@@ -402,7 +410,8 @@ class Scenario:
         """`backup_last_success_timestamp_seconds` at Unix time(s) `t` (float64)."""
         db = self._require_db()
         u = self._offsets(t)
-        times = db.backup_interval * np.arange(1, int(self.duration // db.backup_interval) + 1)
+        horizon = float(u.max(initial=0.0))
+        times = db.backup_interval * np.arange(1, int(horizon // db.backup_interval) + 1)
         ok_times = np.where(_in_windows(times, db.backup_failures), 0.0, times)
         latest = np.concatenate([[0.0], np.maximum.accumulate(ok_times)])
         done = np.minimum(np.floor(u / db.backup_interval).astype(np.int64), times.size)
@@ -449,7 +458,7 @@ def write_scenario(writer: OpenMetricsWriter, scenario: Scenario) -> None:
             bands = q[:, _BAND0:]
             buckets = np.cumsum(bands, axis=1)
             total = buckets[:, -1]
-            latency_sum = np.round(bands @ _BAND_LATENCY, 3)
+            latency_sum = np.round(bands @ _BAND_LATENCY, 3)  # as Scenario.latency_sum
             columns = [
                 ("http_request_duration_seconds_bucket", {"job": job, "le": le}, buckets[:, i])
                 for i, le in enumerate(LE_LABELS)
