@@ -18,6 +18,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from engine.commands import validate  # noqa: F401
     from engine.commands import evaluate  # noqa: F401
+    from engine.commands import backtest  # noqa: F401
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Backtesting: replay history through the daemon's policy and incident engine."""
