@@ -1,0 +1,155 @@
+"""Alerts from evaluations, and Alertmanager-compatible fingerprints."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from engine.burn.result import AlertSignal, SLOEvaluation, WindowValue
+from engine.incidents.alerts import ALERT_NAME, Alert, alerts_from_evaluation, fingerprint
+from engine.incidents.testing import T0
+from engine.spec.durations import Duration
+from engine.spec.models import ServiceSpec
+
+D = Duration.parse
+
+
+def _slo(kind: str = "events", tier: str = "critical"):
+    sli = (
+        {"events": {"bad": "sum(rate(e{code=~'5..'}[{{window}}]))", "total": "sum(rate(e[{{window}}]))"}}
+        if kind == "events"
+        else {"availability": {"metric": 'up{job="db"}'}}
+    )
+    spec = ServiceSpec.model_validate(
+        {
+            "apiVersion": "slo-engine/v1",
+            "service": "api",
+            "tier": tier,
+            "depends_on": ["db"],
+            "labels": {"team": "payments"},
+            "slos": [
+                {
+                    "name": "availability",
+                    "objective": 99.9,
+                    "sli": sli,
+                    "alerting": {"runbook_url": "https://runbooks.example/api"},
+                }
+            ],
+        }
+    )
+    return spec.slo_records()[0]
+
+
+def _evaluation(signals, status="page", short_ratio=0.6, kind="events", remaining=0.4):
+    windows = {
+        D("5m"): WindowValue(bad=60, total=100, error_ratio=short_ratio, burn_rate=short_ratio / 0.001),
+        D("1h"): WindowValue(bad=600, total=1000, error_ratio=0.3, burn_rate=300.0),
+        D("30m"): WindowValue(bad=30, total=100, error_ratio=0.3, burn_rate=300.0),
+        D("6h"): WindowValue(bad=30, total=100, error_ratio=0.3, burn_rate=300.0),
+    }
+    return SLOEvaluation(
+        slo=_slo(kind),
+        evaluated_at=T0,
+        status=status,
+        windows=windows,
+        error_budget_remaining=remaining,
+        alerts=tuple(signals),
+    )
+
+
+PAGE_1H = AlertSignal("page", D("1h"), D("5m"), Decimal("14.4"))
+PAGE_6H = AlertSignal("page", D("6h"), D("30m"), Decimal("6"))
+TICKET_1D = AlertSignal("ticket", D("1d"), D("2h"), Decimal("3"))
+
+
+def test_fingerprint_matches_alertmanager_known_values():
+    # Values from the Prometheus common model tests (the hash Alertmanager uses for alerts).
+    assert fingerprint({}) == "cbf29ce484222325"
+    assert (
+        fingerprint({"name": "garland, briggs", "fear": "love is not enough"})
+        == f"{5799056148416392346:016x}"
+        == "507a62d79ee76c9a"
+    )
+
+
+def test_fingerprint_by_hand_single_label():
+    # FNV-1a 64 over b"a\xffb\xff", computed step by step.
+    value = 0xCBF29CE484222325
+    for byte in b"a\xffb\xff":
+        value = ((value ^ byte) * 0x100000001B3) % 2**64
+    assert fingerprint({"a": "b"}) == f"{value:016x}"
+
+
+def test_fingerprint_ignores_label_order_but_not_values_or_annotations():
+    a = Alert(labels={"a": "1", "b": "2"}, severity="page", slo_id="s/x", service="s", starts_at=0)
+    b = Alert(
+        labels={"b": "2", "a": "1"},
+        severity="page",
+        slo_id="s/x",
+        service="s",
+        starts_at=5,
+        annotations={"summary": "different"},
+    )
+    c = Alert(labels={"a": "1", "b": "3"}, severity="page", slo_id="s/x", service="s", starts_at=0)
+    assert a.fingerprint == b.fingerprint
+    assert a.fingerprint != c.fingerprint
+    # Separator bytes keep {"ab": "c"} and {"a": "bc"} apart.
+    assert fingerprint({"ab": "c"}) != fingerprint({"a": "bc"})
+
+
+def test_both_page_rules_collapse_into_one_page_alert_with_context():
+    alerts = alerts_from_evaluation(_evaluation([PAGE_1H, PAGE_6H, TICKET_1D]))
+    assert [a.severity for a in alerts] == ["page", "ticket"]
+    page = alerts[0]
+    assert page.labels == {
+        "alertname": ALERT_NAME,
+        "service": "api",
+        "slo": "availability",
+        "severity": "page",
+        "tier": "critical",
+        "team": "payments",
+    }
+    assert page.slo_id == "api/availability"
+    assert page.short_window == "5m" and page.short_error_ratio == 0.6
+    assert page.long_window == "1h" and page.burn_rate == 300.0
+    assert page.error_budget_remaining == 0.4
+    assert page.depends_on == ("db",)
+    assert page.runbook_url == "https://runbooks.example/api"
+    assert page.annotations["runbook_url"] == "https://runbooks.example/api"
+    assert page.availability is None  # events SLI
+    assert page.fingerprint == fingerprint(page.labels)
+
+
+def test_page_alert_identity_is_stable_when_the_rule_changes():
+    first = alerts_from_evaluation(_evaluation([PAGE_1H]))[0]
+    later = alerts_from_evaluation(_evaluation([PAGE_6H]))[0]
+    assert first.fingerprint == later.fingerprint
+    assert later.short_window == "30m"
+
+
+def test_held_low_traffic_signals_never_become_alerts():
+    held = AlertSignal(
+        "page", D("1h"), D("5m"), Decimal("14.4"), held="low_traffic", held_reason="p=0.13"
+    )
+    assert alerts_from_evaluation(_evaluation([held])) == []
+    assert [a.severity for a in alerts_from_evaluation(_evaluation([held, TICKET_1D]))] == [
+        "ticket"
+    ]
+
+
+@pytest.mark.parametrize("status", ["no_data", "error"])
+def test_no_data_yields_no_alert(status):
+    assert alerts_from_evaluation(_evaluation([PAGE_1H], status=status)) == []
+
+
+def test_availability_sli_reports_availability():
+    page = alerts_from_evaluation(_evaluation([PAGE_1H], kind="availability", short_ratio=1.0))[0]
+    assert page.availability == 0.0
+
+
+def test_anomaly_alerts_are_accepted_and_bad_severity_rejected():
+    anomaly = Alert(labels={"alertname": "SLOAnomaly"}, severity="anomaly", slo_id="a/b", service="a", starts_at=0)
+    assert len(anomaly.fingerprint) == 16
+    with pytest.raises(ValueError, match="page, ticket or anomaly"):
+        Alert(labels={}, severity="critical", slo_id="a/b", service="a", starts_at=0)  # type: ignore[arg-type]
