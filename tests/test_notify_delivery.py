@@ -8,13 +8,16 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pytest
 from test_notify_receiver import always, notification, receiver_fixture, snapshot  # noqa: F401
 
 from engine.incidents.model import Notification
+from engine.incidents.state import Decision, EngineState
 from engine.notify.base import build_notifiers
 from engine.notify.delivery import Deliverer
 from engine.notify.retry import Backoff, BreakerState, CircuitBreaker
 from engine.store.base import OutboxItem
+from engine.store.sqlite import SQLiteStore
 
 T0 = 1_740_830_400.0
 
@@ -104,13 +107,27 @@ def drain(
     raise AssertionError(f"outbox not drained: {outbox.counts()}")
 
 
-def test_receiver_failing_for_a_while_gets_everything_exactly_once(receiver) -> None:
+def sqlite_outbox(path: Path, notifications: list[Notification]) -> SQLiteStore:
+    """The real store, filled the way the daemon fills it: one applied decision."""
+    store = SQLiteStore(path)
+    store.apply(Decision(base_version=0, state=EngineState(version=1), notifications=notifications))
+    return store
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_receiver_failing_for_a_while_gets_everything_exactly_once(
+    tmp_path, receiver, store, request
+) -> None:
     r = receiver(lambda i, _req: (500, {}, b"down") if i < 20 else (200, {}, b""))
     clock = FakeClock()
-    outbox = MemoryOutbox()
     notifications = two_events_per_incident(8)
-    for n in notifications:
-        outbox.enqueue(n)
+    if store == "sqlite":
+        outbox = sqlite_outbox(tmp_path / "outbox.sqlite3", notifications)
+        request.addfinalizer(outbox.close)
+    else:
+        outbox = MemoryOutbox()
+        for n in notifications:
+            outbox.enqueue(n)
     deliverer = Deliverer(
         outbox, webhook(r.url), clock, Backoff(base_delay=5, max_delay=60, rng=random.Random(3))
     )
@@ -229,6 +246,9 @@ def test_a_later_event_waits_for_the_earlier_one_of_the_same_incident(receiver) 
     next_at = outbox.rows[triggered.id].item.next_attempt_at
     assert next_at > clock() + 1
     clock.advance(1)  # the resolve is due, its trigger is not: it must wait
+    assert deliverer.run_once().deferred == 1
+    # … also for a fresh deliverer, as after a restart: the order lives in the outbox.
+    deliverer = Deliverer(outbox, webhook(r.url), clock, backoff)
     assert deliverer.run_once().deferred == 1
     assert len(r.requests) == 1
     clock.now = next_at

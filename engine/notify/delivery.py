@@ -10,13 +10,14 @@ crash can cost a delay or a duplicate delivery, never a lost page:
   PagerDuty, Alertmanager and well-behaved webhook receivers fold into what they have.
 
 Within one (receiver, dedup_key) the order matters — a `resolve` overtaking its
-`trigger` would re-open the page. Once an item of a pair fails, later items of that pair
-are held (not attempted, no attempt spent) until it is delivered or dead-lettered.
+`trigger` would re-open the page. While an item of a pair is pending, later items of that
+pair are held (not attempted, no attempt spent) until it is delivered or dead-lettered.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -66,6 +67,7 @@ class Deliverer:
         breakers: Mapping[str, CircuitBreaker] | None = None,
         *,
         batch_size: int = 100,
+        scan_limit: int = 5000,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 60.0,
     ) -> None:
@@ -79,10 +81,9 @@ class Deliverer:
                 name, CircuitBreaker(breaker_threshold, breaker_cooldown, clock=clock)
             )
         self.batch_size = batch_size
+        self.scan_limit = scan_limit
         self._recent: deque[str] = deque(maxlen=_RECENTLY_SENT)
         self._recent_set: set[str] = set()
-        # (receiver, dedup_key) → (id, next attempt) of its earliest item waiting on backoff.
-        self._blocked: dict[tuple[str, str], tuple[str, float]] = {}
 
     def _remember_sent(self, item_id: str) -> None:
         if len(self._recent) == self._recent.maxlen:
@@ -96,37 +97,46 @@ class Deliverer:
         """Try every due item once. Returns what happened; never raises for a receiver."""
         now = self.clock() if now is None else now
         report = DeliveryReport()
-        items = self.outbox.due(now, self.batch_size)
-        self._release_vanished_blockers(items, now)
         held: set[tuple[str, str]] = set()
-        for item in _fewest_attempts_first(items):
+        for item in self._batch(now, report):
             if deadline is not None and self.clock() >= deadline:
                 break
             pair = (item.receiver, item.notification.dedup_key)
+            if pair in held:
+                report.deferred += 1
+                continue
             if item.id in self._recent_set:
                 # Delivered by this process already; only the bookkeeping is missing.
                 self.outbox.mark_sent(item.id, now)
-                self._unblock(pair, item.id)
-                continue
-            blocker = self._blocked.get(pair)
-            if pair in held or (blocker is not None and blocker[0] != item.id):
-                report.deferred += 1
-                held.add(pair)
                 continue
             self._deliver(item, now, report, held, pair)
         return report
 
-    def _unblock(self, pair: tuple[str, str], item_id: str) -> None:
-        if self._blocked.get(pair, ("",))[0] == item_id:
-            del self._blocked[pair]
+    def _batch(self, now: float, report: DeliveryReport) -> list[OutboxItem]:
+        """Due items whose (receiver, dedup_key) has no older item still pending.
 
-    def _release_vanished_blockers(self, items: list[OutboxItem], now: float) -> None:
-        # A blocker that is overdue yet not handed out any more was removed from the outbox
-        # by someone else (e.g. an operator); holding its successors forever would be worse.
-        present = {item.id for item in items}
-        for pair, (item_id, next_at) in list(self._blocked.items()):
-            if now > next_at and item_id not in present and len(items) < self.batch_size:
-                del self._blocked[pair]
+        Reads every pending item (`due(inf)`), not just the due ones, because an older item
+        waiting on backoff must hold back its successors — also right after a restart, so
+        this is derived from the outbox each time rather than remembered in memory.
+        """
+        pending = self.outbox.due(math.inf, self.scan_limit)
+        batch: list[OutboxItem] = []
+        open_pairs: set[tuple[str, str]] = set()  # head due: successors may follow in order
+        closed_pairs: set[tuple[str, str]] = set()  # head (or a predecessor) not due
+        for item in pending:
+            pair = (item.receiver, item.notification.dedup_key)
+            if pair in closed_pairs:
+                if item.next_attempt_at <= now:
+                    report.deferred += 1
+                continue
+            if item.next_attempt_at > now:
+                closed_pairs.add(pair)
+                continue
+            if pair not in open_pairs and len(batch) >= self.batch_size:
+                continue
+            open_pairs.add(pair)
+            batch.append(item)
+        return _fewest_attempts_first(batch)
 
     def _deliver(
         self,
@@ -166,7 +176,6 @@ class Deliverer:
         else:
             self.outbox.mark_sent(item.id, now)
             self._remember_sent(item.id)
-            self._unblock(pair, item.id)
             breaker.record_success()
             report.sent += 1
             log.info(
@@ -190,13 +199,6 @@ class Deliverer:
         next_at = self.backoff.next_attempt_at(attempts, now, item.created_at, retry_after)
         self.outbox.mark_failed(item.id, now, next_at, error)
         report.errors.append((item.id, item.receiver, error))
-        pair = (item.receiver, item.notification.dedup_key)
-        if next_at is None:
-            self._unblock(pair, item.id)
-        else:
-            self._blocked.setdefault(pair, (item.id, next_at))
-            if self._blocked[pair][0] == item.id:
-                self._blocked[pair] = (item.id, next_at)
         if next_at is None:
             report.dead += 1
             log.error(
@@ -219,7 +221,6 @@ class Deliverer:
 
     def _dead(self, item: OutboxItem, now: float, error: str, report: DeliveryReport) -> None:
         self.outbox.mark_failed(item.id, now, None, error)
-        self._unblock((item.receiver, item.notification.dedup_key), item.id)
         report.dead += 1
         report.errors.append((item.id, item.receiver, error))
         log.error("dead-lettered %s to %r: %s", item.id, item.receiver, error)
