@@ -147,7 +147,7 @@ def test_generated_mount_paths_exist_once_generated(services: dict[str, Any]) ->
     ]
     if missing:
         pytest.skip(
-            f"not generated yet (run `slo-engine generate slo_specs`): {', '.join(missing)}"
+            f"not generated yet (run `slo-engine generate`): {', '.join(missing)}"
         )
 
 
@@ -273,7 +273,7 @@ def test_alertmanager_reads_the_generated_config(services: dict[str, Any]) -> No
     generated = ROOT / "alerts" / "alertmanager.yml"
     if not generated.exists():
         pytest.skip(
-            "alerts/alertmanager.yml not generated yet (run `slo-engine generate slo_specs`)"
+            "alerts/alertmanager.yml not generated yet (run `slo-engine generate`)"
         )
     assert "route" in _load(generated)
 
@@ -293,7 +293,7 @@ def test_grafana_provisioning_matches_the_generator(services: dict[str, Any]) ->
     provider = ROOT / "dashboards" / "provisioning" / "dashboards" / "slo-engine.yml"
     if not provider.exists():
         pytest.skip(
-            "dashboards/provisioning not generated yet (run `slo-engine generate slo_specs`)"
+            "dashboards/provisioning not generated yet (run `slo-engine generate`)"
         )
     (entry,) = _load(provider)["providers"]
     assert entry["options"]["path"] == DASHBOARDS_PATH
