@@ -240,6 +240,17 @@ CASES: list[tuple[str, str, list[tuple[int, int, str]]]] = [
         [(9, 14, "unbalanced PromQL: '(' at character 4 is never closed — add the matching ')'")],
     ),
     (
+        "latency-selector-unterminated-quote",
+        _sub(LATENCY, 'selector: job="api"', 'selector: job="api'),
+        [
+            (
+                10,
+                19,
+                'unbalanced PromQL: the string opened with " at character 5 is never closed — close it with a matching "',
+            )
+        ],
+    ),
+    (
         "unterminated-quote",
         _sub(BASE, 'code=~"5.."', 'code=~"5..'),
         [
@@ -679,6 +690,22 @@ def test_promtool_parse_error_maps_to_the_query_line(tmp_path: Path) -> None:
     )
     assert "promtool could not parse this query" in result.errors[0].text
     assert result.slos == []
+
+
+@pytest.mark.skipif(
+    promql.promtool_path() is None, reason="promtool not installed (Debian: prometheus)"
+)
+def test_sloth_raw_query_error_reported_once(tmp_path: Path) -> None:
+    text = _sub(
+        SLOTH,
+        "      events:\n"
+        '        error_query: sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))\n'
+        "        total_query: sum(rate(http_requests_total[{{.window}}]))",
+        "      raw:\n        error_ratio_query: avg_over_time(ratio[{{.window}}]) by",
+    )
+    result = load_specs([_write(tmp_path, text)])
+    assert [(e.line, e.column) for e in result.errors] == [(8, 28)]
+    assert result.errors[0].text.startswith("invalid PromQL: ")
 
 
 def test_without_promtool_balance_and_placeholder_still_checked(

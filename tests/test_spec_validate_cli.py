@@ -55,7 +55,7 @@ def test_invalid_spec_exits_1_with_sorted_positions(tmp_path: Path) -> None:
         f"{path}:8:14: bad: query has no {{{{window}}}} placeholder — write the range as "
         '[{{window}}], e.g. sum(rate(http_requests_total{code=~"5.."}[{{window}}]))',
     ]
-    assert "invalid: 2 errors in 1 files" in result.stderr
+    assert "invalid: 2 errors in 1 file" in result.stderr
 
 
 def test_json_report(tmp_path: Path) -> None:

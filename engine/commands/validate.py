@@ -64,8 +64,9 @@ def validate(
         if result.ok:
             typer.echo(f"ok: {len(result.slos)} SLOs in {len(result.files)} files")
         else:
+            errors, files = len(result.errors), len({e.file for e in result.errors})
             typer.echo(
-                f"invalid: {len(result.errors)} errors in {len({e.file for e in result.errors})} files",
+                f"invalid: {errors} error{'s' * (errors != 1)} in {files} file{'s' * (files != 1)}",
                 err=True,
             )
     raise typer.Exit(0 if result.ok else 1)

@@ -483,7 +483,8 @@ def _check_depends_on(validated: list[tuple[NativeUnit, ServiceSpec]], result: L
 @dataclass(frozen=True)
 class _Query:
     slo_id: str
-    text: str
+    text: str  # what promtool parses
+    written: str  # what the SRE wrote, for balance checks whose offsets must match it
     file: str
     mark: Mark
 
@@ -493,22 +494,27 @@ def _queries(unit: NativeUnit, spec: ServiceSpec) -> list[_Query]:
     for i, slo in enumerate(spec.slos):
         slo_id = f"{spec.service}/{slo.name}"
         base = ("slos", i, "sli")
-        candidates: list[tuple[tuple[Any, ...], str]] = []
+        candidates: list[tuple[tuple[Any, ...], str, str]] = []
         if slo.sli.events is not None:
             for key in ("bad", "good", "total"):
                 text = getattr(slo.sli.events, key)
                 if text is not None:
-                    candidates.append(((*base, "events", key), text))
+                    candidates.append(((*base, "events", key), text, text))
         elif slo.sli.latency is not None:
             lat = slo.sli.latency
             candidates.append(
-                ((*base, "latency", "selector"), f"{lat.histogram}_bucket{{{lat.selector}}}")
+                (
+                    (*base, "latency", "selector"),
+                    f"{lat.histogram}_bucket{{{lat.selector}}}",
+                    lat.selector,
+                )
             )
         elif slo.sli.availability is not None:
-            candidates.append(((*base, "availability", "metric"), slo.sli.availability.metric))
-        for loc, text in candidates:
+            metric = slo.sli.availability.metric
+            candidates.append(((*base, "availability", "metric"), metric, metric))
+        for loc, text, written in candidates:
             doc, path = unit.origins.resolve(loc)
-            found.append(_Query(slo_id, text, doc.file, doc.mark(path)))
+            found.append(_Query(slo_id, text, written, doc.file, doc.mark(path)))
     return found
 
 
@@ -518,7 +524,7 @@ def _check_promql(validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadR
     to_parse: list[_Query] = []
     for unit, spec in validated:
         for query in _queries(unit, spec):
-            problem = promql.balance_problem(query.text)
+            problem = promql.balance_problem(query.written)
             if problem is not None:
                 bad_ids.add(query.slo_id)
                 result.errors.append(
@@ -538,6 +544,11 @@ def _check_promql(validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadR
             continue
         query = to_parse[problem.index]
         bad_ids.add(query.slo_id)
+        if any(
+            (e.file, e.line, e.column) == (query.file, query.mark.line, query.mark.column)
+            for e in result.errors
+        ):
+            continue  # one source query feeding two rules (a Sloth raw SLI): say it once
         result.errors.append(
             SpecError(query.file, query.mark.line, query.mark.column, problem.message, problem.hint)
         )
