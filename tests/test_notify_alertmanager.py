@@ -229,3 +229,44 @@ def test_real_alertmanager_lists_then_resolves_our_alerts(alertmanager) -> None:
     result = am.sync([], time.time())
     assert result.resolved == 1
     assert active_alerts(alertmanager) == []
+
+
+def test_deliverer_sync_feeds_alertmanager_incident_objects_and_honours_its_breaker(
+    receiver,
+) -> None:
+    from engine.incidents.model import Incident, IncidentStatus, Severity
+    from engine.notify.delivery import Deliverer
+    from engine.notify.retry import CircuitBreaker
+
+    class NoOutbox:
+        def due(self, now, limit=100):
+            return []
+
+    up = {"ok": True}
+    r = receiver(lambda _i, _req: (200, {}, b"") if up["ok"] else (503, {}, b""))
+    clock = lambda: T0  # noqa: E731
+    incident = Incident(
+        id="INC-2025-0009",
+        service="api",
+        severity=Severity.SEV3,
+        status=IncidentStatus.mitigating,
+        summary="latency",
+        opened_at=T0 - 600,
+        slo_ids=["api/latency"],
+    )
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=60, clock=clock)
+    deliverer = Deliverer(
+        NoOutbox(), {"am": make(r.url, clock=clock)}, clock, breakers={"am": breaker}
+    )
+    assert deliverer.sync([incident]) == {"am": "ok"}
+    (alert,) = r.requests[0].json()
+    assert alert["labels"]["incident"] == "INC-2025-0009"
+    assert alert["labels"]["severity"] == "SEV3"
+    assert alert["annotations"]["incident_status"] == "mitigating"
+    assert alert["startsAt"] == "2025-03-01T11:50:00.000Z"
+
+    up["ok"] = False
+    outcome = deliverer.sync([incident], T0 + 60)
+    assert "HTTP 503" in outcome["am"]
+    assert deliverer.sync([incident], T0 + 120) == {"am": "skipped"}  # breaker open
+    assert len(r.requests) == 2

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.notify.base import AlertmanagerConfig, Clock, PermanentDeliveryError, headline, iso8601
+from engine.notify.base import (
+    AlertmanagerConfig,
+    Clock,
+    PermanentDeliveryError,
+    headline,
+    incident_headline,
+    iso8601,
+)
 from engine.notify.http import encode_json, post_json
 
 if TYPE_CHECKING:
@@ -183,7 +190,7 @@ class AlertmanagerNotifier:
         for incident in map(_snapshot, open_incidents):
             if incident.get("status") == "resolved":
                 continue
-            annotations = self._annotations(incident, _headline(incident), None)
+            annotations = self._annotations(incident, incident_headline(incident), None)
             current[str(incident["id"])] = self._firing(incident, annotations, now)
         with self._lock:
             previous = {k: dict(v) for k, v in self._active.items()}
@@ -225,9 +232,3 @@ def _epoch(value: Any) -> float | None:
         except ValueError:
             return None
     return None
-
-
-def _headline(incident: Mapping[str, Any]) -> str:
-    head = f"[{incident.get('severity')}] {incident.get('id')} {incident.get('service')}"
-    summary = incident.get("summary")
-    return f"{head}: {summary}" if summary else head

@@ -59,6 +59,13 @@ class Notifier(Protocol):
         ...
 
 
+@runtime_checkable
+class StateSyncingNotifier(Notifier, Protocol):
+    """A receiver that must be told the current state periodically (Alertmanager)."""
+
+    def sync(self, open_incidents: Iterable[Any], now: float) -> Any: ...
+
+
 # ---------------------------------------------------------------------------------------
 # Secrets
 
@@ -293,11 +300,12 @@ def iso8601(value: Any) -> str | None:
 
 
 def headline(notification: Notification) -> str:
-    """One line naming the incident: the engine's rendered title, else built from the
-    snapshot as "[SEV2] INC-2025-0001 checkout: summary"."""
-    if notification.title:
-        return notification.title
-    incident = notification.incident
+    """The engine's rendered title, else `incident_headline` of the snapshot."""
+    return notification.title or incident_headline(notification.incident)
+
+
+def incident_headline(incident: Mapping[str, Any]) -> str:
+    """One line naming an incident: "[SEV2] INC-2025-0001 checkout: summary"."""
     head = f"[{incident.get('severity')}] {incident.get('id')} {incident.get('service')}"
     summary = incident.get("summary")
     return f"{head}: {summary}" if summary else head

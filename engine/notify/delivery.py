@@ -20,10 +20,18 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from engine.notify.base import Clock, Notifier, PermanentDeliveryError, RetryableDeliveryError
+from engine.notify.base import (
+    Clock,
+    DeliveryError,
+    Notifier,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    StateSyncingNotifier,
+)
 from engine.notify.retry import Backoff, CircuitBreaker
 from engine.store.base import Outbox, OutboxItem
 
@@ -224,6 +232,34 @@ class Deliverer:
         report.dead += 1
         report.errors.append((item.id, item.receiver, error))
         log.error("dead-lettered %s to %r: %s", item.id, item.receiver, error)
+
+    def sync(self, open_incidents: Iterable[Any], now: float | None = None) -> dict[str, str]:
+        """Give every state-syncing receiver (Alertmanager) the current open incidents; call
+        once per daemon cycle. Returns receiver → "ok" | "skipped" | the error; never raises
+        for a receiver (its breaker is honoured and fed like for outbox deliveries)."""
+        now = self.clock() if now is None else now
+        incidents = list(open_incidents)
+        outcome: dict[str, str] = {}
+        for name, notifier in self.notifiers.items():
+            if not isinstance(notifier, StateSyncingNotifier):
+                continue
+            breaker = self.breakers[name]
+            if not breaker.allow():
+                outcome[name] = "skipped"
+                continue
+            try:
+                notifier.sync(incidents, now)
+            except DeliveryError as exc:
+                if isinstance(exc, PermanentDeliveryError):
+                    breaker.record_success()  # it answered; the request was at fault
+                else:
+                    breaker.record_failure()
+                outcome[name] = str(exc)
+                log.warning("sync of %r failed: %s", name, exc)
+            else:
+                breaker.record_success()
+                outcome[name] = "ok"
+        return outcome
 
     def flush(self, deadline: float) -> DeliveryReport:
         """Deliver what is due until nothing is left to try or `deadline` (clock time)
