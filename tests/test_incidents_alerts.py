@@ -17,7 +17,12 @@ D = Duration.parse
 
 def _slo(kind: str = "events", tier: str = "critical"):
     sli = (
-        {"events": {"bad": "sum(rate(e{code=~'5..'}[{{window}}]))", "total": "sum(rate(e[{{window}}]))"}}
+        {
+            "events": {
+                "bad": "sum(rate(e{code=~'5..'}[{{window}}]))",
+                "total": "sum(rate(e[{{window}}]))",
+            }
+        }
         if kind == "events"
         else {"availability": {"metric": 'up{job="db"}'}}
     )
@@ -43,7 +48,9 @@ def _slo(kind: str = "events", tier: str = "critical"):
 
 def _evaluation(signals, status="page", short_ratio=0.6, kind="events", remaining=0.4):
     windows = {
-        D("5m"): WindowValue(bad=60, total=100, error_ratio=short_ratio, burn_rate=short_ratio / 0.001),
+        D("5m"): WindowValue(
+            bad=60, total=100, error_ratio=short_ratio, burn_rate=short_ratio / 0.001
+        ),
         D("1h"): WindowValue(bad=600, total=1000, error_ratio=0.3, burn_rate=300.0),
         D("30m"): WindowValue(bad=30, total=100, error_ratio=0.3, burn_rate=300.0),
         D("6h"): WindowValue(bad=30, total=100, error_ratio=0.3, burn_rate=300.0),
@@ -149,7 +156,13 @@ def test_availability_sli_reports_availability():
 
 
 def test_anomaly_alerts_are_accepted_and_bad_severity_rejected():
-    anomaly = Alert(labels={"alertname": "SLOAnomaly"}, severity="anomaly", slo_id="a/b", service="a", starts_at=0)
+    anomaly = Alert(
+        labels={"alertname": "SLOAnomaly"},
+        severity="anomaly",
+        slo_id="a/b",
+        service="a",
+        starts_at=0,
+    )
     assert len(anomaly.fingerprint) == 16
     with pytest.raises(ValueError, match="page, ticket or anomaly"):
         Alert(labels={}, severity="critical", slo_id="a/b", service="a", starts_at=0)  # type: ignore[arg-type]

@@ -38,7 +38,10 @@ RULES = SeverityRules()
         # Anomaly only.
         ({"tier": "critical", "severity": "anomaly", "short_error_ratio": 1.0}, Severity.SEV4),
         # No data is not an outage.
-        ({"tier": "critical", "short_error_ratio": None, "error_budget_remaining": None}, Severity.SEV2),
+        (
+            {"tier": "critical", "short_error_ratio": None, "error_budget_remaining": None},
+            Severity.SEV2,
+        ),
     ],
 )
 def test_runbook_rules(kwargs, expected):
@@ -56,7 +59,10 @@ def test_rules_are_configurable():
     )
     assert classify_alert(make_alert(short_error_ratio=0.6), rules).severity is Severity.SEV2
     assert classify_alert(make_alert(short_error_ratio=0.95), rules).severity is Severity.SEV1
-    assert classify_alert(make_alert(tier="important", short_error_ratio=0.95), rules).severity is Severity.SEV1
+    assert (
+        classify_alert(make_alert(tier="important", short_error_ratio=0.95), rules).severity
+        is Severity.SEV1
+    )
     assert classify_alert(make_alert(error_budget_remaining=-1.0), rules).severity is Severity.SEV2
     assert classify_alert(make_alert(tier="important"), rules).severity is Severity.SEV3
 
@@ -92,7 +98,9 @@ def test_severity_rises_while_open_and_notifies_an_update():
     decision = engine.observe(T0 + 60, [make_alert(short_error_ratio=0.9)])
     incident = engine.state.incidents[incident.id]
     assert incident.severity is Severity.SEV1
-    assert [(n.event, n.incident["severity"]) for n in decision.notifications] == [("updated", "SEV1")]
+    assert [(n.event, n.incident["severity"]) for n in decision.notifications] == [
+        ("updated", "SEV1")
+    ]
     assert any(
         e.kind == "severity_changed" and e.data == {"from": "SEV2", "to": "SEV1", "applied": True}
         for e in incident.timeline
@@ -112,7 +120,16 @@ def test_severity_never_falls_silently():
     assert decision.notifications == []
     # Recorded once, not on every evaluation.
     engine.observe(T0 + 120, [make_alert(short_error_ratio=0.05)])
-    assert len([e for e in engine.state.incidents[incident_id].timeline if e.kind == "severity_changed"]) == 1
+    assert (
+        len(
+            [
+                e
+                for e in engine.state.incidents[incident_id].timeline
+                if e.kind == "severity_changed"
+            ]
+        )
+        == 1
+    )
     # A person may lower it.
     decision = engine.set_severity(T0 + 180, incident_id, "SEV2", by="alice", reason="partial")
     assert engine.state.incidents[incident_id].severity is Severity.SEV2

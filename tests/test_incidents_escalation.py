@@ -33,7 +33,12 @@ def test_sev1_default_chain_timings():
     outage = make_alert(short_error_ratio=1.0)
     seen = _escalations(engine, outage, range(0, 200))
     # Response target 15 min; then +30 min, +1 h, +2 h after the target.
-    assert seen == [(15, "team-lead"), (45, "engineering-manager"), (75, "vp-engineering"), (135, "cto")]
+    assert seen == [
+        (15, "team-lead"),
+        (45, "engineering-manager"),
+        (75, "vp-engineering"),
+        (135, "cto"),
+    ]
     incident = engine.state.incidents["INC-2024-0001"]
     assert incident.escalation_level == 4
     entries = [e for e in incident.timeline if e.kind == "escalated"]
@@ -50,7 +55,9 @@ def test_not_one_second_early():
     assert [n.receiver for n in engine.tick(T0 + 15 * MIN).notifications] == ["team-lead"]
 
 
-@pytest.mark.parametrize(("ratio", "tier", "first"), [(0.1, "critical", 60), (0.1, "standard", 240)])
+@pytest.mark.parametrize(
+    ("ratio", "tier", "first"), [(0.1, "critical", 60), (0.1, "standard", 240)]
+)
 def test_response_target_depends_on_severity(ratio, tier, first):
     engine = _engine()
     seen = _escalations(engine, make_alert(short_error_ratio=ratio, tier=tier), range(0, 300, 5))
@@ -72,7 +79,11 @@ def test_tick_alone_escalates_between_evaluations():
     engine.observe(T0, [make_alert(short_error_ratio=1.0)])
     decision = engine.tick(T0 + 2 * 3600)
     # A late tick catches up all levels that are due, in order.
-    assert [n.receiver for n in decision.notifications] == ["team-lead", "engineering-manager", "vp-engineering"]
+    assert [n.receiver for n in decision.notifications] == [
+        "team-lead",
+        "engineering-manager",
+        "vp-engineering",
+    ]
 
 
 def test_rising_severity_restarts_the_response_target():
@@ -86,7 +97,11 @@ def test_rising_severity_restarts_the_response_target():
 
 def test_custom_chain():
     config = IncidentConfig(
-        receivers=[{"name": "oncall"}, {"name": "secondary", "severities": []}, {"name": "boss", "severities": []}],
+        receivers=[
+            {"name": "oncall"},
+            {"name": "secondary", "severities": []},
+            {"name": "boss", "severities": []},
+        ],
         escalation=[
             {"name": "secondary on-call", "after": "0s", "receivers": ["secondary"]},
             {"name": "boss", "after": "10m", "receivers": ["boss", "secondary"]},

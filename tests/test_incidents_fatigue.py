@@ -51,7 +51,12 @@ def test_refire_within_the_clear_timer_rejoins_without_a_page():
 def test_alerts_of_one_service_in_one_cycle_make_one_incident():
     engine = _engine()
     decision = engine.observe(
-        T0, [make_alert(slo="availability"), make_alert(slo="latency"), make_alert(slo="freshness", severity="ticket")]
+        T0,
+        [
+            make_alert(slo="availability"),
+            make_alert(slo="latency"),
+            make_alert(slo="freshness", severity="ticket"),
+        ],
     )
     assert _events([decision]) == [("triggered", "INC-2024-0001")]
     (incident,) = engine.state.incidents.values()
@@ -62,7 +67,9 @@ def test_alerts_of_one_service_in_one_cycle_make_one_incident():
 def test_later_alert_joins_within_the_group_window_only():
     engine = _engine(group_window="30m")
     engine.observe(T0, [make_alert(slo="availability")])
-    joined = engine.observe(T0 + 20 * MIN, [make_alert(slo="availability"), make_alert(slo="latency")])
+    joined = engine.observe(
+        T0 + 20 * MIN, [make_alert(slo="availability"), make_alert(slo="latency")]
+    )
     assert joined.notifications == []
     assert engine.state.incidents["INC-2024-0001"].slo_ids == ["api/availability", "api/latency"]
     late = engine.observe(
@@ -98,7 +105,9 @@ def test_page_supersedes_ticket_of_the_same_slo():
     (incident,) = engine.state.incidents.values()
     assert incident.fingerprints == [page.fingerprint]
     assert incident.severity is Severity.SEV2
-    assert [(s.reason, s.fingerprint) for s in decision.suppressed] == [("inhibited_by_page", ticket.fingerprint)]
+    assert [(s.reason, s.fingerprint) for s in decision.suppressed] == [
+        ("inhibited_by_page", ticket.fingerprint)
+    ]
     assert len(decision.notifications) == 1
 
 
@@ -117,7 +126,9 @@ def test_page_arriving_after_its_ticket_takes_over_the_incident():
 
 def test_ticket_of_another_slo_is_not_suppressed():
     engine = _engine(group_window="0s")
-    decision = engine.observe(T0, [make_alert(slo="availability"), make_alert(slo="latency", severity="ticket")])
+    decision = engine.observe(
+        T0, [make_alert(slo="availability"), make_alert(slo="latency", severity="ticket")]
+    )
     assert decision.suppressed == []
 
 
@@ -129,7 +140,11 @@ def test_victim_joins_root_cause_incident_as_related():
     engine.observe(T0, [make_alert(service="db", tier="critical")])
     decision = engine.observe(
         T0 + MIN,
-        [make_alert(service="db"), make_alert(service="api", depends_on=("db",)), make_alert(service="web", depends_on=("db",))],
+        [
+            make_alert(service="db"),
+            make_alert(service="api", depends_on=("db",)),
+            make_alert(service="web", depends_on=("db",)),
+        ],
     )
     assert decision.notifications == []
     (incident,) = engine.state.incidents.values()
@@ -142,7 +157,9 @@ def test_victim_joins_root_cause_incident_as_related():
 def test_root_cause_and_victim_in_the_same_cycle_page_once():
     engine = _engine()
     # The victim comes first in the list; the root still owns the incident.
-    decision = engine.observe(T0, [make_alert(service="api", depends_on=("db",)), make_alert(service="db")])
+    decision = engine.observe(
+        T0, [make_alert(service="api", depends_on=("db",)), make_alert(service="db")]
+    )
     assert _events([decision]) == [("triggered", "INC-2024-0001")]
     assert engine.state.incidents["INC-2024-0001"].service == "db"
 
@@ -150,10 +167,16 @@ def test_root_cause_and_victim_in_the_same_cycle_page_once():
 def test_dependency_chains_and_config_edges():
     engine = _engine(depends_on={"web": ["api"]})
     engine.observe(T0, [make_alert(service="db")])
-    engine.observe(T0 + MIN, [make_alert(service="db"), make_alert(service="api", depends_on=("db",))])
+    engine.observe(
+        T0 + MIN, [make_alert(service="db"), make_alert(service="api", depends_on=("db",))]
+    )
     decision = engine.observe(
         T0 + 2 * MIN,
-        [make_alert(service="db"), make_alert(service="api", depends_on=("db",)), make_alert(service="web")],
+        [
+            make_alert(service="db"),
+            make_alert(service="api", depends_on=("db",)),
+            make_alert(service="web"),
+        ],
     )
     assert decision.notifications == []
     assert engine.state.incidents["INC-2024-0001"].related_services == ["api", "web"]
@@ -162,7 +185,9 @@ def test_dependency_chains_and_config_edges():
 def test_unrelated_service_is_not_correlated():
     engine = _engine()
     engine.observe(T0, [make_alert(service="db")])
-    decision = engine.observe(T0 + MIN, [make_alert(service="db"), make_alert(service="mail", depends_on=("smtp",))])
+    decision = engine.observe(
+        T0 + MIN, [make_alert(service="db"), make_alert(service="mail", depends_on=("smtp",))]
+    )
     assert _events([decision]) == [("triggered", "INC-2024-0002")]
 
 
@@ -172,7 +197,10 @@ def test_severe_victim_raises_root_incident_severity():
     assert engine.state.incidents["INC-2024-0001"].severity is Severity.SEV3
     decision = engine.observe(
         T0 + MIN,
-        [make_alert(service="db", tier="standard"), make_alert(service="api", depends_on=("db",), short_error_ratio=0.9)],
+        [
+            make_alert(service="db", tier="standard"),
+            make_alert(service="api", depends_on=("db",), short_error_ratio=0.9),
+        ],
     )
     assert engine.state.incidents["INC-2024-0001"].severity is Severity.SEV1
     assert [n.event for n in decision.notifications] == ["updated"]
@@ -239,7 +267,10 @@ def test_flapping_incident_sends_no_repeat_notifications():
     assert repeats  # repeats were due and held back
     last = max(incident_ids)
     triggered_after_flap = [
-        n for d in decisions[40:] for n in d.notifications if n.event == "triggered" and n.dedup_key == last
+        n
+        for d in decisions[40:]
+        for n in d.notifications
+        if n.event == "triggered" and n.dedup_key == last
     ]
     assert triggered_after_flap == []
 
@@ -268,7 +299,13 @@ def test_missing_data_never_resolves():
         {
             "apiVersion": "slo-engine/v1",
             "service": "api",
-            "slos": [{"name": "availability", "objective": 99.9, "sli": {"availability": {"metric": "up"}}}],
+            "slos": [
+                {
+                    "name": "availability",
+                    "objective": 99.9,
+                    "sli": {"availability": {"metric": "up"}},
+                }
+            ],
         }
     ).slo_records()[0]
     engine = _engine()
@@ -291,7 +328,9 @@ def test_repeats_every_repeat_interval_while_unacknowledged():
         for n in engine.observe(T0 + i * MIN, [alert]).notifications:
             times.append(((n.id.split(":")[1]), (n.created_at - T0) / 3600))
     assert times == [("triggered", 0), ("triggered", 4), ("triggered", 8), ("triggered", 12)]
-    repeat_entries = [e for e in engine.state.incidents["INC-2024-0001"].timeline if e.data.get("repeat")]
+    repeat_entries = [
+        e for e in engine.state.incidents["INC-2024-0001"].timeline if e.data.get("repeat")
+    ]
     assert len(repeat_entries) == 3
 
 
@@ -336,7 +375,9 @@ def test_bad_matchers_and_silences_are_rejected():
 
 def test_silenced_alert_opens_nothing_until_the_silence_expires():
     engine = _engine()
-    decision = engine.add_silence(T0, ['service="api"', "severity=~page|ticket"], T0, T0 + 3600, "alice", "deploy")
+    decision = engine.add_silence(
+        T0, ['service="api"', "severity=~page|ticket"], T0, T0 + 3600, "alice", "deploy"
+    )
     (silence,) = decision.silences_upserted
     assert silence.id == "SIL-000001"
     for i in range(0, 60, 5):
@@ -394,7 +435,9 @@ def test_rate_limit_sends_one_summary_then_resumes():
     more = engine.observe(T0 + 10 * MIN, [make_alert(service=s) for s in [*services, "f"]])
     assert more.notifications == []
     # Acknowledgements and resolutions are never rate limited.
-    assert [n.event for n in engine.resolve(T0 + 11 * MIN, "INC-2024-0001", "alice").notifications] == ["resolved"]
+    assert [
+        n.event for n in engine.resolve(T0 + 11 * MIN, "INC-2024-0001", "alice").notifications
+    ] == ["resolved"]
     # After the window, notifications flow again.
     later = engine.observe(T0 + 61 * MIN, [make_alert(service=s) for s in [*services, "f", "g"]])
     assert [n.dedup_key for n in later.notifications] == ["INC-2024-0007"]
@@ -402,7 +445,10 @@ def test_rate_limit_sends_one_summary_then_resumes():
 
 def test_rate_limit_per_receiver_override():
     config = IncidentConfig(
-        receivers=[{"name": "oncall", "rate_limit": {"max_notifications": 1, "window": "1h"}}, {"name": "chat"}],
+        receivers=[
+            {"name": "oncall", "rate_limit": {"max_notifications": 1, "window": "1h"}},
+            {"name": "chat"},
+        ],
         escalation=[],
         group_window="0s",
     )

@@ -62,7 +62,9 @@ def test_full_lifecycle():
     assert incident.acknowledged_by == "alice" and incident.commander == "alice"
     assert incident.acknowledged_at == T0 + 5 * MIN
 
-    mitigating = engine.set_status(T0 + 10 * MIN, "INC-2024-0001", "mitigating", by="alice", note="rolled back")
+    mitigating = engine.set_status(
+        T0 + 10 * MIN, "INC-2024-0001", "mitigating", by="alice", note="rolled back"
+    )
     assert [n.event for n in mitigating.notifications] == ["updated"]
     assert engine.state.incidents["INC-2024-0001"].status is IncidentStatus.mitigating
     engine.comment(T0 + 11 * MIN, "INC-2024-0001", by="bob", text="error rate dropping")
@@ -116,7 +118,10 @@ def test_ids_are_sequential_per_year_and_never_reused():
     engine.observe(T0 + 3, [make_alert(service="api"), make_alert(service="search")])
     assert sorted(engine.state.incidents) == ["INC-2024-0001", "INC-2024-0003"]
     new_year = 1_735_689_600.0  # 2025-01-01T00:00:00Z
-    engine.observe(new_year, [make_alert(service="api"), make_alert(service="search"), make_alert(service="mail")])
+    engine.observe(
+        new_year,
+        [make_alert(service="api"), make_alert(service="search"), make_alert(service="mail")],
+    )
     assert "INC-2025-0001" in engine.state.incidents
     assert engine.state.sequences == {2024: 3, 2025: 1}
 
@@ -125,7 +130,9 @@ def test_manual_resolve_while_firing_does_not_repage_until_the_alert_clears():
     engine = _engine()
     alert = make_alert()
     engine.observe(T0, [alert])
-    decision = engine.resolve(T0 + MIN, "INC-2024-0001", by="alice", note="known, fixing in the morning")
+    decision = engine.resolve(
+        T0 + MIN, "INC-2024-0001", by="alice", note="known, fixing in the morning"
+    )
     assert [n.event for n in decision.notifications] == ["resolved"]
     assert decision.incidents[0].timeline[-2].message == "known, fixing in the morning"
     for i in range(2, 10):
@@ -204,7 +211,11 @@ def test_incident_and_notification_json_round_trip():
     assert Incident.from_json(json.loads(json.dumps(incident.to_json()))) == incident
     note = decision.notifications[0]
     assert Notification.from_json(json.loads(json.dumps(note.to_json()))) == note
-    assert note.webhook_body() == {"event": "triggered", "dedup_key": "INC-2024-0001", "incident": note.incident}
+    assert note.webhook_body() == {
+        "event": "triggered",
+        "dedup_key": "INC-2024-0001",
+        "incident": note.incident,
+    }
 
 
 def test_same_inputs_same_decisions():

@@ -433,7 +433,7 @@ class SQLiteStore:
     def due(self, now: float, limit: int = 100) -> list[OutboxItem]:
         rows = self._read(
             "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY created_at, id LIMIT ?",
+            "ORDER BY created_at, rowid LIMIT ?",
             (now, int(limit)),
         )
         return [self._item(r) for r in rows]
@@ -473,9 +473,9 @@ class SQLiteStore:
     def outbox_items(self, status: str | None = None) -> list[OutboxItem]:
         """Every outbox row (oldest first), optionally of one status — for the CLI and tests."""
         if status is None:
-            rows = self._read("SELECT * FROM outbox ORDER BY created_at, id")
+            rows = self._read("SELECT * FROM outbox ORDER BY created_at, rowid")
         else:
             rows = self._read(
-                "SELECT * FROM outbox WHERE status = ? ORDER BY created_at, id", (status,)
+                "SELECT * FROM outbox WHERE status = ? ORDER BY created_at, rowid", (status,)
             )
         return [self._item(r) for r in rows]

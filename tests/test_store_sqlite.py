@@ -1,0 +1,308 @@
+"""SQLite store: migrations, one-transaction apply, optimistic concurrency, outbox, restarts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import pytest
+
+from engine.incidents.config import IncidentConfig
+from engine.incidents.engine import IncidentEngine
+from engine.incidents.model import IncidentStatus, Severity
+from engine.incidents.silences import Matcher, Silence
+from engine.incidents.state import Decision
+from engine.incidents.testing import T0, make_alert
+from engine.store.base import IncidentStore, Outbox, StaleStateError, StoreError
+from engine.store.sqlite import DB_FILENAME, MIGRATIONS, SCHEMA_VERSION, SQLiteStore
+
+CONFIG = IncidentConfig(receivers=[{"name": "oncall"}, {"name": "chat"}], escalation=[])
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore.in_state_dir(tmp_path / "state")
+    yield s
+    s.close()
+
+
+def _tables(path):
+    with sqlite3.connect(path) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_migrates_an_empty_database(tmp_path):
+    store = SQLiteStore.in_state_dir(tmp_path / "new")
+    path = tmp_path / "new" / DB_FILENAME
+    assert path.exists()
+    assert store.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+    assert {
+        "schema_version",
+        "incidents",
+        "timeline",
+        "silences",
+        "id_sequence",
+        "engine_state",
+        "outbox",
+    } <= _tables(path)
+    assert isinstance(store, IncidentStore) and isinstance(store, Outbox)
+    state = store.load_state()
+    assert state.version == 0 and state.incidents == {} and state.sequences == {}
+    store.close()
+    # Reopening runs nothing twice.
+    again = SQLiteStore(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
+    again.close()
+
+
+def test_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / DB_FILENAME
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO schema_version VALUES (?, 'from the future', 'x')", (SCHEMA_VERSION + 1,)
+        )
+    with pytest.raises(StoreError, match="newer than this slo-engine knows"):
+        SQLiteStore(path)
+
+
+def test_wal_and_full_sync(store):
+    assert store._read("PRAGMA journal_mode")[0][0] == "wal"
+    assert store._read("PRAGMA synchronous")[0][0] == 2  # FULL
+
+
+def test_state_round_trip_through_the_store(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(engine.observe(T0, [make_alert(), make_alert(service="web", tier="standard")]))
+    store.apply(engine.acknowledge(T0 + 60, "INC-2024-0001", by="alice"))
+    store.apply(
+        engine.add_silence(T0 + 60, ['service="mail"'], T0, T0 + 3600, "bob", "maintenance")
+    )
+    store.apply(engine.observe(T0 + 120, [make_alert()]))
+    loaded = store.load_state()
+    assert json.dumps(loaded.to_json(), sort_keys=True) == json.dumps(
+        engine.state.to_json(), sort_keys=True
+    )
+    incident = store.get_incident("INC-2024-0001")
+    assert incident is not None
+    assert [e.kind for e in incident.timeline] == [
+        e.kind for e in engine.state.incidents["INC-2024-0001"].timeline
+    ]
+    assert incident.acknowledged_by == "alice"
+
+
+def test_list_and_filter_incidents(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(
+        engine.observe(
+            T0, [make_alert(short_error_ratio=0.9), make_alert(service="web", tier="standard")]
+        )
+    )
+    store.apply(engine.resolve(T0 + 60, "INC-2024-0002", by="alice"))
+    assert [i.id for i in store.list_incidents()] == ["INC-2024-0002", "INC-2024-0001"]
+    assert [i.id for i in store.list_incidents(status=IncidentStatus.resolved)] == ["INC-2024-0002"]
+    assert [i.id for i in store.list_incidents(severity=Severity.SEV1)] == ["INC-2024-0001"]
+    assert [i.id for i in store.list_incidents(status="investigating", severity="SEV3")] == []
+    assert store.get_incident("INC-1999-0001") is None
+
+
+def test_ids_continue_across_restarts(tmp_path):
+    state_dir = tmp_path / "state"
+    store = SQLiteStore.in_state_dir(state_dir)
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(engine.observe(T0, [make_alert()]))
+    store.apply(engine.resolve(T0 + 60, "INC-2024-0001", by="alice"))
+    store.close()
+
+    store = SQLiteStore.in_state_dir(state_dir)
+    engine = IncidentEngine(CONFIG, store.load_state())
+    assert engine.state.incidents == {}  # resolved ones are not loaded
+    store.apply(engine.observe(T0 + 3600, [make_alert(service="web")]))
+    assert [i.id for i in store.list_incidents()] == ["INC-2024-0002", "INC-2024-0001"]
+    store.close()
+
+    store = SQLiteStore.in_state_dir(state_dir)
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(engine.observe(1_735_689_600.0, [make_alert(service="db")]))  # 2025
+    assert store.id_sequence() == {2024: 2, 2025: 1}
+    assert store.list_incidents()[0].id == "INC-2025-0001"
+    store.close()
+
+
+def test_outbox_insertion_is_idempotent(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    decision = engine.observe(T0, [make_alert()])
+    store.apply(decision)
+    assert store.counts() == {"pending": 2, "sent": 0, "dead": 0}
+    # The same notifications in a later decision (e.g. recomputed after a crash): nothing new.
+    replay = Decision(
+        base_version=decision.state.version,
+        state=engine.state.clone(),
+        notifications=decision.notifications,
+        timeline=decision.timeline,
+        incidents=decision.incidents,
+    )
+    replay.state.version += 1
+    store.apply(replay)
+    assert store.counts() == {"pending": 2, "sent": 0, "dead": 0}
+    assert [i.id for i in store.outbox_items()] == [n.id for n in decision.notifications]
+
+
+def test_apply_is_atomic(store, monkeypatch):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    decision = engine.observe(T0, [make_alert()])
+    calls = {"n": 0}
+    original = SQLiteStore._enqueue
+
+    def failing_enqueue(db, notification):
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the incident, the timeline and one outbox row
+            raise RuntimeError("disk on fire")
+        original(db, notification)
+
+    monkeypatch.setattr(SQLiteStore, "_enqueue", staticmethod(failing_enqueue))
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        store.apply(decision)
+    assert calls["n"] == 2
+    assert store.list_incidents() == []
+    assert store.timeline("INC-2024-0001") == []
+    assert store.counts() == {"pending": 0, "sent": 0, "dead": 0}
+    assert store.id_sequence() == {}
+    assert store.load_state().version == 0
+    # The same decision applies cleanly afterwards.
+    monkeypatch.setattr(SQLiteStore, "_enqueue", staticmethod(original))
+    store.apply(decision)
+    assert store.counts()["pending"] == 2 and store.load_state().version == 1
+
+
+def test_stale_decision_is_refused_and_writes_nothing(store):
+    first = IncidentEngine(CONFIG, store.load_state())
+    second = IncidentEngine(CONFIG, store.load_state())
+    store.apply(first.observe(T0, [make_alert()]))
+    stale = second.observe(T0 + 1, [make_alert(service="web")])
+    with pytest.raises(StaleStateError, match="reload the state and retry"):
+        store.apply(stale)
+    assert [i.id for i in store.list_incidents()] == ["INC-2024-0001"]
+    # Reload and recompute: the web alert lands next to the api incident, never reusing its id.
+    second.reset(store.load_state())
+    store.apply(second.observe(T0 + 1, [make_alert(), make_alert(service="web")]))
+    assert sorted(i.id for i in store.list_incidents()) == ["INC-2024-0001", "INC-2024-0002"]
+
+
+def test_cli_ack_while_daemon_runs_is_not_lost(tmp_path):
+    path = tmp_path / DB_FILENAME
+    daemon_store, cli_store = SQLiteStore(path), SQLiteStore(path)
+    daemon = IncidentEngine(CONFIG, daemon_store.load_state())
+    daemon_store.apply(daemon.observe(T0, [make_alert()]))
+    cli = IncidentEngine(CONFIG, cli_store.load_state())
+    cli_store.apply(cli.acknowledge(T0 + 30, "INC-2024-0001", by="alice"))
+    with pytest.raises(StaleStateError):
+        daemon_store.apply(daemon.observe(T0 + 60, [make_alert()]))
+    daemon.reset(daemon_store.load_state())
+    daemon_store.apply(daemon.observe(T0 + 60, [make_alert()]))
+    assert daemon_store.get_incident("INC-2024-0001").acknowledged_by == "alice"
+    daemon_store.close()
+    cli_store.close()
+
+
+def test_outbox_lifecycle(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(engine.observe(T0, [make_alert()]))
+    items = store.due(T0)
+    # Oldest first, then in the order the engine produced them.
+    assert [(i.receiver, i.attempts, i.next_attempt_at) for i in items] == [
+        ("oncall", 0, T0),
+        ("chat", 0, T0),
+    ]
+    assert items[0].notification.dedup_key == "INC-2024-0001"
+    assert store.due(T0 - 1) == []
+    first, second = items
+    store.mark_sent(first.id, T0 + 1)
+    store.mark_failed(second.id, T0 + 1, T0 + 30, "HTTP 503")
+    assert [i.id for i in store.due(T0 + 10)] == []
+    (retry,) = store.due(T0 + 30)
+    assert retry.id == second.id and retry.attempts == 1 and retry.last_error == "HTTP 503"
+    store.mark_failed(second.id, T0 + 31, None, "HTTP 400 bad routing key")
+    assert store.counts() == {"pending": 0, "sent": 1, "dead": 1}
+    assert store.due(T0 + 3600) == []
+    (dead,) = store.outbox_items("dead")
+    assert dead.attempts == 2 and dead.last_error == "HTTP 400 bad routing key"
+
+
+def test_due_respects_limit_and_order(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(engine.observe(T0, [make_alert()]))
+    store.apply(engine.acknowledge(T0 + 10, "INC-2024-0001", "alice"))
+    assert len(store.due(T0 + 10, limit=3)) == 3
+    created = [i.created_at for i in store.due(T0 + 10)]
+    assert created == sorted(created) and len(created) == 4
+
+
+def test_silences_add_list_delete_bump_the_version(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    silence = Silence(
+        id="SIL-api",
+        matchers=(Matcher.parse('service="api"'),),
+        starts_at=T0,
+        ends_at=T0 + 3600,
+        created_by="alice",
+        comment="deploy",
+        created_at=T0,
+    )
+    store.add_silence(silence)
+    assert store.list_silences(now=T0) == [silence]
+    assert store.list_silences(now=T0 + 3600) == []
+    assert store.list_silences(include_expired=True) == [silence]
+    with pytest.raises(StaleStateError):
+        store.apply(engine.observe(T0 + 1, [make_alert()]))
+    engine.reset(store.load_state(now=T0 + 1))
+    decision = engine.observe(T0 + 1, [make_alert()])
+    assert decision.notifications == [] and [s.reason for s in decision.suppressed] == ["silenced"]
+    store.apply(decision)
+    assert store.delete_silence("SIL-api") is True
+    assert store.delete_silence("SIL-api") is False
+    assert store.list_silences(include_expired=True) == []
+
+
+def test_engine_silences_persist(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(engine.add_silence(T0, ["service=~api|web"], T0, T0 + 600, "alice", "deploy"))
+    store.apply(engine.expire_silence(T0 + 60, "SIL-000001"))
+    (silence,) = store.list_silences(include_expired=True)
+    assert silence.ends_at == T0 + 60 and silence.comment == "deploy"
+    assert store.load_state(now=T0 + 61).silences == {}
+
+
+def test_threads_share_one_store_safely(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(engine.observe(T0, [make_alert(service=f"s{i}") for i in range(20)]))
+    items = store.due(T0)
+    assert len(items) == 40
+    errors = []
+
+    def worker(chunk):
+        try:
+            for item in chunk:
+                store.mark_sent(item.id, T0 + 1)
+                store.counts()
+        except Exception as exc:  # pragma: no cover - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(items[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.counts() == {"pending": 0, "sent": 40, "dead": 0}
+
+
+def test_sql_is_parameterized_against_hostile_text(store):
+    engine = IncidentEngine(CONFIG, store.load_state())
+    store.apply(engine.observe(T0, [make_alert()]))
+    hostile = "x'); DROP TABLE incidents; --"
+    store.apply(engine.comment(T0 + 1, "INC-2024-0001", by=hostile, text=hostile))
+    assert store.get_incident("INC-2024-0001").timeline[-1].message == hostile
+    assert store.list_incidents(status="investigating")[0].id == "INC-2024-0001"
