@@ -16,9 +16,13 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from engine.commands import validate  # noqa: F401
-    from engine.commands import evaluate  # noqa: F401
-    from engine.commands import backtest  # noqa: F401
+    from engine.commands import (
+        backtest,  # noqa: F401
+        evaluate,  # noqa: F401
+        generate,  # noqa: F401
+        incidents,  # noqa: F401
+        validate,  # noqa: F401
+    )
 
 
 def main() -> None:

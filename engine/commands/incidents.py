@@ -1,0 +1,308 @@
+"""`slo-engine incidents list|show|ack|resolve --state-dir DIR`: look at and act on incidents
+in a daemon's state directory, while the daemon runs or not.
+
+ack and resolve go through the incident engine, so they notify the same receivers the daemon
+would (queued in the outbox; the daemon's outbox worker delivers them). If the daemon
+changes the state at the same moment, the store refuses the stale write and the command
+reloads and retries.
+
+Exit codes: 0 done; 1 no such open incident; 2 cannot run (no store, bad config).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from engine.cli import app
+from engine.incidents.config import IncidentConfig, load_incident_config
+from engine.incidents.engine import IncidentEngine, IncidentError
+from engine.incidents.model import Incident, IncidentStatus, Severity, iso
+from engine.incidents.state import Decision
+from engine.store.base import StaleStateError, StoreError
+from engine.store.sqlite import DB_FILENAME, SQLiteStore
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_CANNOT_RUN = 2
+
+incidents_app = typer.Typer(
+    help="List, show, acknowledge and resolve incidents in a state directory.",
+    no_args_is_help=True,
+)
+app.add_typer(incidents_app, name="incidents")
+
+_SEVERITY_STYLE = {"SEV1": "bold red", "SEV2": "red", "SEV3": "yellow", "SEV4": "cyan"}
+_STATUS_STYLE = {"investigating": "bold", "mitigating": "yellow", "resolved": "green"}
+
+StateDir = Annotated[
+    Path,
+    typer.Option("--state-dir", help="The daemon's state directory (holds incidents.sqlite3)."),
+]
+Format = Annotated[str, typer.Option("--format", help="table (text) or json.")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="Incident config YAML (receivers, escalation) — as the daemon uses."
+    ),
+]
+By = Annotated[str | None, typer.Option("--by", help="Who is acting (default: your user name).")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    Console(stderr=True).print(Text(f"error: {message}", style="red"))
+    return typer.Exit(code)
+
+
+def _open_store(state_dir: Path) -> SQLiteStore:
+    if not (state_dir / DB_FILENAME).exists():
+        raise _fail(
+            f"{state_dir}: no incident store here ({DB_FILENAME} missing) — pass the --state-dir "
+            "the daemon runs with",
+            EXIT_CANNOT_RUN,
+        )
+    try:
+        return SQLiteStore(state_dir / DB_FILENAME)
+    except StoreError as exc:
+        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in ("table", "text", "json"):
+        raise _fail(f"--format {fmt!r}: use table or json", EXIT_CANNOT_RUN)
+    return fmt
+
+
+def _when(ts: float | None) -> str:
+    text = iso(ts)
+    return "" if text is None else text[:16].replace("T", " ")
+
+
+@incidents_app.command("list")
+def list_incidents(
+    state_dir: StateDir,
+    status: Annotated[
+        str,
+        typer.Option(
+            help="open (investigating or mitigating), investigating, mitigating, resolved or all."
+        ),
+    ] = "open",
+    severity: Annotated[str | None, typer.Option(help="Only this severity, e.g. SEV1.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    fmt: Format = "table",
+) -> None:
+    """Incidents, newest first."""
+    _check_format(fmt)
+    if status not in ("open", "all", *(s.value for s in IncidentStatus)):
+        raise _fail(
+            f"--status {status!r}: use open, investigating, mitigating, resolved or all",
+            EXIT_CANNOT_RUN,
+        )
+    try:
+        sev = None if severity is None else Severity(severity.upper())
+    except ValueError:
+        raise _fail(
+            f"--severity {severity!r}: use SEV1, SEV2, SEV3 or SEV4", EXIT_CANNOT_RUN
+        ) from None
+    with _open_store(state_dir) as store:
+        exact = None if status in ("open", "all") else IncidentStatus(status)
+        found = store.list_incidents(status=exact, severity=sev)
+    if status == "open":
+        found = [i for i in found if i.is_open]
+    found = found[:limit]
+    if fmt == "json":
+        typer.echo(json.dumps([i.to_json(timeline=False) for i in found], indent=2))
+        return
+    console = Console()
+    if not found:
+        console.print(Text(f"No {'' if status == 'all' else status + ' '}incidents."))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "SEV", "STATUS", "SERVICE", "OPENED (UTC)", "ACK", "SUMMARY"):
+        table.add_column(column)
+    for incident in found:
+        table.add_row(
+            Text(incident.id),
+            Text(incident.severity.value, style=_SEVERITY_STYLE[incident.severity.value]),
+            Text(
+                incident.status.value + (" (flapping)" if incident.flapping else ""),
+                style=_STATUS_STYLE[incident.status.value],
+            ),
+            Text(incident.service),
+            Text(_when(incident.opened_at)),
+            Text(incident.acknowledged_by or "—", style="" if incident.acknowledged_by else "dim"),
+            Text(incident.summary),
+        )
+    console.print(table)
+
+
+def _show(incident: Incident) -> None:
+    console = Console()
+    head = Text()
+    head.append(f"{incident.id} ", style="bold")
+    head.append(incident.severity.value, style=_SEVERITY_STYLE[incident.severity.value])
+    head.append(f" {incident.status.value}", style=_STATUS_STYLE[incident.status.value])
+    head.append(f" — {incident.service}: {incident.summary}")
+    console.print(head)
+    fields: list[tuple[str, Any]] = [
+        ("opened", _when(incident.opened_at)),
+        (
+            "acknowledged",
+            f"{_when(incident.acknowledged_at)} by {incident.acknowledged_by}"
+            if incident.acknowledged_by
+            else "not yet",
+        ),
+        ("commander", incident.commander or "unassigned"),
+        ("resolved", _when(incident.resolved_at) or "—"),
+        ("SLOs", ", ".join(incident.slo_ids)),
+        ("related services", ", ".join(incident.related_services) or "—"),
+        ("escalation level", incident.escalation_level),
+        ("flapping", "yes" if incident.flapping else "no"),
+        ("runbook", incident.runbook_url or "—"),
+        ("dashboard", incident.dashboard_url or "—"),
+    ]
+    if incident.suggested_severity is not None:
+        fields.append(("alerts now justify", incident.suggested_severity.value))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    for name, value in fields:
+        grid.add_row(Text(name), Text(str(value)))
+    console.print(grid)
+    if incident.customer_notice:
+        console.print(Text("\nCustomer notice:", style="bold"))
+        console.print(Text(incident.customer_notice))
+    console.print(Text("\nTimeline:", style="bold"))
+    timeline = Table(box=None, header_style="bold")
+    for column in ("TIME (UTC)", "EVENT", "BY", "MESSAGE"):
+        timeline.add_column(column)
+    for entry in incident.timeline:
+        timeline.add_row(
+            Text(iso(entry.at)[:19].replace("T", " ") if entry.at else ""),
+            Text(entry.kind),
+            Text(entry.actor or ""),
+            Text(entry.message),
+        )
+    console.print(timeline)
+
+
+@incidents_app.command("show")
+def show(
+    incident_id: Annotated[str, typer.Argument(help="e.g. INC-2024-0001")],
+    state_dir: StateDir,
+    fmt: Format = "table",
+) -> None:
+    """One incident with its full timeline."""
+    _check_format(fmt)
+    with _open_store(state_dir) as store:
+        incident = store.get_incident(incident_id)
+    if incident is None:
+        raise _fail(f"no incident {incident_id} in {state_dir}", EXIT_NOT_FOUND)
+    if fmt == "json":
+        typer.echo(json.dumps(incident.to_json(), indent=2))
+    else:
+        _show(incident)
+
+
+def _config(path: Path | None) -> IncidentConfig:
+    if path is None:
+        return IncidentConfig()
+    try:
+        return load_incident_config(path)
+    except (OSError, ValidationError, ValueError) as exc:
+        raise _fail(f"{path}: {exc}", EXIT_CANNOT_RUN) from None
+
+
+def _act(
+    state_dir: Path,
+    config_path: Path | None,
+    incident_id: str,
+    action: Callable[[IncidentEngine, float], Decision],
+) -> Decision:
+    config = _config(config_path)
+    with _open_store(state_dir) as store:
+        for _ in range(5):
+            engine = IncidentEngine(config, store.load_state())
+            try:
+                decision = action(engine, time.time())
+            except IncidentError as exc:
+                raise _fail(str(exc), EXIT_NOT_FOUND) from None
+            try:
+                store.apply(decision)
+                return decision
+            except StaleStateError:
+                continue  # the daemon wrote in between: reload and redo
+    raise _fail(f"{incident_id}: the state kept changing underneath; try again", EXIT_CANNOT_RUN)
+
+
+def _report(decision: Decision, verb: str, fmt: str) -> None:
+    incident = decision.incidents[0]
+    if fmt == "json":
+        typer.echo(
+            json.dumps(
+                {
+                    "incident": incident.to_json(timeline=False),
+                    "notifications": [n.id for n in decision.notifications],
+                },
+                indent=2,
+            )
+        )
+        return
+    told = sorted({n.receiver for n in decision.notifications})
+    Console().print(
+        Text(
+            f"{incident.id} {verb}."
+            + (f" Notifying {', '.join(told)} (via the outbox)." if told else "")
+        )
+    )
+
+
+@incidents_app.command("ack")
+def ack(
+    incident_id: Annotated[str, typer.Argument(help="e.g. INC-2024-0001")],
+    state_dir: StateDir,
+    by: By = None,
+    commander: Annotated[
+        str | None, typer.Option(help="Incident commander (default: whoever acks).")
+    ] = None,
+    config: ConfigFile = None,
+    fmt: Format = "table",
+) -> None:
+    """Acknowledge an incident: stops escalation and repeat notifications."""
+    _check_format(fmt)
+    who = by or getpass.getuser()
+    decision = _act(
+        state_dir,
+        config,
+        incident_id,
+        lambda e, now: e.acknowledge(now, incident_id, who, commander),
+    )
+    _report(decision, f"acknowledged by {who}", fmt)
+
+
+@incidents_app.command("resolve")
+def resolve(
+    incident_id: Annotated[str, typer.Argument(help="e.g. INC-2024-0001")],
+    state_dir: StateDir,
+    by: By = None,
+    note: Annotated[str, typer.Option(help="Resolution note for the timeline.")] = "",
+    config: ConfigFile = None,
+    fmt: Format = "table",
+) -> None:
+    """Resolve an incident by hand. Alerts still firing must clear before they page again."""
+    _check_format(fmt)
+    who = by or getpass.getuser()
+    decision = _act(
+        state_dir, config, incident_id, lambda e, now: e.resolve(now, incident_id, who, note)
+    )
+    _report(decision, f"resolved by {who}", fmt)
