@@ -270,3 +270,16 @@ def test_deliverer_sync_feeds_alertmanager_incident_objects_and_honours_its_brea
     assert "HTTP 503" in outcome["am"]
     assert deliverer.sync([incident], T0 + 120) == {"am": "skipped"}  # breaker open
     assert len(r.requests) == 2
+
+
+def test_sync_keeps_the_annotations_of_the_last_notification(receiver) -> None:
+    r = receiver(always(200, b""))
+    am = make(r.url, resend_interval="1m")
+    am.send(notification("triggered", title="custom title", message="custom message"))
+    acked = snapshot(status="mitigating", acknowledged_by="alice")
+    am.sync([acked], T0 + 60)
+    (alert,) = r.requests[-1].json()
+    assert alert["annotations"]["summary"] == "custom title"
+    assert alert["annotations"]["description"] == "custom message"
+    assert alert["annotations"]["incident_status"] == "mitigating"
+    assert alert["annotations"]["acknowledged_by"] == "alice"

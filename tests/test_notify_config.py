@@ -163,3 +163,15 @@ def test_delivery_errors_and_logs_never_show_secrets(secrets, receiver, caplog) 
         assert value[:8] not in text
     # path (Slack), routing key (PagerDuty), Authorization header (webhook) were redacted.
     assert text.count("***") >= 3
+
+
+def test_secret_file_removed_after_start_is_a_retryable_error_naming_the_file(tmp_path) -> None:
+    from engine.notify.base import RetryableDeliveryError
+
+    path = tmp_path / "pd.key"
+    path.write_text(KEY)
+    path.chmod(0o600)
+    notifier = build_notifiers({"pd": {"type": "pagerduty", "routing_key_file": str(path)}})["pd"]
+    path.unlink()
+    with pytest.raises(RetryableDeliveryError, match=r"pd.key does not exist"):
+        notifier.send(notification())

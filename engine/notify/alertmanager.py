@@ -77,6 +77,8 @@ class AlertmanagerNotifier:
             "service": str(incident.get("service") or ""),
             "severity": str(incident.get("severity") or ""),
         }
+        # Prometheus semantics: an empty label value is the same as no label.
+        base = {k: v for k, v in base.items() if v}
         slos = [str(s) for s in incident.get("slos") or []]
         if not slos:
             return [base]
@@ -186,15 +188,23 @@ class AlertmanagerNotifier:
         post, so calling it every daemon cycle is cheap. Raises a DeliveryError when
         Alertmanager is unreachable; the next call simply tries again.
         """
+        with self._lock:
+            previous = {k: dict(v) for k, v in self._active.items()}
+            last = self._last_sync_post
         current: dict[str, dict[_LabelKey, dict[str, Any]]] = {}
         for incident in map(_snapshot, open_incidents):
             if incident.get("status") == "resolved":
                 continue
-            annotations = self._annotations(incident, incident_headline(incident), None)
-            current[str(incident["id"])] = self._firing(incident, annotations, now)
-        with self._lock:
-            previous = {k: dict(v) for k, v in self._active.items()}
-            last = self._last_sync_post
+            incident_id = str(incident["id"])
+            # Keep the title and message of the last notification rather than flipping
+            # the annotations to the bare snapshot text on every re-send.
+            sent = next(iter(previous.get(incident_id, {}).values()), {}).get("annotations", {})
+            annotations = self._annotations(
+                incident,
+                sent.get("summary") or incident_headline(incident),
+                sent.get("description"),
+            )
+            current[incident_id] = self._firing(incident, annotations, now)
         ended = [
             _ended(alert, now)
             for incident_id, alerts in previous.items()

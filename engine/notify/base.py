@@ -120,6 +120,14 @@ class Secret:
             )
         return value
 
+    def reveal_for_delivery(self) -> str:
+        """`reveal()` for a send: a secret file that vanished or broke after start-up is
+        retried (fixing the file lets the page go out) instead of dead-lettering a page."""
+        try:
+            return self.reveal()
+        except ConfigError as exc:
+            raise RetryableDeliveryError(str(exc)) from None
+
     def world_readable(self) -> bool:
         try:
             return bool(os.stat(self._path).st_mode & (stat.S_IRWXG | stat.S_IRWXO))

@@ -95,7 +95,7 @@ class PagerDutyNotifier:
         self._routing_key = routing_key
 
     def send(self, notification: Notification) -> None:
-        key = self._routing_key.reveal()
+        key = self._routing_key.reveal_for_delivery()
         try:
             body = encode_json(event_body(notification, self.config, key))
         except (TypeError, ValueError) as exc:

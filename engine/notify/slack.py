@@ -83,7 +83,7 @@ class SlackNotifier:
         self._webhook_url = webhook_url
 
     def send(self, notification: Notification) -> None:
-        url = self._webhook_url.reveal()
+        url = self._webhook_url.reveal_for_delivery()
         try:
             body = encode_json(slack_body(notification))
         except (TypeError, ValueError) as exc:

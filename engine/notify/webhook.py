@@ -63,11 +63,11 @@ class WebhookNotifier:
         headers = dict(self.config.headers)
         secrets: list[str] = []
         for header, secret in self._header_secrets.items():
-            headers[header] = secret.reveal()
+            headers[header] = secret.reveal_for_delivery()
             secrets.append(headers[header])
         headers["Idempotency-Key"] = notification.id
         if self._signing_secret is not None:
-            key = self._signing_secret.reveal()
+            key = self._signing_secret.reveal_for_delivery()
             secrets.append(key)
             headers[SIGNATURE_HEADER] = sign(key, body)
         post_json(
