@@ -60,7 +60,7 @@ By = Annotated[str | None, typer.Option("--by", help="Who is acting (default: yo
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    Console(stderr=True).print(Text(f"error: {message}", style="red"))
+    Console(stderr=True, soft_wrap=True).print(Text(f"error: {message}", style="red"))
     return typer.Exit(code)
 
 
@@ -259,7 +259,7 @@ def _report(decision: Decision, verb: str, fmt: str) -> None:
         )
         return
     told = sorted({n.receiver for n in decision.notifications})
-    Console().print(
+    Console(soft_wrap=True).print(
         Text(
             f"{incident.id} {verb}."
             + (f" Notifying {', '.join(told)} (via the outbox)." if told else "")
