@@ -182,8 +182,10 @@ class Deliverer:
             log.error("notifier %r crashed on %s: %s", item.receiver, item.id, type(exc).__name__)
             self._retry(item, now, f"internal error: {type(exc).__name__}", None, report)
         else:
-            self.outbox.mark_sent(item.id, now)
+            # Remembered first: should the mark_sent commit fail, this process still never
+            # sends the item again (see _RECENTLY_SENT).
             self._remember_sent(item.id)
+            self.outbox.mark_sent(item.id, now)
             breaker.record_success()
             report.sent += 1
             log.info(
