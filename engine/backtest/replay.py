@@ -35,7 +35,7 @@ import numpy as np
 from engine.burn.alerts import evaluation_windows, held_reason
 from engine.burn.anomaly import SeriesScores, anomaly_series, score_step_rates
 from engine.burn.budget import budget_consumed, burn_rate, error_ratio
-from engine.burn.evaluate import STATUS_CODE, STATUSES, policy_window_mask
+from engine.burn.evaluate import STATUS_CODE, STATUSES, plan_evaluation
 from engine.burn.policy import policy_for
 from engine.burn.result import AlertSignal, SLOEvaluation, WindowValue
 from engine.burn.series import SeriesEvaluation, iter_series
@@ -321,7 +321,7 @@ class _Evaluated:
         f = self.first
         if not self.windows:
             self.windows = ev.windows
-            self.members = policy_window_mask(self.slos, ev.windows)
+            self.members = plan_evaluation(self.slos, ev.windows).members
         part = self.slos[rows]
         for k, s in enumerate(range(rows.start, rows.stop)):
             self.rules[s] = ev.rules[k]
