@@ -8,7 +8,7 @@ Timestamps are Unix seconds (float, UTC); the engine never reads a clock itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -161,14 +161,16 @@ class Incident:
         return self.status is not IncidentStatus.resolved
 
     def clone(self) -> Incident:
-        return replace(
-            self,
-            slo_ids=list(self.slo_ids),
-            fingerprints=list(self.fingerprints),
-            related_services=list(self.related_services),
-            timeline=list(self.timeline),
-            notified_receivers=list(self.notified_receivers),
-        )
+        # Hot in backtests (every open incident, every evaluation): copy the attribute dict
+        # rather than go through dataclasses.replace and __init__.
+        new = object.__new__(Incident)
+        new.__dict__.update(self.__dict__)
+        new.slo_ids = list(self.slo_ids)
+        new.fingerprints = list(self.fingerprints)
+        new.related_services = list(self.related_services)
+        new.timeline = list(self.timeline)
+        new.notified_receivers = list(self.notified_receivers)
+        return new
 
     def to_json(self, timeline: bool = True) -> dict[str, Any]:
         obj: dict[str, Any] = {
