@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.burn.evaluate import evaluate_window_events
+from engine.burn.evaluate import evaluate_window_events, plan_evaluation
 from engine.burn.result import SLOEvaluation
 from engine.source.base import EventSource, SourceUnavailable
 from engine.source.cache import DEFAULT_TIERS, MultiResolutionCache, Tier
@@ -24,6 +24,7 @@ class Evaluator:
         self, slos: Sequence[SLO], source: EventSource, tiers: Sequence[Tier] = DEFAULT_TIERS
     ) -> None:
         self._cache = MultiResolutionCache(source, slos, tiers)
+        self._plan = plan_evaluation(self._cache.slos, self._cache.windows)
 
     @property
     def slos(self) -> tuple[SLO, ...]:
@@ -35,6 +36,7 @@ class Evaluator:
 
     def set_slos(self, slos: Sequence[SLO]) -> None:
         self._cache.set_slos(slos)
+        self._plan = plan_evaluation(self._cache.slos, self._cache.windows)
 
     def evaluate(self, at: float) -> list[SLOEvaluation]:
         """Evaluate every SLO at `at` floored to the finest cache step (`evaluated_at`)."""
@@ -47,4 +49,4 @@ class Evaluator:
                 SLOEvaluation(slo=slo, evaluated_at=instant, status="error", error=message)
                 for slo in self._cache.slos
             ]
-        return evaluate_window_events(self._cache.slos, events)
+        return evaluate_window_events(self._cache.slos, events, self._plan)

@@ -21,16 +21,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.burn.alerts import decide_alerts, evaluation_windows, rule_matrix
+from engine.burn.alerts import decide_alerts
 from engine.burn.budget import (
-    EXHAUSTION_WINDOW,
     burn_rate,
     error_budget_remaining,
     error_ratio,
     time_to_exhaustion,
 )
-from engine.burn.evaluate import STATUSES, policy_window_mask, status_codes
-from engine.burn.policy import BurnRateRule, policy_for
+from engine.burn.evaluate import STATUSES, plan_evaluation, status_codes
+from engine.burn.policy import BurnRateRule
 from engine.burn.windows import normalize_step_counts, rolling_window_sums
 from engine.source.base import StepRates
 from engine.spec.durations import Duration
@@ -102,19 +101,17 @@ def iter_series(
     """Evaluate `rates` (rows follow `slos`) at every step, yielding (rows, result) per chunk."""
     if rates.bad.shape[0] != len(slos):
         raise ValueError(f"rates have {rates.bad.shape[0]} rows for {len(slos)} SLOs")
-    policies = [policy_for(s) for s in slos]
-    windows = tuple(windows) if windows is not None else evaluation_windows(policies)
+    plan = plan_evaluation(slos, windows)
+    windows = plan.windows
     steps = window_steps(windows, rates.step)
-    matrix = rule_matrix(policies, windows)
     n_steps = rates.times.shape[0]
     size = chunk or chunk_size(len(windows), n_steps)
     complete = np.arange(n_steps)[None, :] >= np.asarray(steps)[:, None] - 1
-    exhaustion_at = windows.index(EXHAUSTION_WINDOW)
     step_seconds = rates.step.seconds
     for begin in range(0, len(slos), size):
         rows = slice(begin, min(begin + size, len(slos)))
         part = slos[rows]
-        sub = matrix.take(rows)
+        sub = plan.matrix.take(rows)
         failed = np.array([s.id in rates.errors for s in part], dtype=bool)
         bad_steps, total_steps = normalize_step_counts(
             rates.bad[rows] * step_seconds, rates.total[rows] * step_seconds
@@ -125,19 +122,18 @@ def iter_series(
         total_sums, covered = rolling_window_sums(total_steps, steps)
         total = total_sums.transpose(1, 0, 2)
         ratio = error_ratio(bad, total)
-        budget = np.array([float(s.error_budget) for s in part])
+        budget = plan.error_budget[rows]
         burn = burn_rate(ratio, budget[:, None, None])
         index = np.arange(len(part))
         remaining = error_budget_remaining(
             bad[index, sub.period_index], total[index, sub.period_index], budget[:, None]
         )
-        period_seconds = np.array([s.period.seconds for s in part])
         to_exhaustion = time_to_exhaustion(
-            remaining, burn[:, exhaustion_at], period_seconds[:, None]
+            remaining, burn[:, plan.exhaustion_index], plan.period_seconds[rows, None]
         )
         decision = decide_alerts(sub, bad, total)
         firing = decision.firing & sub.active[:, :, None]
-        members = policy_window_mask(part, windows)
+        members = plan.members[rows]
         has_data = np.any((covered.transpose(1, 0, 2) > 0) & members[:, :, None], axis=1)
         status = status_codes(
             failed[:, None],

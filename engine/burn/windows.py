@@ -77,22 +77,6 @@ def rolling_window_sums(
     return sums, covered
 
 
-def segment_sum(
-    sums_p: np.ndarray, obs_p: np.ndarray, lo: int, hi: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of steps lo … hi−1 (array positions) from `prefix_sums` output, for every row.
-
-    Positions are clamped to the stored range, so a segment reaching before the oldest stored
-    step only counts what is stored. Returns (sum[S], observed_steps[S]).
-    """
-    n = sums_p.shape[-1] - 1
-    lo_c, hi_c = min(max(lo, 0), n), min(max(hi, 0), n)
-    if hi_c <= lo_c:
-        zeros = np.zeros(sums_p.shape[:-1])
-        return zeros, zeros.astype(np.int64)
-    return sums_p[..., hi_c] - sums_p[..., lo_c], obs_p[..., hi_c] - obs_p[..., lo_c]
-
-
 # --- Composing one window at one instant from several resolutions -------------------------
 #
 # The cache keeps the same event counts at several step sizes (tiers): fine steps for the
@@ -110,25 +94,36 @@ def segment_sum(
 
 @dataclass(frozen=True)
 class TierGrid:
-    """Where one tier's stored steps sit on the epoch-aligned grid."""
+    """Where one tier's stored steps sit on the epoch-aligned grid.
+
+    Step number k is the interval ((k−1)·step, k·step]. A tier stores the `length` newest
+    steps up to `end` in a ring: step k lives in slot k mod length, time-major (`[slot, S]`),
+    so advancing the grid never moves data and a window is at most two contiguous slices.
+    """
 
     step: int  # seconds
     end: int  # grid time (unix seconds) of the newest stored step
-    length: int  # number of stored steps: they end at end − (length−1)·step … end
+    length: int  # number of stored steps
+
+    @property
+    def newest(self) -> int:
+        """Step number of the newest stored step."""
+        return self.end // self.step
+
+    @property
+    def oldest(self) -> int:
+        """Step number of the oldest stored step."""
+        return self.newest - self.length + 1
 
     @property
     def start(self) -> int:
         """The time the oldest stored step begins."""
         return self.end - self.length * self.step
 
-    def position(self, grid_time: int) -> int:
-        """Array position of the step ending at `grid_time` (may fall outside 0 … length−1)."""
-        return self.length - 1 - (self.end - grid_time) // self.step
-
 
 @dataclass(frozen=True)
 class Segment:
-    """Whole steps at positions lo … hi−1 of one tier."""
+    """Whole steps number lo … hi−1 of one tier."""
 
     tier: int
     lo: int
@@ -138,7 +133,7 @@ class Segment:
 @dataclass(frozen=True)
 class WindowPlan:
     segments: tuple[Segment, ...]
-    # (tier, position, fraction): the oldest step, only partly inside the window.
+    # (tier, step number, fraction): the oldest step, only partly inside the window.
     partial: tuple[int, int, float] | None
 
 
@@ -150,11 +145,18 @@ def settled_boundaries(at: int, tiers: Sequence[TierGrid]) -> list[int]:
     return bounds
 
 
+def _segment(index: int, tier: TierGrid, after: int, upto: int) -> Segment:
+    """Steps ending in (after, upto], both grid times of the tier, clamped to what is stored."""
+    lo = max(after // tier.step + 1, tier.oldest)
+    hi = min(upto // tier.step, tier.newest) + 1
+    return Segment(index, lo, max(lo, hi))
+
+
 def plan_window(at: int, window: int, tiers: Sequence[TierGrid]) -> WindowPlan:
     """Which stored steps make up the window (at − window, at]. All times in seconds.
 
     `tiers` are finest first; each step is a multiple of the previous one and `at` lies on
-    the finest grid.
+    the finest grid. Steps older than a tier's storage are left out (they count as no data).
     """
     if window <= 0:
         raise ValueError(f"a window must be positive, got {window}s")
@@ -166,49 +168,50 @@ def plan_window(at: int, window: int, tiers: Sequence[TierGrid]) -> WindowPlan:
         if (begin // tier.step) * tier.step >= tier.start:
             last = index
             break
-    segments = []
-    for index in range(last):
-        tier = tiers[index]
-        lo_time, hi_time = bounds[index + 1], bounds[index]
-        segments.append(Segment(index, tier.position(lo_time) + 1, tier.position(hi_time) + 1))
+    segments = [_segment(i, tiers[i], bounds[i + 1], bounds[i]) for i in range(last)]
     tier = tiers[last]
     first_full = -(-begin // tier.step) * tier.step  # end of the oldest step touching the window
     partial = None
     if first_full != begin:
-        fraction = (first_full - begin) / tier.step
-        partial = (last, tier.position(first_full), fraction)
-    if first_full <= bounds[last]:
-        segments.append(
-            Segment(last, tier.position(first_full) + 1, tier.position(bounds[last]) + 1)
-        )
-    return WindowPlan(tuple(segments), partial)
+        number = first_full // tier.step
+        if tier.oldest <= number <= tier.newest:
+            partial = (last, number, (first_full - begin) / tier.step)
+    if first_full < bounds[last]:
+        segments.append(_segment(last, tier, first_full, bounds[last]))
+    return WindowPlan(tuple(s for s in segments if s.hi > s.lo), partial)
+
+
+def _ring_sum(values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Σ over step numbers lo … hi−1 of a ring stored time-major as values[slot, S]."""
+    length = values.shape[0]
+    first, count = lo % length, hi - lo
+    if first + count <= length:
+        return values[first : first + count].sum(axis=0)
+    return values[first:].sum(axis=0) + values[: first + count - length].sum(axis=0)
 
 
 def sum_planned(
     plan: WindowPlan,
-    prefixes: Sequence[tuple[np.ndarray, np.ndarray]],
-    values: Sequence[np.ndarray],
+    counts: Sequence[np.ndarray],
+    present: Sequence[np.ndarray],
     steps: Sequence[int],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(sum[S], seconds with data[S]) of one planned window over every row.
+    """(sum[S], seconds with data[S]) of one planned window for every SLO.
 
-    `prefixes[i]` is `prefix_sums(values[i])` for tier i; values are per-step counts [S, N].
-    The sum is NaN where no part of the window has data.
+    Per tier i: `counts[i]` are event counts per step as a ring `[length, S]` holding 0 where
+    `present[i]` (bool, same shape) says the step has no data. The sum is NaN where no part
+    of the window has data.
     """
-    n_rows = values[0].shape[0]
-    total = np.zeros(n_rows)
-    seconds = np.zeros(n_rows)
+    n_slos = counts[0].shape[1]
+    total = np.zeros(n_slos)
+    seconds = np.zeros(n_slos)
     for seg in plan.segments:
-        part, observed = segment_sum(*prefixes[seg.tier], seg.lo, seg.hi)
-        total += part
-        seconds += observed * steps[seg.tier]
+        total += _ring_sum(counts[seg.tier], seg.lo, seg.hi)
+        seconds += _ring_sum(present[seg.tier], seg.lo, seg.hi) * steps[seg.tier]
     if plan.partial is not None:
-        tier, pos, fraction = plan.partial
-        if 0 <= pos < values[tier].shape[1]:
-            column = values[tier][:, pos]
-            present = ~np.isnan(column)
-            total += np.where(present, column * fraction, 0.0)
-            seconds += present * (fraction * steps[tier])
-    np.maximum(total, 0.0, out=total)
+        tier, number, fraction = plan.partial
+        slot = number % counts[tier].shape[0]
+        total += counts[tier][slot] * fraction
+        seconds += present[tier][slot] * (fraction * steps[tier])
     total[seconds == 0] = np.nan
     return total, seconds

@@ -6,14 +6,14 @@ cache instead keeps per-step counts at a few resolutions (tiers) and, once warm,
 for the steps that appeared since the last cycle: a handful of points per SLO, batched, whose
 cost does not depend on the window lengths. Windows are then composed in numpy.
 
-Tiers (default; memory per SLO = Σ steps × 2 arrays × 8 bytes):
+Tiers (default; memory per SLO = Σ steps × (8 + 8 bytes of counts + 1 byte "has data")):
 
     step  retention   steps  why
     1m    6h + 1h       420  page windows (5m … 6h) exact to the minute
     5m    3d + 1h       876  ticket windows (1d, 3d) with a 5m-resolution oldest edge
     1h    period + 1h   721  the period (30d); extended automatically for longer periods
 
-That is 2,017 steps = 32,272 bytes per SLO at a 30d period (limit: 64 KiB). The "+1h"
+That is 2,017 steps = 34,289 bytes per SLO at a 30d period (limit: 64 KiB). The "+1h"
 margins hold the newest steps of the next coarser tier until they are settled (see
 `engine.burn.windows.plan_window`).
 
@@ -47,7 +47,6 @@ from engine.burn.windows import (
     TierGrid,
     normalize_step_counts,
     plan_window,
-    prefix_sums,
     sum_planned,
 )
 from engine.source.base import EventSource
@@ -100,14 +99,18 @@ def _seconds(duration: Duration, what: str) -> int:
 
 
 class _TierStore:
-    """One tier: counts per step for every SLO, oldest first, ending at grid time `end`."""
+    """One tier: per-step counts for every SLO in a time-major ring (see `TierGrid`).
+
+    Missing steps hold 0 with `present` False, so window sums are plain sums.
+    """
 
     def __init__(self, step: int, length: int, n_slos: int) -> None:
         self.step = step
         self.length = length
         self.end: int | None = None
-        self.bad = np.full((n_slos, length), np.nan)
-        self.total = np.full((n_slos, length), np.nan)
+        self.bad = np.zeros((length, n_slos))
+        self.total = np.zeros((length, n_slos))
+        self.present = np.zeros((length, n_slos), dtype=bool)
         # Per SLO, the newest grid time fetched successfully; None = never.
         self.fetched_until: list[int | None] = [None] * n_slos
 
@@ -121,39 +124,54 @@ class _TierStore:
         assert self.end is not None
         return TierGrid(step=self.step, end=self.end, length=self.length)
 
-    def reset(self) -> None:
-        self.end = None
-        self.bad.fill(np.nan)
-        self.total.fill(np.nan)
-        self.fetched_until = [None] * len(self.fetched_until)
+    def slots(self, grid_times: np.ndarray) -> np.ndarray:
+        return (grid_times // self.step) % self.length
+
+    def _clear(self, slots: np.ndarray | slice) -> None:
+        self.bad[slots] = 0.0
+        self.total[slots] = 0.0
+        self.present[slots] = False
 
     def advance(self, new_end: int) -> None:
-        """Move the newest slot to `new_end`, dropping the oldest steps (a rolling buffer)."""
+        """Move the newest step to `new_end`; the ring forgets the steps that fall out."""
         if self.end is None or new_end < self.end or new_end - self.end >= self.length * self.step:
-            self.reset()
+            self._clear(slice(None))
+            self.fetched_until = [None] * len(self.fetched_until)
             self.end = new_end
             return
-        shift = (new_end - self.end) // self.step
-        if shift:
-            for values in (self.bad, self.total):
-                values[:, :-shift] = values[:, shift:]
-                values[:, -shift:] = np.nan
+        if new_end > self.end:
+            self._clear(self.slots(np.arange(self.end + self.step, new_end + 1, self.step)))
             self.end = new_end
 
+    def reset(self) -> None:
+        self.end = None
+        self._clear(slice(None))
+        self.fetched_until = [None] * len(self.fetched_until)
+
+    def write(
+        self, rows: np.ndarray, grid_times: np.ndarray, bad: np.ndarray, total: np.ndarray
+    ) -> None:
+        """Store counts [len(rows), len(grid_times)] (NaN = no data) for these SLO columns."""
+        index = np.ix_(self.slots(grid_times), rows)
+        present = ~np.isnan(total.T)
+        self.present[index] = present
+        self.bad[index] = np.where(present, bad.T, 0.0)
+        self.total[index] = np.where(present, total.T, 0.0)
+
     def reindex(self, keep: list[int | None]) -> None:
-        """New row order: keep[i] is the old row of new row i, None for a new SLO."""
+        """New column order: keep[i] is the old column of SLO i, None for a new SLO."""
         n = len(keep)
-        bad, total = np.full((n, self.length), np.nan), np.full((n, self.length), np.nan)
-        fetched: list[int | None] = [None] * n
-        for new, old in enumerate(keep):
-            if old is not None:
-                bad[new], total[new] = self.bad[old], self.total[old]
-                fetched[new] = self.fetched_until[old]
-        self.bad, self.total, self.fetched_until = bad, total, fetched
+        old = np.array([k if k is not None else 0 for k in keep], dtype=np.int64)
+        new = np.array([k is None for k in keep], dtype=bool)
+        for name in ("bad", "total", "present"):
+            values = getattr(self, name)[:, old] if n else getattr(self, name)[:, :0]
+            values[:, new] = False if name == "present" else 0.0
+            setattr(self, name, np.ascontiguousarray(values))
+        self.fetched_until = [None if k is None else self.fetched_until[k] for k in keep]
 
     @property
     def nbytes(self) -> int:
-        return self.bad.nbytes + self.total.nbytes
+        return self.bad.nbytes + self.total.nbytes + self.present.nbytes
 
 
 class MultiResolutionCache:
@@ -299,15 +317,12 @@ class MultiResolutionCache:
             )
         times = np.rint(np.asarray(rates.times, dtype=np.float64)).astype(np.int64)
         on_grid = (times % store.step == 0) & (times >= store.oldest) & (times <= store.end)
-        positions = store.grid().position(times[on_grid])
         bad, total = normalize_step_counts(
             rates.bad[:, on_grid] * store.step, rates.total[:, on_grid] * store.step
         )
         ok = np.array([s.id not in rates.errors for s in slos], dtype=bool)
-        target = np.asarray(rows)[ok]
-        if positions.size and target.size:
-            store.bad[np.ix_(target, positions)] = bad[ok]
-            store.total[np.ix_(target, positions)] = total[ok]
+        if on_grid.any() and ok.any():
+            store.write(np.asarray(rows)[ok], times[on_grid], bad[ok], total[ok])
         for row, good in zip(rows, ok, strict=True):
             if good:
                 store.fetched_until[row] = end
@@ -315,18 +330,17 @@ class MultiResolutionCache:
 
     def _compose(self, now: int, errors: dict[str, str]) -> WindowEvents:
         grids = [store.grid() for store in self._stores]
-        bad_values = [store.bad for store in self._stores]
-        total_values = [store.total for store in self._stores]
-        bad_prefix = [prefix_sums(v) for v in bad_values]
-        total_prefix = [prefix_sums(v) for v in total_values]
+        bad_counts = [store.bad for store in self._stores]
+        total_counts = [store.total for store in self._stores]
+        present = [store.present for store in self._stores]
         n = len(self._slos)
         bad = np.empty((n, len(self.windows)))
         total = np.empty((n, len(self.windows)))
         covered = np.empty((n, len(self.windows)))
         for w, window in enumerate(self.windows):
             plan = plan_window(now, _seconds(window, "window"), grids)
-            bad[:, w], _ = sum_planned(plan, bad_prefix, bad_values, self._steps)
-            total[:, w], covered[:, w] = sum_planned(plan, total_prefix, total_values, self._steps)
+            bad[:, w], _ = sum_planned(plan, bad_counts, present, self._steps)
+            total[:, w], covered[:, w] = sum_planned(plan, total_counts, present, self._steps)
         return WindowEvents(
             at=float(now),
             windows=self.windows,
