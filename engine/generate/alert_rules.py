@@ -1,0 +1,193 @@
+"""Alerting rules: multiwindow, multi-burn-rate page and ticket alerts, and a no-data alert.
+
+The windows, factors and thresholds are the policy's (`policy_for`), written as exact
+decimals (0.0144, never 0.014399999999999999). Both windows must exceed the threshold, as
+in the daemon. A rule fires on the long window's burn rate, so `$value` in the templates is
+"how many times faster than sustainable the budget is burning".
+
+`for` is a tenth of the short window, rounded up to whole minutes (at least 1m): 1m for
+5m, 3m for 30m, 12m for 2h, 36m for 6h. It absorbs one odd evaluation without adding
+more than a tenth of the window the alert already needs to reset.
+
+The low-traffic guard follows the daemon's as far as PromQL allows. When the long window
+holds enough events that `expected_bad_events` bad ones are expected at the threshold, no
+guard applies. Below that the daemon runs a one-sided binomial test; PromQL has no binomial
+distribution, so the rule asks instead: are k bad events (k ≥ `min_bad_events`) significant
+under a Poisson model with the expected count λ = total × threshold? The Poisson bound on λ
+has a closed form to within a few per cent (Wilson–Hilferty: λ_k ≈ k(1 − 1/(9k) − z/(3√k))³),
+taken with a small margin so it never exceeds the exact bound. Poisson tails are heavier
+than binomial ones of the same mean, so the rule errs towards holding: it never pages where
+the daemon holds, and may hold a little longer at the edge.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_CEILING, Decimal
+from statistics import NormalDist
+from typing import Any
+
+from engine.burn.policy import AlertPolicy, BurnRateRule, policy_for
+from engine.generate.links import slo_dashboard_url
+from engine.generate.rules import (
+    BUDGET_REMAINING_METRIC,
+    Rule,
+    bad_events_metric,
+    base_window,
+    burn_rate_metric,
+    decimal_text,
+    error_ratio_metric,
+    selector,
+    slo_labels,
+    total_events_metric,
+)
+from engine.spec.durations import Duration
+from engine.spec.models import SLO
+
+BURN_ALERT = "SLOErrorBudgetBurn"
+NO_DATA_ALERT = "SLONoData"
+NO_DATA_SEVERITY = "ticket"
+DEFAULT_GRAFANA_URL = "http://localhost:3000"
+_MINUTE_MS = 60_000
+
+
+def for_duration(rule: BurnRateRule) -> Duration:
+    """A tenth of the short window, rounded up to whole minutes, at least one minute."""
+    minutes = max(1, math.ceil(rule.short_window.ms / 10 / _MINUTE_MS))
+    return Duration(minutes * _MINUTE_MS)
+
+
+# Wilson–Hilferty slightly overstates the Poisson bound at low confidence; this margin
+# (checked in tests/test_generate_alert_rules.py over confidences 0.5–0.99999 and k up to
+# 3,000) keeps the PromQL guard from ever releasing an alert the exact test would hold.
+GUARD_MARGIN = Decimal("0.975")
+
+
+def z_third(confidence: Decimal) -> Decimal:
+    """z/3 for the one-sided standard-normal quantile, rounded up (rounding only holds)."""
+    z = NormalDist().inv_cdf(float(confidence))
+    return Decimal(repr(z / 3)).quantize(Decimal("0.0001"), ROUND_CEILING)
+
+
+def release_bound(k: float, confidence: Decimal) -> float:
+    """The largest expected count λ at which k bad events still count as evidence, as the
+    rule computes it: GUARD_MARGIN × k × (1 − 1/(9k) − (z/3)/√k)³, never above the exact
+    Poisson bound (P(X ≥ k) ≤ 1 − confidence for X ~ Poisson(λ))."""
+    base = 1 - 1 / (9 * k) - float(z_third(confidence)) / math.sqrt(k)
+    return float(GUARD_MARGIN) * k * base**3 if base > 0 else -1.0
+
+
+def low_traffic_guard(slo: SLO, policy: AlertPolicy, rule: BurnRateRule) -> str | None:
+    """PromQL that is non-empty when the long window's evidence is strong enough to alert."""
+    guard = policy.low_traffic
+    if not guard.enabled:
+        return None
+    sel = selector(slo)
+    seconds = rule.long_window.decimal_seconds
+    # Events expected in the long window if the error ratio sat exactly on the threshold.
+    expected = (
+        f"{total_events_metric(rule.long_window)}{sel} * {decimal_text(seconds * rule.threshold)}"
+    )
+    # Counts from extrapolated rates are fractional; the daemon rounds them too.
+    k = f"round({bad_events_metric(rule.long_window)}{sel} * {decimal_text(seconds)})"
+    return (
+        f"{expected} >= {decimal_text(guard.expected_bad_events)}\n"
+        f"  or (\n"
+        f"    {k} >= {guard.min_bad_events}\n"
+        f"    and {expected}\n"
+        f"      <= {GUARD_MARGIN} * {k} * (1 - 1 / (9 * {k}) - {z_third(guard.confidence)} / sqrt({k})) ^ 3\n"
+        f"  )"
+    )
+
+
+_BUDGET_LEFT = (
+    "{{ with printf `" + BUDGET_REMAINING_METRIC + "{slo=%q}` $labels.slo | query }}"
+    "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}"
+)
+
+
+def burn_alert(slo: SLO, policy: AlertPolicy, rule: BurnRateRule, grafana_url: str) -> Rule:
+    sel = selector(slo)
+    threshold = decimal_text(rule.threshold)
+    long_w, short_w = rule.long_window, rule.short_window
+    expr = (
+        f"{burn_rate_metric(long_w)}{sel}\n"
+        f"and {error_ratio_metric(long_w)}{sel} > {threshold}\n"
+        f"and {error_ratio_metric(short_w)}{sel} > {threshold}"
+    )
+    guard = low_traffic_guard(slo, policy, rule)
+    if guard is not None:
+        expr += f"\nand (\n  {guard}\n)"
+    factor = decimal_text(rule.factor)
+    share = rule.budget_spent_when_firing(policy.period) * 100
+    labels = {
+        **slo_labels(slo),
+        "severity": rule.severity,
+        "long_window": str(long_w),
+        "short_window": str(short_w),
+    }
+    annotations = {
+        "summary": f"{slo.id} is burning its error budget faster than {factor}× the sustainable rate",
+        "description": (
+            f"{slo.id} ({decimal_text(slo.objective_percent)}% over {policy.period}) burned its "
+            f"error budget at {{{{ $value | humanize }}}}× the sustainable rate over the last "
+            f"{long_w}, and the last {short_w} is above {factor}× too "
+            f"(error ratio > {threshold}; {decimal_text(share)}% of the budget in {long_w}). "
+            f"Error budget remaining: {_BUDGET_LEFT}."
+        ),
+        **_links(slo, grafana_url),
+        **dict(sorted(slo.alerting.annotations.items())),
+    }
+    return {
+        "alert": BURN_ALERT,
+        "expr": expr,
+        "for": str(for_duration(rule)),
+        "labels": labels,
+        "annotations": annotations,
+    }
+
+
+def no_data_window(policy: AlertPolicy) -> Duration:
+    """How long the SLI may be missing before alerting: the shortest page long window (the
+    longest a page could go undetected), else the shortest long window, else 1h."""
+    pages = policy.rules_for("page") or policy.rules
+    return min((r.long_window for r in pages), default=Duration.parse("1h"))
+
+
+def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
+    window = no_data_window(policy)
+    # The error ratio is present only when both bad and total are: a missing bad-events
+    # metric silences the SLO just as surely as a missing total.
+    series = f"{error_ratio_metric(base_window(policy))}{selector(slo)}"
+    return {
+        "alert": NO_DATA_ALERT,
+        "expr": f"absent_over_time({series}[{window}])",
+        "labels": {**slo_labels(slo), "severity": NO_DATA_SEVERITY},
+        "annotations": {
+            "summary": f"{slo.id} has had no SLI data for {window}",
+            "description": (
+                f"No error ratio could be computed for {slo.id} in the last {window}: its "
+                "metrics are missing or the query matches nothing, so burn-rate alerts cannot "
+                "fire. Check the exporter, the scrape job and the SLI query."
+            ),
+            **_links(slo, grafana_url),
+            **dict(sorted(slo.alerting.annotations.items())),
+        },
+    }
+
+
+def _links(slo: SLO, grafana_url: str) -> dict[str, str]:
+    links: dict[str, str] = {}
+    if slo.alerting.runbook_url:
+        links["runbook_url"] = slo.alerting.runbook_url
+    links["dashboard_url"] = slo_dashboard_url(grafana_url, slo.service, slo.id)
+    return links
+
+
+def alert_rules(
+    slo: SLO, policy: AlertPolicy | None = None, grafana_url: str = DEFAULT_GRAFANA_URL
+) -> list[Rule]:
+    policy = policy or policy_for(slo)
+    rules: list[dict[str, Any]] = [burn_alert(slo, policy, r, grafana_url) for r in policy.rules]
+    rules.append(no_data_alert(slo, policy, grafana_url))
+    return rules

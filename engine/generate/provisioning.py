@@ -1,0 +1,60 @@
+"""Grafana provisioning: one Prometheus datasource and a file provider for the dashboards.
+
+The dashboards never name this datasource: they pick it through their `datasource`
+variable, which defaults to the provisioned uid below, so they work as provisioned and
+still let a user switch to another Prometheus (or Mimir/Thanos) in the UI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DATASOURCE_UID = "prometheus"
+DATASOURCE_NAME = "Prometheus"
+PROMETHEUS_URL = "http://127.0.0.1:9090"
+# Where Grafana should find dashboards/*.json; mount or copy the directory there.
+DASHBOARDS_PATH = "/var/lib/grafana/dashboards/slo-engine"
+FOLDER = "SLOs"
+
+
+def datasources() -> dict[str, Any]:
+    return {
+        "apiVersion": 1,
+        "datasources": [
+            {
+                "name": DATASOURCE_NAME,
+                "uid": DATASOURCE_UID,
+                "type": "prometheus",
+                "access": "proxy",
+                "url": PROMETHEUS_URL,
+                "isDefault": True,
+                "editable": False,
+                "jsonData": {"timeInterval": "15s", "httpMethod": "POST"},
+            }
+        ],
+    }
+
+
+def dashboard_provider() -> dict[str, Any]:
+    return {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": "slo-engine",
+                "orgId": 1,
+                "folder": FOLDER,
+                "type": "file",
+                "disableDeletion": True,
+                "allowUiUpdates": False,
+                "updateIntervalSeconds": 30,
+                "options": {"path": DASHBOARDS_PATH, "foldersFromFilesStructure": False},
+            }
+        ],
+    }
+
+
+def provisioning_files() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("provisioning/datasources/prometheus.yml", datasources()),
+        ("provisioning/dashboards/slo-engine.yml", dashboard_provider()),
+    ]

@@ -1,0 +1,200 @@
+"""Recording rules: an SLO's event rates, error ratios, burn rates and budget, per window.
+
+Bad and total event rates are recorded *separately* for every window the policy reads, so
+every ratio derived from them is weighted by events: the period's error ratio is total bad
+events ÷ total events, never an average of short-window ratios (which over-weights quiet
+hours). The period rates are the mean of the shortest window's recorded rates over the
+period — a mean of rates is a sum of events — computed for bad and total apart.
+
+Everything here is pure: SLOs in, rule groups (plain dicts) out.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from engine.burn.policy import AlertPolicy, exact, policy_for
+from engine.sli import bad_rate, total_rate
+from engine.spec.durations import Duration
+from engine.spec.models import SLO
+
+# The period rollup reads 30 d of samples per series; once every 5 minutes keeps that cheap
+# (see docs/readme/generate.md), and the budget moves by at most 1/8640 of the period
+# between two evaluations.
+PERIOD_GROUP_INTERVAL = Duration.parse("5m")
+# Resolution of the period rollup when the policy has no windows of its own (alerting off).
+FALLBACK_BASE_WINDOW = Duration.parse("5m")
+
+Rule = dict[str, Any]
+Group = dict[str, Any]
+
+
+def decimal_text(value: Decimal) -> str:
+    """A Decimal as PromQL writes numbers: plain notation, no exponent, no float noise."""
+    return format(exact(value), "f")
+
+
+def slo_labels(slo: SLO) -> dict[str, str]:
+    """Labels on every series and alert of an SLO: the spec's labels, then ours (ours win:
+    dashboards, routing and inhibition all join on service/slo/tier)."""
+    ours = {"service": slo.service, "slo": slo.id, "tier": str(slo.tier)}
+    spec = {name: slo.labels[name] for name in sorted(slo.labels) if name not in ours}
+    return {**ours, **spec}
+
+
+def _closing_paren(expr: str, start: int) -> int:
+    """Index of the parenthesis closing the one at `start`, skipping quoted strings."""
+    depth, i, quote = 0, start, ""
+    while i < len(expr):
+        char = expr[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def summed(expr: str) -> str:
+    """`sum(expr)`: one series per SLO whatever labels the SLI keeps — unless `expr` is
+    already one plain `sum(...)`, which needs no second wrapper."""
+    expr = expr.strip()
+    if expr.startswith("sum(") and _closing_paren(expr, 3) == len(expr) - 1:
+        return expr
+    return f"sum({expr})"
+
+
+def selector(slo: SLO) -> str:
+    """Selects one SLO's recorded series; the `slo` label is `<service>/<name>`, unique."""
+    return '{slo="' + slo.id + '"}'
+
+
+def bad_events_metric(window: Duration) -> str:
+    return f"slo:bad_events:rate{window}"
+
+
+def total_events_metric(window: Duration) -> str:
+    return f"slo:total_events:rate{window}"
+
+
+def error_ratio_metric(window: Duration) -> str:
+    return f"slo:error_ratio:rate{window}"
+
+
+def burn_rate_metric(window: Duration) -> str:
+    return f"slo:burn_rate:{window}"
+
+
+OBJECTIVE_METRIC = "slo:objective:ratio"
+ERROR_BUDGET_METRIC = "slo:error_budget:ratio"
+PERIOD_METRIC = "slo:period:seconds"
+BUDGET_REMAINING_METRIC = "slo:error_budget_remaining:ratio"
+
+
+def rolling_windows(policy: AlertPolicy) -> tuple[Duration, ...]:
+    """Windows recorded straight from the raw metrics: every policy window but the period."""
+    return tuple(w for w in policy.windows if w != policy.period)
+
+
+def base_window(policy: AlertPolicy) -> Duration:
+    """The shortest recorded window: its rates, averaged, give the period's rates."""
+    windows = rolling_windows(policy)
+    return windows[0] if windows else FALLBACK_BASE_WINDOW
+
+
+def sli_group_name(slo: SLO) -> str:
+    return f"slo:{slo.id}"
+
+
+def period_group_name(slo: SLO) -> str:
+    return f"slo:{slo.id}:period"
+
+
+def _record(metric: str, expr: str, labels: dict[str, str]) -> Rule:
+    return {"record": metric, "expr": expr, "labels": dict(labels)}
+
+
+def _ratio_and_burn(slo: SLO, window: Duration, labels: dict[str, str]) -> list[Rule]:
+    sel = selector(slo)
+    budget = decimal_text(slo.error_budget)
+    return [
+        _record(
+            error_ratio_metric(window),
+            f"{bad_events_metric(window)}{sel} / {total_events_metric(window)}{sel}",
+            labels,
+        ),
+        _record(burn_rate_metric(window), f"{error_ratio_metric(window)}{sel} / {budget}", labels),
+    ]
+
+
+def sli_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
+    """Per rolling window: bad and total event rates (events/s), error ratio, burn rate.
+
+    Each rate is wrapped in `sum()` exactly as the daemon's Prometheus source wraps it, so
+    the recorded series is one per SLO whatever labels the SLI query keeps, and both modes
+    read identical numbers.
+    """
+    policy = policy or policy_for(slo)
+    labels = slo_labels(slo)
+    windows = rolling_windows(policy) or (FALLBACK_BASE_WINDOW,)
+    rules: list[Rule] = []
+    for window in windows:
+        rules.append(_record(bad_events_metric(window), summed(bad_rate(slo.sli, window)), labels))
+        rules.append(
+            _record(total_events_metric(window), summed(total_rate(slo.sli, window)), labels)
+        )
+    for window in windows:
+        rules.extend(_ratio_and_burn(slo, window, labels))
+    return rules
+
+
+def period_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
+    """The period's event rates, ratio and burn, the budget left, and the SLO's constants."""
+    policy = policy or policy_for(slo)
+    labels = slo_labels(slo)
+    sel = selector(slo)
+    base, period = base_window(policy), policy.period
+    budget = decimal_text(slo.error_budget)
+    return [
+        _record(
+            bad_events_metric(period),
+            f"avg_over_time({bad_events_metric(base)}{sel}[{period}])",
+            labels,
+        ),
+        _record(
+            total_events_metric(period),
+            f"avg_over_time({total_events_metric(base)}{sel}[{period}])",
+            labels,
+        ),
+        *_ratio_and_burn(slo, period, labels),
+        # Share of the period's budget still unspent; negative once overspent.
+        _record(
+            BUDGET_REMAINING_METRIC, f"1 - {error_ratio_metric(period)}{sel} / {budget}", labels
+        ),
+        _record(OBJECTIVE_METRIC, f"vector({decimal_text(slo.objective)})", labels),
+        _record(ERROR_BUDGET_METRIC, f"vector({budget})", labels),
+        _record(PERIOD_METRIC, f"vector({decimal_text(period.decimal_seconds)})", labels),
+    ]
+
+
+def recording_groups(slo: SLO, policy: AlertPolicy | None = None) -> tuple[Group, Group]:
+    """(windowed SLI group, period group) for one SLO; alerts are appended to the first by
+    the alert generator so they read values recorded in the same evaluation."""
+    policy = policy or policy_for(slo)
+    sli = {"name": sli_group_name(slo), "rules": sli_rules(slo, policy)}
+    period = {
+        "name": period_group_name(slo),
+        "interval": str(PERIOD_GROUP_INTERVAL),
+        "rules": period_rules(slo, policy),
+    }
+    return sli, period
