@@ -27,7 +27,11 @@ def _alerts(step: int):
         # Each service is in trouble for 40 of every 400 steps, staggered.
         if (step + s * 37) % 400 < 40:
             for k in range(SLOS_PER_SERVICE):
-                alerts.append(make_alert(service=f"svc{s}", slo=f"slo{k}", short_error_ratio=0.6 if k == 0 else 0.05))
+                alerts.append(
+                    make_alert(
+                        service=f"svc{s}", slo=f"slo{k}", short_error_ratio=0.6 if k == 0 else 0.05
+                    )
+                )
     return alerts
 
 

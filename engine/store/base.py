@@ -63,14 +63,18 @@ class Outbox(Protocol):
 
 @runtime_checkable
 class IncidentStore(Outbox, Protocol):
-    def load_state(self) -> EngineState:
-        """Open incidents, engine memory, id sequences and unexpired silences."""
+    def load_state(self, now: float | None = None) -> EngineState:
+        """Open incidents (with timelines), engine memory, id sequences and silences (only
+        those not expired at `now` when given)."""
         ...
 
     def apply(self, decision: Decision) -> None: ...
 
     def list_incidents(
-        self, status: IncidentStatus | None = None, severity: Severity | None = None
+        self,
+        status: IncidentStatus | None = None,
+        severity: Severity | None = None,
+        limit: int | None = None,
     ) -> list[Incident]:
         """Newest first, without timelines."""
         ...
