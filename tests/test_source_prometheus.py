@@ -363,7 +363,7 @@ def test_a_slow_answer_times_out_and_is_retried(proxy: Proxy) -> None:
     rates = source.fetch(make_slos(), STEP, T0, T1)
     assert rates.errors == {} and source.http_requests == 2
     # Prometheus is told to give up too.
-    assert "timeout=1s" in proxy.seen[0]["path"]
+    assert "timeout=1000ms" in proxy.seen[0]["path"]
 
 
 def test_connection_refused_is_source_unavailable() -> None:

@@ -185,6 +185,9 @@ def evaluate(
             "give exactly one of --prometheus-url URL or --openmetrics FILE", EXIT_CANNOT_RUN
         )
 
+    missing = [str(p) for p in specs if not p.exists()]
+    if missing:
+        raise _fail("no such file or directory: " + ", ".join(missing), EXIT_CANNOT_RUN)
     loaded = load_specs(specs)
     if loaded.errors:
         err = Console(stderr=True)

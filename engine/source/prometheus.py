@@ -158,6 +158,8 @@ class PrometheusSource:
             raise ValueError("client_key needs client_cert")
         self.url = url.rstrip("/")
         self.timeout = timeout
+        # Prometheus wants a duration ("10.0s" is not one); whole milliseconds always parse.
+        self._timeout_param = f"{max(1, round(timeout * 1000))}ms"
         self.retries = retries
         self.batch_size = batch_size
         self.max_points = max_points
@@ -209,7 +211,7 @@ class PrometheusSource:
             "end": _seconds_param(end),
             "step": format(step.decimal_seconds.normalize(), "f"),
             # Let Prometheus abandon the query when we stop waiting for it.
-            "timeout": f"{self.timeout}s",
+            "timeout": self._timeout_param,
         }
         when = datetime.fromtimestamp(start, UTC)
         return self._with_retries(
@@ -220,7 +222,7 @@ class PrometheusSource:
 
     def query_instant(self, query: str, at: float) -> list[dict]:
         """One instant query at an explicit time (used by the naive baseline and tests)."""
-        params = {"time": _seconds_param(at), "timeout": f"{self.timeout}s"}
+        params = {"time": _seconds_param(at), "timeout": self._timeout_param}
         return self._with_retries(lambda: self._client.custom_query(query, params=params))
 
     def _with_retries(self, call: Callable[[], list[dict]]) -> list[dict]:
