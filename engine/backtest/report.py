@@ -150,6 +150,7 @@ def _plot(
     ratio_ax, burn_ax, budget_ax = axes
     ratio_ax.plot(x, trace.error_ratio, color="#333", lw=0.9)
     ratio_ax.set_ylabel(f"error ratio\n({trace.error_ratio_window})")
+    ratio_ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     for window, values in trace.burn.items():
         burn_ax.plot(x, values, lw=0.9, label=f"burn {window}")
     for severity, window, factor in trace.thresholds:

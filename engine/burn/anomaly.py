@@ -470,8 +470,10 @@ class SeriesScores:
         time (counted from when it fired)."""
         active = self.scores.active
         res = self.params.resolution
+        # The anomaly fired at the end of its first active slot; `sustained` later is the
+        # end of the slot that many slot lengths on, i.e. one more active slot.
         need = np.array(
-            [max(1, math.ceil(s.slo.anomaly.sustained.seconds / res)) for s in self.series]
+            [math.ceil(s.slo.anomaly.sustained.seconds / res) + 1 for s in self.series]
         )[:, None]
         return _run_lengths(active) >= need
 
