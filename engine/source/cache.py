@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,6 @@ from engine.burn.alerts import evaluation_windows
 from engine.burn.policy import policy_for
 from engine.burn.windows import (
     TierGrid,
-    normalize_step_counts,
     plan_window,
     sum_planned,
 )
@@ -149,14 +149,25 @@ class _TierStore:
         self.fetched_until = [None] * len(self.fetched_until)
 
     def write(
-        self, rows: np.ndarray, grid_times: np.ndarray, bad: np.ndarray, total: np.ndarray
+        self,
+        rows: np.ndarray,
+        grid_times: np.ndarray,
+        bad_rates: np.ndarray,
+        total_rates: np.ndarray,
     ) -> None:
-        """Store counts [len(rows), len(grid_times)] (NaN = no data) for these SLO columns."""
-        index = np.ix_(self.slots(grid_times), rows)
-        present = ~np.isnan(total.T)
+        """Store per-second rates [len(rows), len(grid_times)] as per-step counts.
+
+        Same missing-data rules as `normalize_step_counts`: no total = no data; a missing bad
+        with a known total is 0 bad events.
+        """
+        slots = self.slots(grid_times)
+        every_slo = rows.size == self.bad.shape[1] and np.array_equal(rows, np.arange(rows.size))
+        index: Any = slots if every_slo else np.ix_(slots, rows)
+        total = total_rates.T * self.step
+        present = ~np.isnan(total)
         self.present[index] = present
-        self.bad[index] = np.where(present, bad.T, 0.0)
-        self.total[index] = np.where(present, total.T, 0.0)
+        self.total[index] = np.where(present, total, 0.0)
+        self.bad[index] = np.where(present, np.nan_to_num(bad_rates.T * self.step, nan=0.0), 0.0)
 
     def reindex(self, keep: list[int | None]) -> None:
         """New column order: keep[i] is the old column of SLO i, None for a new SLO."""
@@ -317,12 +328,14 @@ class MultiResolutionCache:
             )
         times = np.rint(np.asarray(rates.times, dtype=np.float64)).astype(np.int64)
         on_grid = (times % store.step == 0) & (times >= store.oldest) & (times <= store.end)
-        bad, total = normalize_step_counts(
-            rates.bad[:, on_grid] * store.step, rates.total[:, on_grid] * store.step
-        )
         ok = np.array([s.id not in rates.errors for s in slos], dtype=bool)
         if on_grid.any() and ok.any():
-            store.write(np.asarray(rows)[ok], times[on_grid], bad[ok], total[ok])
+            bad, total = rates.bad, rates.total
+            if not on_grid.all():
+                bad, total = bad[:, on_grid], total[:, on_grid]
+            if not ok.all():
+                bad, total = bad[ok], total[ok]
+            store.write(np.asarray(rows)[ok], times[on_grid], bad, total)
         for row, good in zip(rows, ok, strict=True):
             if good:
                 store.fetched_until[row] = end
