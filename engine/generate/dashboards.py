@@ -139,10 +139,10 @@ def _finish(builder: dash.Dashboard) -> model.Dashboard:
     board = builder.build()
     next_id = 1
     for panel in board.panels or []:
-        panel.id = next_id
+        panel.id_val = next_id
         next_id += 1
         for child in getattr(panel, "panels", None) or []:
-            child.id = next_id
+            child.id_val = next_id
             next_id += 1
     return board
 
