@@ -1,0 +1,134 @@
+"""The outermost layer of the HTTP app: security headers on every response, a request body
+size limit, and a last-resort error handler that answers `{"error": ...}` without a trace.
+
+Written as plain ASGI (not Starlette's BaseHTTPMiddleware) so it also wraps the responses of
+exception handlers and static files, and so an oversized body is refused before any of it
+reaches JSON parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[Message], Any]
+ASGIApp = Callable[[Scope, Receive, Send], Any]
+
+log = logging.getLogger("engine.api")
+
+# No scripts at all, styles only from /static, nothing may frame us but ourselves.
+STRICT_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "SAMEORIGIN"),
+    ("cross-origin-opener-policy", "same-origin"),
+)
+
+
+def _json(status: int, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return status, headers, body
+
+
+class GuardMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        csp_for: Callable[[str], str],
+        on_response: Callable[[Scope, int], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.csp_for = csp_for
+        self.on_response = on_response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS]
+        extra.append((b"content-security-policy", self.csp_for(scope["path"]).encode()))
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if self.on_response is not None:
+                    self.on_response(scope, message["status"])
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                headers = list(message.get("headers", []))
+                headers.extend((k, v) for k, v in extra if k not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        async def reply(status: int, message: str) -> None:
+            code, headers, body = _json(status, message)
+            await send_with_headers(
+                {"type": "http.response.start", "status": code, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": body})
+
+        downstream = receive
+        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            declared = dict(scope.get("headers", [])).get(b"content-length")
+            if declared is not None:
+                try:
+                    too_big = int(declared) > self.max_body_bytes
+                except ValueError:
+                    await reply(400, "invalid Content-Length header")
+                    return
+                if too_big:
+                    await reply(413, f"request body larger than {self.max_body_bytes} bytes")
+                    return
+            # Chunked bodies have no Content-Length: read (at most the limit) before parsing.
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    await reply(413, f"request body larger than {self.max_body_bytes} bytes")
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            downstream = _replay(b"".join(chunks), receive)
+
+        try:
+            await self.app(scope, downstream, send_with_headers)
+        except Exception:
+            # Logged here with its trace for operators; the client learns nothing internal.
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if not started:
+                await reply(500, "internal error — see the slo-engine log")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands over the already-read body once, then the real channel (for
+    the disconnect message)."""
+    done = False
+
+    async def replayed() -> Message:
+        nonlocal done
+        if not done:
+            done = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

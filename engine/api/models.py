@@ -1,0 +1,132 @@
+"""What clients may send: strict request bodies for the mutating endpoints.
+
+Unknown fields are rejected (`extra="forbid"`) so a misspelt `note` is an error rather than
+silently ignored, and every string has a length limit so the timeline and the status page
+stay readable and the store stays small. Control characters are refused in the short,
+single-line fields (names) because they end up in logs and notifications.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from engine.incidents.silences import Matcher, MatcherError
+from engine.spec.durations import Duration, DurationError
+
+# Who did something: a person or a bot, shown in the timeline and in notifications.
+Actor = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+# Free text (notes, comments): newlines allowed, other control characters not.
+Text = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=4000,
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$",
+    ),
+]
+ShortText = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=1000,
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$",
+    ),
+]
+LabelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,99}$")]
+
+INCIDENT_ID_PATTERN = r"^INC-\d{4}-\d{4,}$"
+SILENCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AckRequest(Strict):
+    by: Actor
+
+
+class ResolveRequest(Strict):
+    by: Actor
+    note: Text | None = None
+
+
+class CommentRequest(Strict):
+    by: Actor
+    text: Text
+
+
+class MatcherIn(Strict):
+    name: LabelName
+    value: Annotated[str, StringConstraints(max_length=1024)]
+    op: Literal["=", "!=", "=~", "!~"] = "="
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> MatcherIn:
+        try:
+            self.to_matcher()
+        except MatcherError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def to_matcher(self) -> Matcher:
+        return Matcher(self.name, self.op, self.value)
+
+
+class SilenceRequest(Strict):
+    matchers: Annotated[list[MatcherIn], Field(min_length=1, max_length=20)]
+    starts_at: AwareDatetime | None = Field(
+        default=None, description="RFC 3339 with a zone, or Unix seconds; default now."
+    )
+    ends_at: AwareDatetime | None = Field(
+        default=None, description="RFC 3339 with a zone, or Unix seconds. Give this or duration."
+    )
+    duration: str | None = Field(
+        default=None, description='How long from starts_at, e.g. "2h" or "1h30m".', max_length=32
+    )
+    comment: ShortText
+    created_by: Actor
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_parses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parsed = Duration.parse(value)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from None
+        if parsed.seconds <= 0:
+            raise ValueError("duration must be positive")
+        return str(parsed)
+
+    @model_validator(mode="after")
+    def _one_end(self) -> SilenceRequest:
+        if (self.ends_at is None) == (self.duration is None):
+            raise ValueError("give exactly one of ends_at or duration")
+        # Alertmanager's rule: a silence whose every matcher also matches an absent label
+        # would mute alerts that do not even carry the label — almost always a mistake.
+        if all(m.to_matcher().matches({}) for m in self.matchers):
+            raise ValueError(
+                'at least one matcher must not match the empty string, e.g. service="api"'
+            )
+        return self

@@ -1,0 +1,226 @@
+"""The status page: what a person sees at `/status`, built from the runtime's latest results.
+
+Building the view is pure (results, incidents and a time in; plain strings and numbers out)
+so every number on the page is formatted and range-checked here, and the template only
+places already-safe values. Jinja2 autoescapes every string anyway: SLO descriptions come
+from spec files, incident summaries from alert annotations and updates from API comments.
+Internal details (error messages with URLs, responders' names, runbooks) stay off the page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from engine.burn.result import SLOEvaluation, Status
+from engine.incidents.model import Incident, Severity
+
+# Text beside every colour, so the page reads the same for colour-blind people and in print.
+STATUS_LABEL: dict[Status, str] = {
+    "ok": "OK",
+    "ticket": "Ticket",
+    "page": "Page",
+    "exhausted": "Budget exhausted",
+    "no_data": "No data",
+    "error": "Error",
+}
+STATUS_MEANING: dict[Status, str] = {
+    "ok": "within objective",
+    "ticket": "burning error budget slowly",
+    "page": "burning error budget fast",
+    "exhausted": "error budget used up",
+    "no_data": "no measurements in the window",
+    "error": "could not be evaluated",
+}
+# Order for "worst status" of a service: a page outranks everything, unknowns outrank ok.
+_RANK: dict[Status, int] = {
+    "ok": 0,
+    "no_data": 1,
+    "error": 2,
+    "ticket": 3,
+    "exhausted": 4,
+    "page": 5,
+}
+
+
+def when(ts: float | None) -> str:
+    if ts is None or not math.isfinite(ts):
+        return "—"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{max(1, round(seconds / 60))} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _percent(ratio: float, digits: int = 1) -> str:
+    text = f"{ratio * 100:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@dataclass(frozen=True)
+class SLORow:
+    id: str
+    name: str
+    description: str
+    objective: str
+    period: str
+    status: Status
+    label: str
+    meaning: str
+    # Fraction of the error budget left, clamped to [0, 1] for the <meter>; None = unknown.
+    budget_fraction: float | None
+    budget_text: str
+    budget_level: str  # "good" | "low" | "critical" | "unknown": the bar's CSS class
+    exhaustion_text: str | None
+
+
+@dataclass(frozen=True)
+class ServiceBlock:
+    name: str
+    tier: str
+    status: Status
+    label: str
+    slos: list[SLORow]
+
+
+@dataclass(frozen=True)
+class IncidentCard:
+    id: str
+    service: str
+    severity: str
+    status: str
+    summary: str
+    opened: str
+    notice: str
+    updates: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusView:
+    generated: str
+    evaluated: str
+    overall: str
+    overall_class: str
+    services: list[ServiceBlock]
+    incidents: list[IncidentCard]
+    degraded: bool
+
+
+def _budget(ev: SLOEvaluation) -> tuple[float | None, str, str]:
+    remaining = ev.error_budget_remaining
+    if remaining is None or not math.isfinite(remaining):
+        return None, "no data", "unknown"
+    fraction = min(1.0, max(0.0, float(remaining)))
+    if remaining <= 0:
+        return fraction, f"exhausted ({_percent(remaining)} %)", "critical"
+    level = "good" if remaining >= 0.5 else "low" if remaining >= 0.25 else "critical"
+    return fraction, f"{_percent(remaining)} % left", level
+
+
+def slo_row(ev: SLOEvaluation) -> SLORow:
+    fraction, budget_text, level = _budget(ev)
+    tte = ev.time_to_exhaustion
+    exhaustion = (
+        f"budget gone in {_duration_text(tte)} at the current burn rate"
+        if tte is not None and math.isfinite(tte) and tte > 0 and ev.status != "exhausted"
+        else None
+    )
+    return SLORow(
+        id=ev.slo.id,
+        name=ev.slo.name,
+        description=ev.slo.description,
+        objective=f"{_percent(float(ev.slo.objective), 3)} %",
+        period=str(ev.slo.period),
+        status=ev.status,
+        label=STATUS_LABEL[ev.status],
+        meaning=STATUS_MEANING[ev.status],
+        budget_fraction=fraction,
+        budget_text=budget_text,
+        budget_level=level,
+        exhaustion_text=exhaustion,
+    )
+
+
+def build_view(
+    results: Sequence[SLOEvaluation],
+    incidents: Sequence[Incident],
+    notice: Callable[[Incident], str],
+    now: float,
+    ready: bool,
+) -> StatusView:
+    services: dict[str, list[SLOEvaluation]] = {}
+    for ev in results:
+        services.setdefault(ev.slo.service, []).append(ev)
+    blocks = []
+    for name in sorted(services):
+        evs = services[name]
+        worst = max((ev.status for ev in evs), key=_RANK.__getitem__)
+        blocks.append(
+            ServiceBlock(
+                name=name,
+                tier=evs[0].slo.tier.value,
+                status=worst,
+                label=STATUS_LABEL[worst],
+                slos=[slo_row(ev) for ev in evs],
+            )
+        )
+    open_incidents = sorted(
+        (i for i in incidents if i.is_open), key=lambda i: (i.severity.level, -i.opened_at)
+    )
+    cards = [
+        IncidentCard(
+            id=i.id,
+            service=i.service,
+            severity=i.severity.value,
+            status=i.status.value,
+            summary=i.summary,
+            opened=when(i.opened_at),
+            notice=notice(i),
+            # Comments are the way responders post updates; names stay internal.
+            updates=[(when(e.at), e.message) for e in i.timeline if e.kind == "commented"][::-1],
+        )
+        for i in open_incidents
+    ]
+    worst_rank = max((_RANK[ev.status] for ev in results), default=0)
+    if any(i.severity in (Severity.SEV1, Severity.SEV2) for i in open_incidents) or worst_rank >= 5:
+        overall, css = "Service disruption", "page"
+    elif open_incidents or worst_rank >= 3:
+        overall, css = "Degraded performance", "ticket"
+    elif not results:
+        overall, css = "No evaluation yet", "no_data"
+    elif worst_rank >= 1:
+        overall, css = "Some objectives cannot be measured right now", "no_data"
+    else:
+        overall, css = "All services operating normally", "ok"
+    evaluated = max((ev.evaluated_at for ev in results), default=None)
+    return StatusView(
+        generated=when(now),
+        evaluated=when(evaluated),
+        overall=overall,
+        overall_class=css,
+        services=blocks,
+        incidents=cards,
+        degraded=not ready,
+    )
+
+
+_env = Environment(
+    loader=PackageLoader("engine.api", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def render_status_page(view: StatusView) -> str:
+    return _env.get_template("status.html.j2").render(view=view)

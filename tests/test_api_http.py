@@ -1,0 +1,567 @@
+"""HTTP API semantics on the real incident engine and SQLite store (engine.api.testing's
+StoreRuntime): contracts, auth, validation, rate limits, probes, metrics, headers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from engine.api.app import create_app
+from engine.api.middleware import STRICT_CSP
+from engine.api.security import load_tokens
+from engine.api.testing import FakeClock, StoreRuntime, sample_results
+from engine.incidents.alerts import alerts_from_evaluations
+from engine.incidents.testing import T0
+from engine.spec.loader import load_specs
+from engine.store.sqlite import SQLiteStore
+
+ADMIN = "admin-token-Zq8w3n5v9k2m"
+READER = "reader-token-Hp4t7y1u6r0e"
+SPECS = Path(__file__).resolve().parents[1] / "slo_specs"
+
+
+def auth(token: str = ADMIN, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **extra}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0 + 600)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, clock: FakeClock) -> StoreRuntime:
+    runtime = StoreRuntime(SQLiteStore(tmp_path / "incidents.sqlite3"), clock=clock)
+    results = sample_results(load_specs([SPECS]).slos, T0)
+    runtime.set_results(results)
+    runtime.observe(alerts_from_evaluations(results), now=T0)
+    return runtime
+
+
+@pytest.fixture
+def tokens(tmp_path: Path):
+    path = tmp_path / "api-tokens"
+    path.write_text(f"# ops team\n{ADMIN}\n{READER} read-only\n")
+    return load_tokens(path)
+
+
+@pytest.fixture
+def client(runtime: StoreRuntime, tokens, clock: FakeClock) -> TestClient:
+    # A generous limit: these tests are about everything but rate limiting.
+    app = create_app(runtime, tokens, rate_limit_per_s=1000, burst=1000, clock=clock)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def open_incident_id(runtime: StoreRuntime) -> str:
+    (incident,) = runtime.list_incidents("investigating", None)
+    return incident.id
+
+
+# ------------------------------------------------------------------ reads: contracts
+
+
+def test_slos_list_is_the_evaluate_json_contract(client: TestClient, runtime: StoreRuntime):
+    response = client.get("/api/v1/slos")
+    assert response.status_code == 200
+    body = response.json()
+    expected = [r.to_json() for r in runtime.slo_results()]
+    assert body == {"evaluated_at": T0, "slos": json.loads(json.dumps(expected))}
+    assert [s["status"] for s in body["slos"]] == ["page", "ticket", "ok", "exhausted", "no_data"]
+    first = body["slos"][0]
+    assert first["id"] == "api/availability"
+    assert first["burn_rate"]["1h"] == pytest.approx(18.0)
+    assert first["alerts"][0]["severity"] == "page"
+    # No data stays None, never 0 or 1.
+    assert body["slos"][4]["error_budget_remaining"] is None
+
+
+def test_one_slo_and_unknown_slo(client: TestClient):
+    response = client.get("/api/v1/slos/database/durability")
+    assert response.status_code == 200
+    assert response.json()["status"] == "exhausted"
+    assert response.json()["error_budget_remaining"] == pytest.approx(-0.12)
+    missing = client.get("/api/v1/slos/database/nope")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": "no evaluated SLO database/nope; GET /api/v1/slos lists the SLOs"
+    }
+    assert client.get("/api/v1/slos/Bad Name/x").status_code == 422
+
+
+def test_incidents_list_filters_and_validation(client: TestClient, runtime: StoreRuntime):
+    listed = client.get("/api/v1/incidents").json()
+    assert listed["total"] == 1
+    (incident,) = listed["incidents"]
+    assert incident["service"] == "api" and incident["status"] == "investigating"
+    assert "timeline" not in incident
+    assert client.get("/api/v1/incidents?status=open").json()["total"] == 1
+    assert client.get("/api/v1/incidents?status=resolved").json()["total"] == 0
+    severity = incident["severity"]
+    assert client.get(f"/api/v1/incidents?severity={severity}").json()["total"] == 1
+    other = "SEV4" if severity != "SEV4" else "SEV3"
+    assert client.get(f"/api/v1/incidents?severity={other}").json()["total"] == 0
+    for bad in ("status=broken", "severity=SEV9", "severity=sev1; drop table", "limit=0"):
+        response = client.get(f"/api/v1/incidents?{bad}")
+        assert response.status_code == 422, bad
+        assert response.json()["reasons"], bad
+
+
+def test_incident_detail_with_timeline_and_id_validation(client: TestClient, runtime):
+    incident_id = open_incident_id(runtime)
+    body = client.get(f"/api/v1/incidents/{incident_id}").json()
+    assert body["id"] == incident_id
+    assert body["timeline"][0]["kind"] == "opened"
+    assert body["customer_notice"]
+    missing = client.get("/api/v1/incidents/INC-2024-9999")
+    assert missing.status_code == 404 and missing.json() == {"error": "no incident INC-2024-9999"}
+    for bad in ("INC-1", "INC-2024-01", "x' OR 1=1"):
+        assert client.get(f"/api/v1/incidents/{bad}").status_code == 422, bad
+
+
+def test_specs_status(client: TestClient, runtime: StoreRuntime):
+    runtime.specs = {"loaded_at": T0, "slos": 5, "files": 2, "last_error": None}
+    assert client.get("/api/v1/specs").json() == runtime.specs
+
+
+# ------------------------------------------------------------------ mutations
+
+
+def test_ack_resolve_comment_happy_path(client: TestClient, runtime: StoreRuntime, clock):
+    incident_id = open_incident_id(runtime)
+    acked = client.post(
+        f"/api/v1/incidents/{incident_id}/ack", json={"by": "alice"}, headers=auth()
+    )
+    assert acked.status_code == 200
+    assert acked.json()["acknowledged_by"] == "alice"
+    assert acked.json()["acknowledged_at"] == clock.now
+
+    commented = client.post(
+        f"/api/v1/incidents/{incident_id}/comment",
+        json={"by": "alice", "text": "rolled back deploy 42"},
+        headers=auth(),
+    )
+    assert commented.status_code == 200
+    last = commented.json()["timeline"][-1]
+    assert (last["kind"], last["message"], last["actor"]) == (
+        "commented",
+        "rolled back deploy 42",
+        "alice",
+    )
+
+    resolved = client.post(
+        f"/api/v1/incidents/{incident_id}/resolve",
+        json={"by": "alice", "note": "fixed by rollback"},
+        headers=auth(),
+    )
+    assert resolved.status_code == 200
+    assert resolved.json()["status"] == "resolved"
+    stored = runtime.get_incident(incident_id)
+    assert stored is not None and stored.status.value == "resolved"
+    assert "fixed by rollback" in stored.timeline[-1].message
+
+    # Acknowledging a resolved incident is a conflict, with the engine's reason.
+    again = client.post(f"/api/v1/incidents/{incident_id}/ack", json={"by": "bob"}, headers=auth())
+    assert again.status_code == 409
+    assert incident_id in again.json()["error"]
+    unknown = client.post("/api/v1/incidents/INC-2024-9999/ack", json={"by": "bob"}, headers=auth())
+    assert unknown.status_code == 404 and unknown.json() == {"error": "no incident INC-2024-9999"}
+
+
+def test_silences_create_list_delete(client: TestClient, runtime: StoreRuntime, clock):
+    created = client.post(
+        "/api/v1/silences",
+        json={
+            "matchers": [
+                {"name": "service", "value": "api"},
+                {"name": "slo", "value": "avail.*", "op": "=~"},
+            ],
+            "duration": "2h",
+            "comment": "planned failover",
+            "created_by": "bob",
+        },
+        headers=auth(),
+    )
+    assert created.status_code == 201
+    silence = created.json()
+    assert silence["starts_at"] == clock.now
+    assert silence["ends_at"] == clock.now + 7200
+    assert silence["matchers"][1] == {"name": "slo", "op": "=~", "value": "avail.*"}
+    assert client.get("/api/v1/silences").json()["silences"] == [silence]
+
+    by_time = client.post(
+        "/api/v1/silences",
+        json={
+            "matchers": [{"name": "service", "value": "database"}],
+            "ends_at": "2024-03-02T00:00:00Z",
+            "comment": "vacuum",
+            "created_by": "carol",
+        },
+        headers=auth(),
+    )
+    assert by_time.status_code == 201
+    assert by_time.json()["ends_at"] == T0 + 86400
+
+    clock.advance(60)
+    deleted = client.delete(f"/api/v1/silences/{silence['id']}", headers=auth())
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": silence["id"]}
+    ids = [s["id"] for s in client.get("/api/v1/silences").json()["silences"]]
+    assert ids == [by_time.json()["id"]]
+    assert client.delete("/api/v1/silences/SIL-999999", headers=auth()).status_code == 404
+    assert client.delete("/api/v1/silences/..%2Fx y", headers=auth()).status_code in (404, 422)
+
+
+SILENCE = {
+    "matchers": [{"name": "service", "value": "api"}],
+    "duration": "1h",
+    "comment": "deploy",
+    "created_by": "bob",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"matchers": [{"name": "slo", "value": "(", "op": "=~"}]}, "bad regex"),
+        ({"matchers": [{"name": "slo", "value": "x", "op": "=="}]}, "matchers.0.op"),
+        ({"matchers": [{"name": "9bad", "value": "x"}]}, "matchers.0.name"),
+        ({"matchers": [{"name": "slo", "value": ".*", "op": "=~"}]}, "empty string"),
+        ({"matchers": []}, "matchers"),
+        ({"duration": "forever"}, "duration"),
+        ({"duration": "0s"}, "positive"),
+        ({"duration": "365d"}, "at most 90 days"),
+        ({"duration": None}, "exactly one of ends_at or duration"),
+        ({"ends_at": "2024-03-02T00:00:00Z"}, "exactly one of ends_at or duration"),
+        ({"duration": None, "ends_at": "2024-02-01T00:00:00Z"}, "already have expired"),
+        ({"duration": None, "ends_at": "2024-03-02T00:00:00"}, "timezone"),
+        ({"comment": ""}, "comment"),
+        ({"comment": "x" * 1001}, "comment"),
+        ({"created_by": "bob\x1b[31m"}, "created_by"),
+        ({"surprise": True}, "Extra inputs"),
+    ],
+)
+def test_silence_validation(client: TestClient, change: dict, reason: str):
+    body = {k: v for k, v in {**SILENCE, **change}.items() if v is not None}
+    response = client.post("/api/v1/silences", json=body, headers=auth())
+    assert response.status_code == 422, response.text
+    assert reason in json.dumps(response.json()), response.json()
+    assert client.get("/api/v1/silences").json()["silences"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({}, "body.by"),
+        ({"by": ""}, "body.by"),
+        ({"by": "   "}, "body.by"),
+        ({"by": "a" * 201}, "at most 200 characters"),
+        ({"by": "alice", "commander": "bob"}, "Extra inputs are not permitted"),
+        ({"by": 42}, "valid string"),
+    ],
+)
+def test_ack_body_validation(client: TestClient, runtime, body: dict, reason: str):
+    incident_id = open_incident_id(runtime)
+    response = client.post(f"/api/v1/incidents/{incident_id}/ack", json=body, headers=auth())
+    assert response.status_code == 422
+    assert reason in json.dumps(response.json())
+    assert runtime.get_incident(incident_id).acknowledged_at is None  # nothing happened
+
+
+def test_validation_errors_do_not_echo_input(client: TestClient, runtime):
+    incident_id = open_incident_id(runtime)
+    secret = "x" * 4001 + "SENSITIVE"
+    response = client.post(
+        f"/api/v1/incidents/{incident_id}/comment",
+        json={"by": "alice", "text": secret},
+        headers=auth(),
+    )
+    assert response.status_code == 422
+    assert "SENSITIVE" not in response.text
+    assert response.json()["reasons"] == [
+        {"where": "body.text", "message": "String should have at most 4000 characters"}
+    ]
+
+
+def test_malformed_json_and_oversized_body(client: TestClient, runtime):
+    incident_id = open_incident_id(runtime)
+    before = len(runtime.get_incident(incident_id).timeline)
+    broken = client.post(
+        f"/api/v1/incidents/{incident_id}/comment",
+        content=b'{"by": "alice", "text": ',
+        headers=auth(**{"Content-Type": "application/json"}),
+    )
+    assert broken.status_code == 422 and "error" in broken.json()
+    huge = client.post(
+        f"/api/v1/incidents/{incident_id}/comment",
+        content=json.dumps({"by": "a", "text": "y" * 70_000}).encode(),
+        headers=auth(**{"Content-Type": "application/json"}),
+    )
+    assert huge.status_code == 413
+    assert huge.json() == {"error": "request body larger than 65536 bytes"}
+    assert len(runtime.get_incident(incident_id).timeline) == before
+
+
+# ------------------------------------------------------------------ auth
+
+
+def test_mutations_need_an_admin_token(client: TestClient, runtime: StoreRuntime):
+    incident_id = open_incident_id(runtime)
+    before = len(runtime.get_incident(incident_id).timeline)
+    url = f"/api/v1/incidents/{incident_id}/ack"
+    missing = client.post(url, json={"by": "mallory"})
+    assert missing.status_code == 401
+    assert missing.json() == {"error": "missing bearer token"}
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+
+    wrong = client.post(url, json={"by": "mallory"}, headers=auth("not-a-real-token-at-all"))
+    assert wrong.status_code == 401
+    assert wrong.json() == {"error": "invalid bearer token"}
+    assert 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
+
+    basic = client.post(url, json={"by": "mallory"}, headers={"Authorization": f"Basic {ADMIN}"})
+    assert basic.status_code == 401
+
+    read_only = client.post(url, json={"by": "mallory"}, headers=auth(READER))
+    assert read_only.status_code == 403
+    assert read_only.json() == {"error": "this token is read-only; changes need an admin token"}
+
+    for method, path in [
+        ("post", f"/api/v1/incidents/{incident_id}/resolve"),
+        ("post", f"/api/v1/incidents/{incident_id}/comment"),
+        ("post", "/api/v1/silences"),
+        ("delete", "/api/v1/silences/SIL-000001"),
+    ]:
+        assert getattr(client, method)(path).status_code == 401, path
+        assert getattr(client, method)(path, headers=auth(READER)).status_code == 403, path
+
+    assert runtime.get_incident(incident_id).acknowledged_at is None
+    assert len(runtime.get_incident(incident_id).timeline) == before
+    # Reads stay open, with or without a token.
+    assert client.get("/api/v1/incidents", headers=auth(READER)).status_code == 200
+    assert client.get("/api/v1/incidents", headers=auth("bogus-token-123456")).status_code == 200
+
+
+def test_tokens_never_reach_responses_or_logs(client: TestClient, runtime, caplog):
+    caplog.set_level(logging.DEBUG)
+    incident_id = open_incident_id(runtime)
+    wrong = "wrong-token-Xy7Ak2Lm9Qp4"
+    responses = [
+        client.post(f"/api/v1/incidents/{incident_id}/ack", json={"by": "a"}, headers=auth(t))
+        for t in (ADMIN, READER, wrong)
+    ]
+    responses.append(client.post("/api/v1/silences", json={"x": 1}, headers=auth()))
+    responses.append(client.get("/api/v1/incidents", headers=auth(READER)))
+    assert [r.status_code for r in responses] == [200, 403, 401, 422, 200]
+    for response in responses:
+        text = response.text + json.dumps(dict(response.headers))
+        for token in (ADMIN, READER, wrong):
+            assert token not in text
+    assert caplog.records, "refusals should be logged"
+    for token in (ADMIN, READER, wrong):
+        assert token not in caplog.text
+    assert any("read-only token" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------ rate limiting
+
+
+def test_rate_limit_per_token_with_retry_after(runtime, tokens, clock: FakeClock):
+    app = create_app(runtime, tokens, rate_limit_per_s=1, burst=3, clock=clock)
+    client = TestClient(app)
+    incident_id = open_incident_id(runtime)
+    url = f"/api/v1/incidents/{incident_id}/comment"
+
+    def post(token: str = ADMIN):
+        return client.post(url, json={"by": "alice", "text": "update"}, headers=auth(token))
+
+    assert [post().status_code for _ in range(3)] == [200, 200, 200]
+    limited = post()
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "1"
+    assert "rate limit" in limited.json()["error"]
+    # Another token has its own bucket; reads by an admin token share its bucket.
+    assert post(READER).status_code == 403
+    assert client.get("/api/v1/slos", headers=auth()).status_code == 429
+    clock.advance(1.0)
+    assert post().status_code == 200
+    assert post().status_code == 429
+    comments = [e for e in runtime.get_incident(incident_id).timeline if e.kind == "commented"]
+    assert len(comments) == 4
+
+
+def test_unauthenticated_clients_are_limited_by_address(runtime, tokens, clock):
+    client = TestClient(create_app(runtime, tokens, rate_limit_per_s=0.5, burst=2, clock=clock))
+    url = "/api/v1/silences"
+    assert [client.post(url, json={}).status_code for _ in range(2)] == [401, 401]
+    limited = client.post(url, json={})
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "2"
+    # A valid token is not held back by the anonymous bucket of the same address.
+    assert client.get("/api/v1/silences", headers=auth()).status_code == 200
+    # Probes, metrics and the status page are never rate limited.
+    for path in ("/healthz", "/readyz", "/metrics", "/status"):
+        assert client.get(path).status_code == 200, path
+
+
+# ------------------------------------------------------------------ probes, metrics, errors
+
+
+def test_healthz_and_readyz(client: TestClient, runtime: StoreRuntime):
+    assert client.get("/healthz").json() == {"status": "alive"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "reasons": []}
+    runtime.ready = (
+        False,
+        ["source unreachable: connection refused", "last cycle 300s ago (> 3 intervals)"],
+    )
+    degraded = client.get("/readyz")
+    assert degraded.status_code == 503
+    assert degraded.json() == {
+        "ready": False,
+        "reasons": [
+            "source unreachable: connection refused",
+            "last cycle 300s ago (> 3 intervals)",
+        ],
+    }
+    assert client.get("/healthz").status_code == 200  # alive even when not ready
+
+
+def test_metrics_parse_with_prometheus_client(client: TestClient):
+    client.get("/api/v1/slos")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    status = {
+        (s.labels["slo"], s.labels["status"]): s.value
+        for s in families["slo_engine_slo_status"].samples
+    }
+    assert status[("api/availability", "page")] == 1
+    assert status[("api/availability", "ok")] == 0
+    requests = [
+        s
+        for s in families["slo_engine_api_requests"].samples
+        if s.name == "slo_engine_api_requests_total"
+    ]
+    assert any(
+        s.labels == {"method": "GET", "route": "/api/v1/slos", "code": "200"} and s.value == 1
+        for s in requests
+    )
+
+
+def test_readiness_failure_and_unexpected_errors_leak_nothing(tokens, runtime, clock, caplog):
+    class Broken(StoreRuntime):
+        def slo_results(self):
+            raise RuntimeError("database at /secret/path/incidents.sqlite3 is corrupt")
+
+        def readiness(self):
+            raise OSError("disk /secret/path gone")
+
+    broken = Broken(runtime.store, clock=clock)
+    client = TestClient(create_app(broken, tokens, clock=clock), raise_server_exceptions=False)
+    response = client.get("/api/v1/slos")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error — see the slo-engine log"}
+    assert response.headers["Content-Security-Policy"] == STRICT_CSP
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["reasons"] == ["readiness check failed; see the slo-engine log"]
+    for r in (response, ready):
+        assert "secret" not in r.text and "Traceback" not in r.text
+    assert "corrupt" in caplog.text  # the operator sees it in the log
+
+
+def test_unknown_route_and_method_are_json(client: TestClient):
+    missing = client.get("/api/v1/nothing")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong_method = client.put("/api/v1/slos")
+    assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+
+
+def test_security_headers_on_every_kind_of_response(client: TestClient, runtime):
+    incident_id = open_incident_id(runtime)
+    responses = [
+        client.get("/api/v1/slos"),
+        client.get("/status"),
+        client.get("/static/status.css"),
+        client.get("/metrics"),
+        client.get("/nope"),
+        client.post(f"/api/v1/incidents/{incident_id}/ack", json={"by": "x"}),
+        client.post("/api/v1/silences", json={}, headers=auth()),
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 200, 404, 401, 422]
+    for response in responses:
+        assert response.headers["Content-Security-Policy"] == STRICT_CSP
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_openapi_lists_every_route_with_auth_and_idempotency(client: TestClient):
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths) >= {
+        "/api/v1/slos",
+        "/api/v1/slos/{service}/{slo}",
+        "/api/v1/incidents",
+        "/api/v1/incidents/{incident_id}",
+        "/api/v1/incidents/{incident_id}/ack",
+        "/api/v1/incidents/{incident_id}/resolve",
+        "/api/v1/incidents/{incident_id}/comment",
+        "/api/v1/silences",
+        "/api/v1/silences/{silence_id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/status",
+    }
+    assert set(paths["/api/v1/silences"]) == {"get", "post"}
+    ack = paths["/api/v1/incidents/{incident_id}/ack"]["post"]
+    assert ack["security"] == [{"HTTPBearer": []}]
+    assert {p["name"] for p in ack["parameters"]} == {"incident_id", "Idempotency-Key"}
+    assert {"401", "403", "409", "422", "429"} <= set(ack["responses"])
+    assert "security" not in paths["/api/v1/slos"]["get"]
+    status_param = next(
+        p for p in paths["/api/v1/incidents"]["get"]["parameters"] if p["name"] == "status"
+    )
+    assert "resolved" in json.dumps(status_param["schema"])
+    assert spec["components"]["schemas"]["SilenceRequest"]["additionalProperties"] is False
+
+
+def test_docs_page_allows_only_its_own_inline_script(client: TestClient):
+    response = client.get("/docs")
+    assert response.status_code == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert "'sha256-" in csp and "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'self'" in csp
+
+
+def test_root_redirects_to_status_page(client: TestClient):
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/status"
+
+
+def test_hostile_strings_come_back_as_json_strings(client: TestClient, runtime):
+    incident_id = open_incident_id(runtime)
+    payload = "<script>document.title='pwned'</script>\"onerror=alert(1)"
+    response = client.post(
+        f"/api/v1/incidents/{incident_id}/comment",
+        json={"by": "eve", "text": payload},
+        headers=auth(),
+    )
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["timeline"][-1]["message"] == payload
+
+
+def test_spec_description_travels_unchanged_through_the_json(tmp_path, tokens, clock):
+    slos = load_specs([SPECS]).slos
+    slos[0] = dataclasses.replace(slos[0], description='<b>bold</b> & "quoted"')
+    runtime = StoreRuntime(SQLiteStore(tmp_path / "other.sqlite3"), clock=clock)
+    runtime.set_results(sample_results(slos, T0))
+    client = TestClient(create_app(runtime, tokens, clock=clock))
+    # The evaluate contract has no description; the status page shows it (escaped).
+    assert "description" not in client.get("/api/v1/slos/api/availability").json()
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; &#34;quoted&#34;" in client.get("/status").text
