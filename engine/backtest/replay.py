@@ -25,7 +25,9 @@ then only count events since the warm-up began.
 
 from __future__ import annotations
 
+import itertools
 import math
+import multiprocessing as mp
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,7 +40,7 @@ from engine.burn.budget import budget_consumed, burn_rate, error_ratio
 from engine.burn.evaluate import STATUS_CODE, STATUSES, plan_evaluation
 from engine.burn.policy import policy_for
 from engine.burn.result import AlertSignal, SLOEvaluation, WindowValue
-from engine.burn.series import SeriesEvaluation, iter_series
+from engine.burn.series import SeriesEvaluation, chunk_size, iter_series
 from engine.burn.windows import normalize_step_counts
 from engine.incidents.alerts import Alert, alerts_from_evaluation, anomaly_alert
 from engine.incidents.config import IncidentConfig, ReceiverConfig
@@ -309,19 +311,25 @@ class _Evaluated:
         self.times = rates.times[first:]
         self.windows: tuple[Duration, ...] = ()
         self.members = np.zeros((len(slos), 0), dtype=bool)
-        self.rules: list[tuple] = [()] * len(slos)
+        self.rules: list[tuple | None] = [None] * len(slos)
         self.intervals: list[AlertInterval] = []
         # Per SLO: [start, stop) step ranges with status no_data or error.
         self.unknown: list[list[tuple[int, int]]] = [[] for _ in slos]
         self.traces: dict[str, SLOTrace] = {}
         self._fired: list[_Fired] = []
         self._want_traces = want_traces
+        self._block: _Block | None = None
+        self.error_budget = np.array([float(s.error_budget) for s in slos])
+        self.member_index: list[list[int]] = []
+        self.window_index: dict[Duration, int] = {}
 
     def add(self, rows: slice, ev: SeriesEvaluation) -> None:
         f = self.first
         if not self.windows:
             self.windows = ev.windows
             self.members = plan_evaluation(self.slos, ev.windows).members
+            self.member_index = [np.flatnonzero(row).tolist() for row in self.members]
+            self.window_index = {w: j for j, w in enumerate(ev.windows)}
         part = self.slos[rows]
         for k, s in enumerate(range(rows.start, rows.stop)):
             self.rules[s] = ev.rules[k]
@@ -374,6 +382,23 @@ class _Evaluated:
         if self._want_traces:
             self._add_traces(part, ev)
 
+    def merge(self, part: _Evaluated) -> None:
+        """Take over what another `_Evaluated` computed for its rows."""
+        if not self.windows and part.windows:
+            self.windows = part.windows
+            self.members = plan_evaluation(self.slos, part.windows).members
+            self.member_index = [np.flatnonzero(row).tolist() for row in self.members]
+            self.window_index = {w: j for j, w in enumerate(part.windows)}
+        for s, rules in enumerate(part.rules):
+            if rules is not None:
+                self.rules[s] = rules
+        for s, runs in enumerate(part.unknown):
+            if runs:
+                self.unknown[s] = runs
+        self.intervals.extend(part.intervals)
+        self._fired.extend(part._fired)
+        self.traces.update(part.traces)
+
     def _interval(
         self, slo_id: str, severity: AlertSeverity, a: int, b: int, held: str | None
     ) -> AlertInterval:
@@ -415,35 +440,53 @@ class _Evaluated:
         order = np.argsort(joined.steps, kind="stable")
         return _Fired(*(getattr(joined, name)[order] for name in _Fired.__dataclass_fields__))
 
+    def _lists(self, fired: _Fired, i: int) -> _Block:
+        """Python lists (None for NaN) for the fired entries around `i`, converted a block
+        at a time with the same vectorized functions the daemon uses for a cycle."""
+        block = self._block
+        if block is None or block.fired is not fired or not block.lo <= i < block.hi:
+            lo, hi = i, min(i + _BLOCK, fired.steps.size)
+            rows = fired.rows[lo:hi]
+            bad, total = fired.bad[lo:hi], fired.total[lo:hi]
+            ratio = error_ratio(bad, total)
+            burn = burn_rate(ratio, self.error_budget[rows][:, None])
+            block = _Block(
+                fired,
+                lo,
+                hi,
+                *(_none_for_nan(x) for x in (bad, total, ratio, burn)),
+                _none_for_nan(fired.remaining[lo:hi]),
+                _none_for_nan(fired.to_exhaustion[lo:hi]),
+            )
+            self._block = block
+        return block
+
     def evaluation(self, fired: _Fired, i: int, now: float) -> SLOEvaluation:
         """The `SLOEvaluation` the daemon would have produced (same packaging as
         `engine.burn.evaluate.evaluate_window_events`, from the same numbers)."""
         s = int(fired.rows[i])
         slo = self.slos[s]
-        bad, total = fired.bad[i], fired.total[i]
-        ratio = error_ratio(bad, total)
-        burn = burn_rate(ratio, float(slo.error_budget))
+        block = self._lists(fired, i)
+        k = i - block.lo
+        bad, total, ratio, burn = block.bad[k], block.total[k], block.ratio[k], block.burn[k]
         windows = {
-            w: WindowValue(_value(bad[j]), _value(total[j]), _value(ratio[j]), _value(burn[j]))
-            for j, w in enumerate(self.windows)
-            if self.members[s, j]
+            self.windows[j]: WindowValue(bad[j], total[j], ratio[j], burn[j])
+            for j in self.member_index[s]
         }
         signals = []
-        guard = slo.alerting.low_traffic
-        where = {w: j for j, w in enumerate(self.windows)}
         for r, rule in enumerate(self.rules[s]):
             if not fired.fire[i, r]:
                 continue
             held = bool(fired.held[i, r])
             reason = None
             if held:
-                j = where[rule.long_window]
+                j = self.window_index[rule.long_window]
                 reason = held_reason(
-                    float(bad[j]),
-                    float(total[j]),
+                    float(fired.bad[i, j]),
+                    float(fired.total[i, j]),
                     rule.long_window,
                     float(fired.p_value[i, r]),
-                    guard,
+                    slo.alerting.low_traffic,
                 )
             signals.append(
                 AlertSignal(
@@ -460,14 +503,112 @@ class _Evaluated:
             evaluated_at=now,
             status=STATUSES[int(fired.status[i])],
             windows=windows,
-            error_budget_remaining=_value(fired.remaining[i]),
-            time_to_exhaustion=_value(fired.to_exhaustion[i]),
+            error_budget_remaining=block.remaining[k],
+            time_to_exhaustion=block.to_exhaustion[k],
             alerts=tuple(signals),
         )
 
 
+# Fired entries converted to Python lists at a time (bounded memory, vectorized cost).
+_BLOCK = 4096
+
+
+@dataclass
+class _Block:
+    fired: _Fired
+    lo: int
+    hi: int
+    bad: list
+    total: list
+    ratio: list
+    burn: list
+    remaining: list
+    to_exhaustion: list
+
+
+def _none_for_nan(values: np.ndarray) -> list:
+    return np.where(np.isnan(values), None, values).tolist()
+
+
 def _value(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
+
+
+# ---------------------------------------------------------------------------- parallel
+
+# Set just before forking workers: they read the history from the parent's memory
+# (copy-on-write) instead of receiving gigabytes through a pipe.
+_SHARED: tuple | None = None
+# Groups per worker, so the progress bar moves and uneven groups even out.
+_GROUPS_PER_WORKER = 4
+
+
+def _evaluate_rows(
+    slos: list[SLO],
+    rates: StepRates,
+    first: int,
+    traces: bool,
+    windows: tuple[Duration, ...],
+    lo: int,
+    hi: int,
+) -> _Evaluated:
+    part = _Evaluated(slos, rates, first, traces)
+    sub = StepRates(
+        step=rates.step,
+        times=rates.times,
+        bad=rates.bad[lo:hi],
+        total=rates.total[lo:hi],
+        errors={s.id: rates.errors[s.id] for s in slos[lo:hi] if s.id in rates.errors},
+    )
+    for rows, ev in iter_series(slos[lo:hi], sub, windows=windows):
+        part.add(slice(rows.start + lo, rows.stop + lo), ev)
+    return part
+
+
+def _evaluate_group(bounds: tuple[int, int]) -> _Evaluated:
+    assert _SHARED is not None
+    part = _evaluate_rows(*_SHARED, *bounds)
+    part.slos = []  # the parent has them; do not pickle them back
+    return part
+
+
+def _evaluate(
+    slos: list[SLO],
+    rates: StepRates,
+    first: int,
+    traces: bool,
+    workers: int,
+    progress: Progress,
+) -> _Evaluated:
+    global _SHARED
+    windows = evaluation_windows([policy_for(s) for s in slos]) if slos else ()
+    evaluated = _Evaluated(slos, rates, first, traces)
+    n = len(slos)
+    progress("evaluate", 0, n)
+    if n == 0:
+        return evaluated
+    if workers <= 1 or n < 2 * workers or "fork" not in mp.get_all_start_methods():
+        size = chunk_size(len(windows), rates.times.size)
+        for lo in range(0, n, size):
+            evaluated.merge(
+                _evaluate_rows(slos, rates, first, traces, windows, lo, min(lo + size, n))
+            )
+            progress("evaluate", min(lo + size, n), n)
+        return evaluated
+    groups = workers * _GROUPS_PER_WORKER
+    edges = np.linspace(0, n, groups + 1).round().astype(int)
+    bounds = [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
+    _SHARED = (slos, rates, first, traces, windows)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            done = 0
+            for part in pool.imap_unordered(_evaluate_group, bounds):
+                evaluated.merge(part)
+                done += sum(1 for rules in part.rules if rules is not None)
+                progress("evaluate", done, n)
+    finally:
+        _SHARED = None
+    return evaluated
 
 
 # ---------------------------------------------------------------------------- anomalies
@@ -512,8 +653,12 @@ def replay(
     incident_config: IncidentConfig | None = None,
     progress: Progress = _noop,
     traces: bool = False,
+    workers: int = 1,
 ) -> ReplayResult:
-    """Replay `plan` over `rates` (rows follow `slos`; fetched with `fetch_history`)."""
+    """Replay `plan` over `rates` (rows follow `slos`; fetched with `fetch_history`).
+
+    `workers` > 1 evaluates groups of SLOs in forked processes (the SLOs are independent;
+    the incident engine, which correlates them, always runs in this process)."""
     slos = list(slos)
     step_s = plan.step.seconds
     first = int(np.searchsorted(rates.times, plan.start - 1e-6))
@@ -522,15 +667,7 @@ def replay(
     times = rates.times[first:]
     n_steps = times.size
 
-    evaluated = _Evaluated(slos, rates, first, traces)
-    if slos:
-        total_rows = len(slos)
-        done = 0
-        progress("evaluate", 0, total_rows)
-        for rows, ev in iter_series(slos, rates):
-            evaluated.add(rows, ev)
-            done = rows.stop
-            progress("evaluate", done, total_rows)
+    evaluated = _evaluate(slos, rates, first, traces, workers, progress)
 
     tracks = _anomaly_tracks(slos, rates, times)
     fired = evaluated.fired()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from engine.burn.result import SLOEvaluation
@@ -30,9 +31,16 @@ _SEPARATOR = b"\xff"
 
 def fingerprint(labels: Mapping[str, str]) -> str:
     """Alertmanager's alert identity for a label set, as 16 lowercase hex digits."""
+    return _fingerprint(tuple(sorted(labels.items())))
+
+
+# The same few label sets are fingerprinted every cycle (and at every step of a backtest);
+# the byte loop is pure Python, so remember recent answers.
+@lru_cache(maxsize=65_536)
+def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
     value = _FNV64_OFFSET
-    for name in sorted(labels):
-        for chunk in (name.encode(), _SEPARATOR, labels[name].encode(), _SEPARATOR):
+    for name, label in items:
+        for chunk in (name.encode(), _SEPARATOR, label.encode(), _SEPARATOR):
             for byte in chunk:
                 value = ((value ^ byte) * _FNV64_PRIME) & _MASK64
     return f"{value:016x}"
