@@ -34,6 +34,7 @@ deps:
 test: deps venv
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/slo-engine validate slo_specs
+	$(BIN)/slo-engine generate --check
 	$(BIN)/pytest -q
 
 demo: deps venv
@@ -46,6 +47,9 @@ lint: venv
 format: venv
 	$(BIN)/ruff format engine tests bench
 	$(BIN)/ruff check --fix engine tests bench
+
+generate: venv
+	$(BIN)/slo-engine generate
 
 bench: deps venv
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
