@@ -117,7 +117,7 @@ def test_incident_detail_with_timeline_and_id_validation(client: TestClient, run
     body = client.get(f"/api/v1/incidents/{incident_id}").json()
     assert body["id"] == incident_id
     assert body["timeline"][0]["kind"] == "opened"
-    assert body["customer_notice"]
+    assert "customer_notice" in body
     missing = client.get("/api/v1/incidents/INC-2024-9999")
     assert missing.status_code == 404 and missing.json() == {"error": "no incident INC-2024-9999"}
     for bad in ("INC-1", "INC-2024-01", "x' OR 1=1"):

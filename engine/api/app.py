@@ -56,6 +56,7 @@ from engine.burn.result import SLOEvaluation
 from engine.incidents.model import Incident, IncidentStatus
 from engine.spec.durations import Duration
 from engine.spec.models import NAME_RE
+from engine.store.base import StoreError
 
 log = logging.getLogger("engine.api")
 
@@ -340,6 +341,10 @@ def create_app(
             raise ApiError(404, _message(exc)) from None
         except ValueError as exc:
             raise ApiError(409, _message(exc)) from None
+        except StoreError as exc:
+            # Not stored as the idempotent answer (5xx): a retry may act once the store works.
+            log.error("incident change not recorded: %s", exc)
+            raise ApiError(503, "the incident store cannot be written right now; retry") from None
         return 200, incident.to_json()
 
     # ------------------------------------------------------------------ reads
@@ -521,6 +526,11 @@ def create_app(
                 )
             except ValueError as exc:
                 raise ApiError(422, _message(exc)) from None
+            except StoreError as exc:
+                log.error("silence not recorded: %s", exc)
+                raise ApiError(
+                    503, "the incident store cannot be written right now; retry"
+                ) from None
             log.info(
                 "silence %s added by %s until %s (%s)",
                 silence.get("id"),

@@ -1,0 +1,193 @@
+"""Idempotency-Key: a retried mutation acts once, concurrent retries included, over a real
+uvicorn server, the real incident engine and the SQLite store."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.api.app import create_app
+from engine.api.security import load_tokens
+from engine.api.testing import FakeClock, StoreRuntime, sample_results, serve
+from engine.incidents.alerts import alerts_from_evaluations
+from engine.incidents.testing import T0
+from engine.spec.loader import load_specs
+from engine.store.sqlite import SQLiteStore
+
+ADMIN = "admin-token-Zq8w3n5v9k2m"
+OTHER_ADMIN = "second-admin-Lk3j5h7g9f1d"
+SPECS = Path(__file__).resolve().parents[1] / "slo_specs"
+
+
+def auth(token: str = ADMIN, key: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return headers
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0 + 600)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, clock: FakeClock) -> StoreRuntime:
+    runtime = StoreRuntime(SQLiteStore(tmp_path / "incidents.sqlite3"), clock=clock)
+    results = sample_results(load_specs([SPECS]).slos, T0)
+    runtime.set_results(results)
+    runtime.observe(alerts_from_evaluations(results), now=T0)
+    return runtime
+
+
+@pytest.fixture
+def app(runtime: StoreRuntime, tmp_path: Path, clock: FakeClock):
+    path = tmp_path / "tokens"
+    path.write_text(f"{ADMIN}\n{OTHER_ADMIN}\n")
+    return create_app(runtime, load_tokens(path), rate_limit_per_s=1000, burst=1000, clock=clock)
+
+
+@pytest.fixture
+def incident_id(runtime: StoreRuntime) -> str:
+    (incident,) = runtime.list_incidents("investigating", None)
+    return incident.id
+
+
+def entries(runtime: StoreRuntime, incident_id: str, kind: str) -> list:
+    incident = runtime.get_incident(incident_id)
+    assert incident is not None
+    return [e for e in incident.timeline if e.kind == kind]
+
+
+def test_same_key_same_body_replays_the_stored_response(app, runtime, incident_id, clock):
+    client = TestClient(app)
+    url = f"/api/v1/incidents/{incident_id}/ack"
+    first = client.post(url, json={"by": "alice"}, headers=auth(key="ack-1"))
+    assert first.status_code == 200 and "Idempotent-Replayed" not in first.headers
+    clock.advance(30)
+    # Same meaning, different spelling of the JSON: still the same request.
+    retry = client.post(
+        url,
+        content=b'{ "by" : "alice" }',
+        headers={**auth(key="ack-1"), "Content-Type": "application/json"},
+    )
+    assert retry.status_code == 200
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+    assert len(entries(runtime, incident_id, "acknowledged")) == 1
+
+    # Without a key, a second ack is a second effect ("acknowledged again"): the key matters.
+    client.post(url, json={"by": "alice"}, headers=auth())
+    assert len(entries(runtime, incident_id, "acknowledged")) == 2
+
+
+def test_same_key_different_body_is_refused(app, runtime, incident_id):
+    client = TestClient(app)
+    url = f"/api/v1/incidents/{incident_id}/comment"
+    ok = client.post(url, json={"by": "alice", "text": "first"}, headers=auth(key="c-1"))
+    assert ok.status_code == 200
+    reused = client.post(url, json={"by": "alice", "text": "second"}, headers=auth(key="c-1"))
+    assert reused.status_code == 422
+    assert "already used for a different request" in reused.json()["error"]
+    # Same body on another endpoint is also a different request.
+    other = client.post(
+        f"/api/v1/incidents/{incident_id}/resolve", json={"by": "alice"}, headers=auth(key="c-1")
+    )
+    assert other.status_code == 422
+    assert [e.message for e in entries(runtime, incident_id, "commented")] == ["first"]
+    assert runtime.get_incident(incident_id).status.value == "investigating"
+
+
+def test_keys_are_scoped_per_token(app, runtime, incident_id):
+    client = TestClient(app)
+    url = f"/api/v1/incidents/{incident_id}/comment"
+    body = {"by": "alice", "text": "same words"}
+    assert client.post(url, json=body, headers=auth(ADMIN, "k")).status_code == 200
+    second = client.post(url, json=body, headers=auth(OTHER_ADMIN, "k"))
+    assert second.status_code == 200 and "Idempotent-Replayed" not in second.headers
+    assert len(entries(runtime, incident_id, "commented")) == 2
+
+
+def test_errors_are_replayed_too_but_not_server_errors(app, runtime, incident_id):
+    client = TestClient(app)
+    missing = client.post(
+        "/api/v1/incidents/INC-2024-9999/ack", json={"by": "a"}, headers=auth(key="m")
+    )
+    assert missing.status_code == 404
+    again = client.post(
+        "/api/v1/incidents/INC-2024-9999/ack", json={"by": "a"}, headers=auth(key="m")
+    )
+    assert again.status_code == 404 and again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_silence_creation_is_single_effect(app, runtime):
+    client = TestClient(app)
+    body = {
+        "matchers": [{"name": "service", "value": "api"}],
+        "duration": "30m",
+        "comment": "deploy",
+        "created_by": "bob",
+    }
+    first = client.post("/api/v1/silences", json=body, headers=auth(key="sil-1"))
+    second = client.post("/api/v1/silences", json=body, headers=auth(key="sil-1"))
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert len(client.get("/api/v1/silences").json()["silences"]) == 1
+
+
+def test_expired_keys_act_again(app, runtime, incident_id, clock):
+    client = TestClient(app)
+    url = f"/api/v1/incidents/{incident_id}/comment"
+    body = {"by": "alice", "text": "hourly update"}
+    client.post(url, json=body, headers=auth(key="daily"))
+    clock.advance(86400 + 1)
+    replay = client.post(url, json=body, headers=auth(key="daily"))
+    assert "Idempotent-Replayed" not in replay.headers
+    assert len(entries(runtime, incident_id, "commented")) == 2
+
+
+def test_invalid_keys_are_refused(app, incident_id):
+    client = TestClient(app)
+    url = f"/api/v1/incidents/{incident_id}/comment"
+    for key in ("x" * 256, "has space", "tab\there"):
+        response = client.post(url, json={"by": "a", "text": "t"}, headers=auth(key=key))
+        assert response.status_code == 422, key
+        assert "Idempotency-Key" in response.json()["error"]
+
+
+def test_concurrent_retries_have_a_single_effect(app, runtime, incident_id):
+    """Eight clients send the same keyed comment at the same moment over real HTTP."""
+    workers = 8
+    barrier = threading.Barrier(workers)
+    responses: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    with serve(app) as base:
+
+        def send() -> None:
+            with httpx.Client(base_url=base, timeout=60) as http:
+                barrier.wait()
+                response = http.post(
+                    f"/api/v1/incidents/{incident_id}/comment",
+                    json={"by": "alice", "text": "mitigation deployed"},
+                    headers=auth(key="retry-storm-1"),
+                )
+            with lock:
+                responses.append(response)
+
+        threads = [threading.Thread(target=send) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    assert len(responses) == workers
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.text for r in responses}) == 1  # byte-identical answers
+    assert sum("Idempotent-Replayed" in r.headers for r in responses) == workers - 1
+    comments = entries(runtime, incident_id, "commented")
+    assert [c.message for c in comments] == ["mitigation deployed"]
