@@ -131,7 +131,7 @@ def test_step_packaging_matches_the_daemon_evaluation() -> None:
     first = int(np.searchsorted(rates.times, plan.start))
     evaluated = _Evaluated(slos, rates, first, want_traces=False)
     windows = None
-    for rows, ev in iter_series(slos, rates):
+    for rows, ev in iter_series(slos, rates, from_step=first):
         evaluated.add(rows, ev)
         windows = ev.windows
         bad_sums, total_sums = ev.bad, ev.total
@@ -144,8 +144,8 @@ def test_step_packaging_matches_the_daemon_evaluation() -> None:
         events = WindowEvents(
             at=float(rates.times[t]),
             windows=windows,
-            bad=bad_sums[:, :, t],
-            total=total_sums[:, :, t],
+            bad=bad_sums[:, :, t - first],
+            total=total_sums[:, :, t - first],
             errors={},
             slo_ids=tuple(x.id for x in slos),
         )

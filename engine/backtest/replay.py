@@ -324,7 +324,6 @@ class _Evaluated:
         self.window_index: dict[Duration, int] = {}
 
     def add(self, rows: slice, ev: SeriesEvaluation) -> None:
-        f = self.first
         if not self.windows:
             self.windows = ev.windows
             self.members = plan_evaluation(self.slos, ev.windows).members
@@ -333,8 +332,8 @@ class _Evaluated:
         part = self.slos[rows]
         for k, s in enumerate(range(rows.start, rows.stop)):
             self.rules[s] = ev.rules[k]
-        fire = ev.fire[:, :, f:]
-        held = ev.held[:, :, f:]
+        fire = ev.fire
+        held = ev.held
         n_rules = fire.shape[1]
         is_page = np.array(
             [
@@ -349,7 +348,7 @@ class _Evaluated:
         fire = fire & active[:, :, None]
         held = held & fire
         firing = fire & ~held
-        status = ev.status[:, f:]
+        status = ev.status
         for k, slo in enumerate(part):
             for severity, mask in (("page", is_page[k]), ("ticket", ~is_page[k] & active[k])):
                 if not mask.any():
@@ -369,13 +368,13 @@ class _Evaluated:
                 _Fired(
                     rows=ks + rows.start,
                     steps=ts,
-                    bad=ev.bad[ks, :, ts + f],
-                    total=ev.total[ks, :, ts + f],
-                    remaining=ev.budget_remaining[ks, ts + f],
-                    to_exhaustion=ev.time_to_exhaustion[ks, ts + f],
+                    bad=ev.bad[ks, :, ts],
+                    total=ev.total[ks, :, ts],
+                    remaining=ev.budget_remaining[ks, ts],
+                    to_exhaustion=ev.time_to_exhaustion[ks, ts],
                     fire=fire[ks, :, ts],
                     held=held[ks, :, ts],
-                    p_value=ev.p_value[ks, :, ts + f],
+                    p_value=ev.p_value[ks, :, ts],
                     status=status[ks, ts],
                 )
             )
@@ -406,7 +405,6 @@ class _Evaluated:
         return AlertInterval(slo_id, severity, float(self.times[a]), end, held)  # type: ignore[arg-type]
 
     def _add_traces(self, part: Sequence[SLO], ev: SeriesEvaluation) -> None:
-        f = self.first
         n = self.times.size
         bucket = max(1, math.ceil(n / REPORT_POINTS))
         times = _downsample(self.times[None], bucket, "last")[0]
@@ -417,14 +415,14 @@ class _Evaluated:
             long_windows = sorted({r.long_window for r in policy.rules})
             self.traces[slo.id] = SLOTrace(
                 times=times,
-                error_ratio=_downsample(ev.error_ratio[k, where[shortest], f:], bucket, "max"),
+                error_ratio=_downsample(ev.error_ratio[k, where[shortest], :], bucket, "max"),
                 error_ratio_window=shortest,
                 burn={
-                    w: _downsample(ev.burn_rate[k, where[w], f:], bucket, "max")
+                    w: _downsample(ev.burn_rate[k, where[w], :], bucket, "max")
                     for w in long_windows
                 },
                 thresholds=[(r.severity, r.long_window, float(r.factor)) for r in policy.rules],
-                budget_remaining=_downsample(ev.budget_remaining[k, f:], bucket, "last"),
+                budget_remaining=_downsample(ev.budget_remaining[k, :], bucket, "last"),
             )
 
     def fired(self) -> _Fired | None:
@@ -560,7 +558,7 @@ def _evaluate_rows(
         total=rates.total[lo:hi],
         errors={s.id: rates.errors[s.id] for s in slos[lo:hi] if s.id in rates.errors},
     )
-    for rows, ev in iter_series(slos[lo:hi], sub, windows=windows):
+    for rows, ev in iter_series(slos[lo:hi], sub, windows=windows, from_step=first):
         part.add(slice(rows.start + lo, rows.stop + lo), ev)
     return part
 

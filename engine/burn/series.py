@@ -97,16 +97,23 @@ def iter_series(
     *,
     chunk: int | None = None,
     windows: Sequence[Duration] | None = None,
+    from_step: int = 0,
 ) -> Iterator[tuple[slice, SeriesEvaluation]]:
-    """Evaluate `rates` (rows follow `slos`) at every step, yielding (rows, result) per chunk."""
+    """Evaluate `rates` (rows follow `slos`) at every step, yielding (rows, result) per chunk.
+
+    With `from_step`, results start at that step (`times` = rates.times[from_step:]); the
+    steps before it are only read by the windows — a backtest's warm-up history, which
+    would otherwise cost as much to evaluate as the replay itself."""
     if rates.bad.shape[0] != len(slos):
         raise ValueError(f"rates have {rates.bad.shape[0]} rows for {len(slos)} SLOs")
     plan = plan_evaluation(slos, windows)
     windows = plan.windows
     steps = window_steps(windows, rates.step)
     n_steps = rates.times.shape[0]
-    size = chunk or chunk_size(len(windows), n_steps)
-    complete = np.arange(n_steps)[None, :] >= np.asarray(steps)[:, None] - 1
+    if not 0 <= from_step <= n_steps:
+        raise ValueError(f"from_step {from_step} is outside the {n_steps} steps")
+    size = chunk or chunk_size(len(windows), n_steps - from_step)
+    complete = np.arange(from_step, n_steps)[None, :] >= np.asarray(steps)[:, None] - 1
     step_seconds = rates.step.seconds
     for begin in range(0, len(slos), size):
         rows = slice(begin, min(begin + size, len(slos)))
@@ -118,8 +125,8 @@ def iter_series(
         )
         bad_steps[failed] = np.nan
         total_steps[failed] = np.nan
-        bad = rolling_window_sums(bad_steps, steps)[0].transpose(1, 0, 2)
-        total_sums, covered = rolling_window_sums(total_steps, steps)
+        bad = rolling_window_sums(bad_steps, steps, from_step)[0].transpose(1, 0, 2)
+        total_sums, covered = rolling_window_sums(total_steps, steps, from_step)
         total = total_sums.transpose(1, 0, 2)
         ratio = error_ratio(bad, total)
         budget = plan.error_budget[rows]
@@ -147,7 +154,7 @@ def iter_series(
             SeriesEvaluation(
                 slo_ids=tuple(s.id for s in part),
                 step=rates.step,
-                times=rates.times,
+                times=rates.times[from_step:],
                 windows=windows,
                 window_complete=complete,
                 bad=bad,

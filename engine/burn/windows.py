@@ -52,14 +52,16 @@ def prefix_sums(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rolling_window_sums(
-    counts: np.ndarray, window_steps: Sequence[int]
+    counts: np.ndarray, window_steps: Sequence[int], first: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Trailing window sums at every step: (sums[W, S, T], covered[W, S, T]).
+    """Trailing window sums at every step from `first` on: (sums[W, S, T − first], covered).
 
     `counts[S, T]` are per-step event counts (rate × step seconds), NaN for no data.
     sums[w, s, t] = Σ counts[s, t−k+1 … t] for k = window_steps[w], skipping NaN steps;
     a window reaching before the first step only sums what exists. covered[w, s, t] is the
     number of steps with data in that window (int64); where it is 0 the sum is NaN.
+    Steps before `first` are read by the windows but get no sums of their own (a backtest's
+    warm-up history).
     """
     counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
     n_steps = counts.shape[1]
@@ -67,7 +69,7 @@ def rolling_window_sums(
     if steps.ndim != 1 or np.any(steps < 1):
         raise ValueError(f"window lengths must be whole numbers of steps ≥ 1, got {window_steps}")
     sums_p, obs_p = prefix_sums(counts)
-    end = np.arange(1, n_steps + 1)  # prefix index just after step t
+    end = np.arange(first + 1, n_steps + 1)  # prefix index just after step t
     start = np.maximum(end[None, :] - steps[:, None], 0)  # [W, T]
     sums = sums_p[:, end][None, :, :] - sums_p[:, start].transpose(1, 0, 2)
     covered = obs_p[:, end][None, :, :] - obs_p[:, start].transpose(1, 0, 2)
