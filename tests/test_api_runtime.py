@@ -1,0 +1,182 @@
+"""The API over the daemon's REAL Runtime: a real Prometheus with backfilled traffic (an api
+outage), the real evaluator, incident engine and SQLite store — then Prometheus stops."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from engine.api.app import create_app
+from engine.api.security import load_tokens
+from engine.api.testing import FakeClock, serve
+from engine.incidents.config import IncidentConfig
+from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
+
+pytestmark = pytest.mark.prometheus
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN = "admin-token-Zq8w3n5v9k2m"
+HOUR, DAY = 3600, 86400
+START = (int(time.time()) // HOUR - 3 * 24 - 10) * HOUR
+DURATION = 3 * DAY + 8 * HOUR
+SCENARIO = Scenario(
+    start=START,
+    duration=DURATION,
+    scrape_interval=15,
+    services=[
+        ServiceLoad(
+            job="api",
+            rps=20,
+            error_ratio=0.0005,
+            slow_ratio=0.002,
+            # The last hour: 5 % of requests fail — well past the 1h/5m page threshold.
+            incidents=[Incident(DURATION - HOUR, DURATION + HOUR, error_ratio=0.05)],
+        )
+    ],
+    database=DatabaseLoad(),
+)
+
+
+def daemon_runtime(tmp_path: Path, prometheus_url: str, clock: FakeClock) -> Any:
+    try:
+        from engine.daemon.config import load_config
+        from engine.daemon.runtime import Runtime
+    except ImportError as exc:  # pragma: no cover - only while the daemon is being written
+        pytest.skip(f"engine.daemon.runtime is not usable: {exc}")
+    specs = tmp_path / "specs"
+    shutil.copytree(ROOT / "slo_specs", specs)
+    incidents: dict[str, Any] = {}
+    if "dependency_wait" in IncidentConfig.model_fields:
+        incidents["dependency_wait"] = "0s"  # the hold-down would only delay the page here
+    config = load_config(
+        None,
+        {
+            "specs": [str(specs)],
+            "prometheus_url": prometheus_url,
+            "state_dir": str(tmp_path / "state"),
+            "interval": "30s",
+            "incidents": incidents,
+            "query_retries": 0,
+        },
+    )
+    return Runtime(config, clock=clock, notifiers={})
+
+
+def test_api_and_status_page_over_the_real_runtime(prometheus_for, tmp_path: Path):
+    server = prometheus_for(SCENARIO)
+    at = float(START + DURATION)
+    clock = FakeClock(at)
+    runtime = daemon_runtime(tmp_path, server.url, clock)
+    try:
+        report = runtime.run_cycle(at)
+        assert report.source_error is None
+        tokens_file = tmp_path / "tokens"
+        tokens_file.write_text(f"{ADMIN}\n")
+        client = TestClient(create_app(runtime, load_tokens(tokens_file), clock=clock))
+
+        # The evaluate contract, straight from the runtime's latest cycle.
+        slos = client.get("/api/v1/slos").json()
+        assert slos["slos"] == [r.to_json() for r in runtime.slo_results()]
+        by_id = {s["id"]: s for s in slos["slos"]}
+        api = by_id["api/availability"]
+        assert api["status"] == "page"
+        assert api["error_ratio"]["1h"] == pytest.approx(0.05, rel=0.05)
+        assert client.get("/api/v1/slos/api/availability").json() == api
+
+        # The outage opened one incident; it is visible and can be acknowledged once.
+        listed = client.get("/api/v1/incidents?status=open").json()
+        assert listed["total"] == 1
+        incident_id = listed["incidents"][0]["id"]
+        assert listed["incidents"][0]["service"] == "api"
+        url = f"/api/v1/incidents/{incident_id}/ack"
+        assert client.post(url, json={"by": "alice"}).status_code == 401
+        headers = {"Authorization": f"Bearer {ADMIN}", "Idempotency-Key": "ack-once"}
+        first = client.post(url, json={"by": "alice"}, headers=headers)
+        retry = client.post(url, json={"by": "alice"}, headers=headers)
+        assert first.status_code == retry.status_code == 200
+        assert retry.headers["Idempotent-Replayed"] == "true"
+        detail = client.get(f"/api/v1/incidents/{incident_id}").json()
+        assert detail["acknowledged_by"] == "alice"
+        assert [e["kind"] for e in detail["timeline"]].count("acknowledged") == 1
+
+        # Silences go through the runtime's engine too.
+        silence = client.post(
+            "/api/v1/silences",
+            json={
+                "matchers": [{"name": "service", "value": "database"}],
+                "duration": "1h",
+                "comment": "maintenance",
+                "created_by": "bob",
+            },
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        assert silence.status_code == 201, silence.text
+        assert [s["id"] for s in client.get("/api/v1/silences").json()["silences"]] == [
+            silence.json()["id"]
+        ]
+
+        assert client.get("/readyz").json() == {"ready": True, "reasons": []}
+        families = {f.name for f in text_string_to_metric_families(client.get("/metrics").text)}
+        assert {"slo_engine_slo_status", "slo_engine_api_requests"} <= families
+
+        page = client.get("/status").text
+        assert "api" in page and "availability" in page and incident_id in page
+        notice = runtime.customer_notice(runtime.get_incident(incident_id))
+        assert html.escape(notice.splitlines()[0]) in page
+
+        if shutil.which("chromium"):
+            _browser_sees_the_page(runtime, clock, tmp_path, incident_id)
+
+        # Prometheus goes away: errors, 503 readiness with the reason, incident kept open.
+        server.stop()
+        clock.advance(30)
+        runtime.run_cycle(clock.now)
+        statuses = {s["status"] for s in client.get("/api/v1/slos").json()["slos"]}
+        assert statuses == {"error"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert any(r.startswith("source unreachable") for r in ready.json()["reasons"])
+        assert client.get(f"/api/v1/incidents/{incident_id}").json()["status"] != "resolved"
+        degraded = client.get("/status").text
+        assert "may be out of date" in degraded and "could not be evaluated" in degraded
+        assert server.url not in degraded  # internal addresses stay off the page
+    finally:
+        runtime.close()
+
+
+def _browser_sees_the_page(runtime: Any, clock: FakeClock, tmp_path: Path, incident_id: str):
+    import subprocess
+
+    with serve(create_app(runtime, [], clock=clock)) as url:
+        result = subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--dump-dom",
+                f"{url}/status",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", result.stdout)).split())
+    assert "Service status" in text and incident_id in text
+    assert "Page" in text and "api" in text
