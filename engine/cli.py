@@ -21,6 +21,7 @@ def _register() -> None:
         evaluate,  # noqa: F401
         generate,  # noqa: F401
         incidents,  # noqa: F401
+        run,  # noqa: F401
         validate,  # noqa: F401
     )
 

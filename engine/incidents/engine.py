@@ -185,7 +185,14 @@ class IncidentEngine:
 
         touched: set[str] = set()
         for fp, ast in list(st.alerts.items()):
-            if fp in firing or ast.slo_id in unknown:
+            if ast.slo_id in unknown and fp not in firing:
+                # A clear must be *observed* for `resolve_after`: while the SLO has no data
+                # the clear timer restarts, so missing data never resolves an incident.
+                if ast.cleared_at is not None and ast.incident_id in st.incidents:
+                    st.alerts[fp] = _evolve(ast, cleared_at=now)
+                    tx.dirty = True
+                continue
+            if fp in firing:
                 continue
             if ast.cleared_at is None:
                 st.alerts[fp] = _evolve(ast, cleared_at=now, needs_clear=False, classified=None)

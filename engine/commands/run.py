@@ -1,0 +1,246 @@
+"""`slo-engine run`: the daemon. Evaluates on a schedule, keeps incidents, notifies, serves the
+HTTP API, /metrics and the status page.
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT); 1 invalid specs at start-up; 2 an
+unusable configuration (bad key, unreadable token file, port in use, store unusable).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.cli import app
+
+EXIT_INVALID_SPECS = 1
+EXIT_BAD_CONFIG = 2
+
+log = logging.getLogger("engine.daemon")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    sys.stderr.write(f"error: {message}\n")
+    return typer.Exit(code)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+@app.command()
+def run(
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML config file; flags override its keys.")
+    ] = None,
+    specs: Annotated[
+        list[Path] | None,
+        typer.Option("--specs", help="SLO spec file or directory (repeatable)."),
+    ] = None,
+    prometheus_url: Annotated[
+        str | None, typer.Option("--prometheus-url", help="Prometheus base URL.")
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="Directory for the incident store (SQLite)."),
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="HOST:PORT of the HTTP API [127.0.0.1:8080].")
+    ] = None,
+    interval: Annotated[
+        str | None, typer.Option("--interval", help="Evaluation interval, e.g. 30s [30s].")
+    ] = None,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option("--webhook", help="Generic webhook receiver URL (repeatable)."),
+    ] = None,
+    api_token_file: Annotated[
+        Path | None,
+        typer.Option("--api-token-file", help="API tokens, one per line (`TOKEN [read-only]`)."),
+    ] = None,
+    blind_after_cycles: Annotated[
+        int | None,
+        typer.Option(help="Failed cycles before the 'SLO evaluation blind' incident [3]."),
+    ] = None,
+    query_timeout: Annotated[
+        str | None, typer.Option(help="Per-request timeout for Prometheus [10s].")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Prometheus requests in flight at once [4].")
+    ] = None,
+    delivery_interval: Annotated[
+        str | None, typer.Option(help="How often the outbox is delivered [5s].")
+    ] = None,
+    dashboard_url: Annotated[
+        str | None, typer.Option(help="Grafana base URL for dashboard links in alerts.")
+    ] = None,
+    external_url: Annotated[
+        str | None, typer.Option(help="This daemon's public URL (links to the status page).")
+    ] = None,
+    bearer_token_file: Annotated[
+        Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
+    ] = None,
+    basic_auth_user: Annotated[
+        str | None, typer.Option(help="Basic auth user name for Prometheus.")
+    ] = None,
+    basic_auth_password_file: Annotated[
+        Path | None, typer.Option(help="File holding the basic auth password.")
+    ] = None,
+    ca_bundle: Annotated[
+        Path | None, typer.Option(help="CA bundle (PEM) to verify Prometheus.")
+    ] = None,
+    client_cert: Annotated[Path | None, typer.Option(help="Client certificate (mTLS).")] = None,
+    client_key: Annotated[Path | None, typer.Option(help="Key of the client certificate.")] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning or error [info].")
+    ] = None,
+) -> None:
+    """Run the daemon: scheduled evaluation, incidents, notifications and the HTTP API."""
+    from engine.daemon.config import ConfigError, load_config
+    from engine.telemetry import configure_logging
+
+    overrides: dict[str, Any] = {
+        "specs": [str(p) for p in specs] if specs else None,
+        "prometheus_url": prometheus_url,
+        "state_dir": None if state_dir is None else str(state_dir),
+        "listen": listen,
+        "interval": interval,
+        "webhooks": webhook or None,
+        "api_token_file": None if api_token_file is None else str(api_token_file),
+        "blind_after_cycles": blind_after_cycles,
+        "query_timeout": query_timeout,
+        "concurrency": concurrency,
+        "delivery_interval": delivery_interval,
+        "dashboard_url": dashboard_url,
+        "external_url": external_url,
+        "bearer_token_file": None if bearer_token_file is None else str(bearer_token_file),
+        "basic_auth_user": basic_auth_user,
+        "basic_auth_password_file": None
+        if basic_auth_password_file is None
+        else str(basic_auth_password_file),
+        "ca_bundle": None if ca_bundle is None else str(ca_bundle),
+        "client_cert": None if client_cert is None else str(client_cert),
+        "client_key": None if client_key is None else str(client_key),
+        "log_level": log_level,
+    }
+    try:
+        config = load_config(config_file, overrides)
+    except ConfigError as exc:
+        raise _fail("invalid configuration:\n" + "\n".join(exc.problems), EXIT_BAD_CONFIG) from None
+    configure_logging(getattr(logging, config.log_level.upper()))
+    raise typer.Exit(
+        serve(config, config_dir=config_file.resolve().parent if config_file else None)
+    )
+
+
+def serve(config: Any, config_dir: Path | None = None) -> int:
+    """Start everything, block until SIGTERM/SIGINT, shut down in order; the exit code."""
+    import uvicorn
+
+    from engine.api.security import TokenFileError, load_tokens
+    from engine.daemon.runtime import Runtime, SpecsInvalid
+    from engine.daemon.scheduler import DaemonScheduler
+    from engine.notify.base import ConfigError as NotifierConfigError
+    from engine.store.base import StoreError
+
+    tokens = []
+    if config.api_token_file is not None:
+        try:
+            tokens = load_tokens(Path(config.api_token_file))
+        except TokenFileError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return EXIT_BAD_CONFIG
+    if not tokens:
+        log.warning(
+            "no API tokens configured (--api-token-file): every change via the API is refused"
+        )
+
+    try:
+        sock = _bind(config.listen_host, config.listen_port)
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot listen on {config.listen}: {exc.strerror}\n")
+        return EXIT_BAD_CONFIG
+
+    try:
+        runtime = Runtime(config, config_dir=config_dir)
+    except SpecsInvalid as exc:
+        sock.close()
+        for error in exc.errors:
+            sys.stderr.write(f"{error}\n")
+        sys.stderr.write("error: the specs are invalid; fix them (see `slo-engine validate`)\n")
+        return EXIT_INVALID_SPECS
+    except (StoreError, NotifierConfigError, OSError) as exc:
+        sock.close()
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_CONFIG
+
+    from engine.api.app import create_app
+
+    application = create_app(runtime, tokens)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            log_config=None,
+            access_log=config.log_level == "debug",
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    api_thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api")
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    scheduler = DaemonScheduler(runtime)
+    api_thread.start()
+    scheduler.start()
+    host, port = sock.getsockname()[:2]
+    log.info(
+        "slo-engine running: API on http://%s:%s, evaluating every %s against %s",
+        host,
+        port,
+        config.interval,
+        config.prometheus_url,
+    )
+    while not stop.wait(1.0):
+        if not api_thread.is_alive():
+            log.error("the HTTP server stopped unexpectedly; shutting down")
+            break
+
+    name = signal.Signals(received[0]).name if received else "HTTP server exit"
+    log.info("%s: stopping the scheduler and finishing the running cycle", name)
+    started = time.monotonic()
+    scheduler.stop()
+    flushed = runtime.flush(config.shutdown_flush_timeout.seconds)
+    pending = runtime.store.counts().get("pending", 0)
+    log.info(
+        "outbox flushed: %d sent, %d failed, %d still pending (delivered after restart)",
+        flushed.sent,
+        flushed.retrying + flushed.dead,
+        pending,
+    )
+    server.should_exit = True
+    api_thread.join(timeout=10)
+    runtime.close()
+    log.info("stopped in %.1fs", time.monotonic() - started)
+    return 0

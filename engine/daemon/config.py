@@ -1,0 +1,363 @@
+"""The daemon's configuration: one pydantic model, read from YAML and/or `slo-engine run` flags.
+
+Every flag of `run` is also a key here (same name, `-` → `_`); a flag given on the command
+line wins over the file. Secrets never appear as values: they are paths in `*_file` keys,
+read when needed (and re-read, so a rotated secret is picked up). Relative paths in the file
+resolve against the file's directory, so a config works from any working directory.
+
+Errors name the place: `config.yml:12:3: interval: ... — how to fix`, like the spec loader.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.incidents.config import IncidentConfig, ReceiverConfig
+from engine.notify.base import HttpUrlText, NotifierConfig, WebhookConfig
+from engine.spec.durations import Duration
+from engine.spec.errors import SpecError, split_hint
+from engine.spec.models import DurationField
+from engine.spec.yaml_lines import Mark, MarkedMap, locate, parse_yaml
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+# Receiver names given to `webhooks:` URLs, in order: webhook-1, webhook-2, ...
+WEBHOOK_RECEIVER_PREFIX = "webhook-"
+
+
+def _d(text: str) -> Duration:
+    return Duration.parse(text)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TelemetryConfig(_Section):
+    """Self-telemetry over OTLP. Off unless `otlp_endpoint` is set."""
+
+    otlp_endpoint: HttpUrlText | None = None
+    otlp_protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
+    # `Name: value` per line (e.g. a vendor API key header); a file because it is a secret.
+    headers_file: Path | None = None
+    service_name: str = "slo-engine"
+    # How often OTel metrics are pushed.
+    export_interval: DurationField = Field(default_factory=lambda: _d("30s"))
+
+
+class SourceBreakerConfig(_Section):
+    """Stop asking an unreachable Prometheus every cycle; probe again after `cooldown`."""
+
+    failures: int = Field(default=3, ge=1)
+    cooldown: DurationField = Field(default_factory=lambda: _d("30s"))
+
+
+class DaemonConfig(_Section):
+    # -- what to evaluate, against what ---------------------------------------------------
+    specs: list[Path] = Field(min_length=1)
+    prometheus_url: HttpUrlText
+    # Per HTTP request to Prometheus (Prometheus is also told to give up after this long).
+    query_timeout: DurationField = Field(default_factory=lambda: _d("10s"))
+    # Retries per request on 5xx/timeouts/refused connections, with jittered backoff.
+    query_retries: int = Field(default=2, ge=0, le=10)
+    # Requests to Prometheus in flight at once.
+    concurrency: int = Field(default=4, ge=1, le=64)
+    # SLOs packed into one PromQL request.
+    batch_size: int = Field(default=100, ge=1)
+    bearer_token_file: Path | None = None
+    basic_auth_user: str | None = None
+    basic_auth_password_file: Path | None = None
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    source_breaker: SourceBreakerConfig = Field(default_factory=SourceBreakerConfig)
+
+    # -- the daemon ---------------------------------------------------------------------
+    state_dir: Path
+    listen: str = DEFAULT_LISTEN
+    interval: DurationField = Field(default_factory=lambda: _d("30s"))
+    # How often the outbox is delivered and the incident timers (escalation) run.
+    delivery_interval: DurationField = Field(default_factory=lambda: _d("5s"))
+    escalation_interval: DurationField = Field(default_factory=lambda: _d("15s"))
+    # SIGTERM: how long to keep delivering queued notifications before exiting.
+    shutdown_flush_timeout: DurationField = Field(default_factory=lambda: _d("10s"))
+    # Consecutive cycles without the source before the "SLO evaluation blind" incident.
+    blind_after_cycles: int = Field(default=3, ge=1)
+    api_token_file: Path | None = None
+    # Links: dashboards in alerts and notifications; this daemon's public URL.
+    dashboard_url: HttpUrlText | None = None
+    external_url: HttpUrlText | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # -- notifications, incidents, self-telemetry ----------------------------------------
+    # Shorthand: each URL becomes a generic webhook receiver (webhook-1, webhook-2, ...).
+    webhooks: list[HttpUrlText] = Field(default_factory=list)
+    # Receiver name → notifier settings (pagerduty, alertmanager, slack, webhook).
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    incidents: IncidentConfig = Field(default_factory=IncidentConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+
+    @field_validator("specs", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | Path) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host_port(value)
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: Duration) -> Duration:
+        if value.ms < 1000:
+            raise ValueError("must be at least 1s — e.g. 30s")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> DaemonConfig:
+        if self.basic_auth_password_file is not None and self.basic_auth_user is None:
+            raise ValueError("basic_auth_password_file needs basic_auth_user")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        clash = [
+            name
+            for name in self.notifiers
+            if re.fullmatch(re.escape(WEBHOOK_RECEIVER_PREFIX) + r"\d+", name)
+            and int(name.removeprefix(WEBHOOK_RECEIVER_PREFIX)) <= len(self.webhooks)
+        ]
+        if clash:
+            raise ValueError(
+                f"notifier name {clash[0]!r} is taken by a `webhooks:` URL — rename the notifier"
+            )
+        return self
+
+    # -- derived ------------------------------------------------------------------------
+
+    @property
+    def listen_host(self) -> str:
+        return host_port(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return host_port(self.listen)[1]
+
+    def all_notifiers(self) -> dict[str, NotifierConfig]:
+        """`notifiers` plus one generic webhook receiver per `webhooks:` URL."""
+        found: dict[str, NotifierConfig] = {
+            f"{WEBHOOK_RECEIVER_PREFIX}{i}": WebhookConfig(type="webhook", url=url)
+            for i, url in enumerate(self.webhooks, start=1)
+        }
+        found.update(self.notifiers)
+        return found
+
+    def incident_config(self) -> IncidentConfig:
+        """The incident config with a receiver entry for every notifier it does not list.
+
+        Why: a notifier configured without routing would silently receive nothing. A
+        receiver missing from `incidents.receivers` gets every severity; list it there to
+        narrow what it gets. Escalation-only receivers are listed with `severities: []`.
+        """
+        known = {r.name for r in self.incidents.receivers}
+        extra = [ReceiverConfig(name=name) for name in self.all_notifiers() if name not in known]
+        if not extra:
+            return self.incidents
+        return self.incidents.model_copy(update={"receivers": [*self.incidents.receivers, *extra]})
+
+
+def host_port(listen: str) -> tuple[str, int]:
+    """`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080` → (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+# ------------------------------------------------------------------------------- loading
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used. `problems` are `file:line:col: message` lines."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+# Keys whose values are paths: resolved against the config file's directory.
+_PATH_KEYS = (
+    "state_dir",
+    "api_token_file",
+    "bearer_token_file",
+    "basic_auth_password_file",
+    "ca_bundle",
+    "client_cert",
+    "client_key",
+)
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str(base / value)
+        return value
+
+    out = dict(data)
+    for key in _PATH_KEYS:
+        if key in out:
+            out[key] = resolve(out[key])
+    if "specs" in out:
+        specs = out["specs"]
+        out["specs"] = [resolve(s) for s in specs] if isinstance(specs, list) else resolve(specs)
+    telemetry = out.get("telemetry")
+    if isinstance(telemetry, dict) and "headers_file" in telemetry:
+        out["telemetry"] = {**telemetry, "headers_file": resolve(telemetry["headers_file"])}
+    incidents = out.get("incidents")
+    if isinstance(incidents, dict) and "templates_dir" in incidents:
+        out["incidents"] = {**incidents, "templates_dir": resolve(incidents["templates_dir"])}
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """Marked YAML containers → plain dicts/lists (pydantic must not see the subclasses)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _message(error: Mapping[str, Any]) -> tuple[str, str]:
+    kind = error["type"]
+    loc = [str(p) for p in error["loc"]]
+    if kind == "extra_forbidden":
+        return (
+            f"unknown key '{loc[-1]}'",
+            "check the spelling; docs/readme/daemon.md lists every key",
+        )
+    if kind == "missing":
+        flag = f" (or the --{loc[-1].replace('_', '-')} flag)" if len(loc) == 1 else ""
+        return f"missing required key '{loc[-1]}'", f"add {loc[-1]}:{flag}"
+    text = str(error["msg"]).removeprefix("Value error, ")
+    return split_hint(text)
+
+
+def load_config(
+    path: Path | str | None = None, overrides: Mapping[str, Any] | None = None
+) -> DaemonConfig:
+    """Read `path` (optional), apply `overrides` (the flags given), validate.
+
+    Raises ConfigError listing every problem with its place: `file:line:col` for keys from
+    the file, `--flag` for values from the command line.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data: dict[str, Any] = {}
+    root: Any = None
+    name = "<flags>"
+    if path is not None:
+        file = Path(path)
+        name = str(file)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"{file}: cannot read the config file: {exc.strerror}"]) from None
+        parsed = parse_yaml(text)
+        if parsed.syntax_error is not None:
+            err = parsed.syntax_error
+            raise ConfigError(
+                [str(SpecError(name, err.mark.line, err.mark.column, err.message, err.hint))]
+            )
+        problems = [
+            str(
+                SpecError(
+                    name,
+                    d.second.line,
+                    d.second.column,
+                    f"key '{d.key}' appears twice (first on line {d.first.line})",
+                    "keep one",
+                )
+            )
+            for d in parsed.duplicates
+        ]
+        if len(parsed.documents) > 1:
+            second = parsed.documents[1].start
+            problems.append(
+                str(
+                    SpecError(
+                        name,
+                        second.line,
+                        second.column,
+                        "one YAML document only",
+                        "remove the `---`",
+                    )
+                )
+            )
+        if problems:
+            raise ConfigError(problems)
+        root = parsed.documents[0].data if parsed.documents else None
+        if root is None:
+            root = MarkedMap()
+            root.mark, root.key_marks, root.value_marks = Mark(1, 1), {}, {}
+        if not isinstance(root, dict):
+            raise ConfigError(
+                [f"{name}:1:1: the config file must be a mapping of keys (key: value)"]
+            )
+        data = _resolve_paths(_plain(root), file.resolve().parent)
+    merged = {**data, **overrides}
+    try:
+        return DaemonConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems = [_place(error, root, name, overrides) for error in exc.errors()]
+        raise ConfigError(problems) from None
+
+
+_NOTIFIER_TYPES = frozenset({"pagerduty", "alertmanager", "slack", "webhook"})
+
+
+def _place(error: Any, root: Any, name: str, overrides: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    if len(loc) >= 3 and loc[0] == "notifiers" and loc[2] in _NOTIFIER_TYPES:
+        loc = loc[:2] + loc[3:]  # drop the union tag pydantic inserts into the location
+    message, hint = _message(error)
+    if not loc and isinstance(root, dict):
+        # A model-level rule names the key it is about: point there.
+        named = [
+            k for k in root if isinstance(k, str) and re.search(rf"\b{re.escape(k)}\b", message)
+        ]
+        loc = (named[0],) if named else ()
+    where = ".".join(str(p) for p in loc)
+    plain = message.startswith(("unknown key", "missing required key"))
+    text = (
+        f"{where}: {message}" if where and not plain and not message.startswith(where) else message
+    )
+    suffix = f" — {hint}" if hint else ""
+    if loc and loc[0] in overrides:
+        flag_text = message if len(loc) == 1 else text
+        return f"--{str(loc[0]).replace('_', '-')}: {flag_text}{suffix}"
+    if root is None:
+        return f"{text}{suffix}"
+    mark = locate(root, loc, at_key=error["type"] == "extra_forbidden", default=Mark(1, 1))
+    return str(SpecError(name, mark.line, mark.column, text, hint))
+
+
+def read_headers_file(path: Path) -> dict[str, str]:
+    """`Name: value` lines (blank lines and `#` comments ignored). Values are never logged."""
+    headers: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read telemetry headers_file: {exc.strerror}"]) from None
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip():
+            raise ConfigError([f"{path}:{number}: expected `Header-Name: value` (value not shown)"])
+        headers[key.strip()] = value.strip()
+    return headers

@@ -1,0 +1,158 @@
+"""The daemon's view of its metrics source: a circuit breaker, a health probe and telemetry.
+
+Why a breaker: when Prometheus is down, every cycle would otherwise spend its retries and
+timeouts on it (and add load the moment it comes back). After `failures` consecutive failed
+calls the breaker opens: calls fail at once with `SourceUnavailable` for `cooldown`, then one
+half-open call probes; success closes it.
+
+Why a probe: the evaluation cache fetches only when a new step completes (once a minute
+with the default tiers), so a cycle may not touch the source at all. The probe (an instant
+`vector(1)` query) tells, every cycle, whether the source still answers — readiness and the
+"evaluation blind" meta-incident must not lag a minute behind reality.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from engine.notify.retry import BreakerState, CircuitBreaker
+from engine.source.base import EventSource, SourceUnavailable, StepRates
+from engine.spec.durations import Duration
+from engine.spec.models import SLO
+
+
+class GuardedSource:
+    """An `EventSource` wrapper; the Runtime resets its per-cycle view with `begin_cycle()`."""
+
+    def __init__(
+        self,
+        inner: EventSource,
+        breaker: CircuitBreaker,
+        tracer: trace.Tracer,
+        metrics: Any = None,
+    ) -> None:
+        self.inner = inner
+        self.breaker = breaker
+        self._tracer = tracer
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+        self._cycle_ok = False
+        self._cycle_error: str | None = None
+
+    # -- per cycle -----------------------------------------------------------------------
+
+    def begin_cycle(self) -> None:
+        with self._lock:
+            self._cycle_ok = False
+            self._cycle_error = None
+
+    @property
+    def touched(self) -> bool:
+        """Whether this cycle has already talked to (or been refused by) the source."""
+        return self._cycle_ok or self._cycle_error is not None
+
+    def cycle_failure(self) -> str | None:
+        """Why the source failed this cycle, or None when it answered (or was not asked)."""
+        with self._lock:
+            return None if self._cycle_ok else self._cycle_error
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def _refused(self) -> SourceUnavailable:
+        return SourceUnavailable(
+            f"circuit breaker open after {self.breaker.consecutive_failures} consecutive "
+            f"failures (probing again every {self.breaker.cooldown:g}s); last error: "
+            f"{self.last_error}"
+        )
+
+    def _failed(self, message: str) -> None:
+        self.breaker.record_failure()
+        with self._lock:
+            self.last_error = message
+            self._cycle_error = message
+        if self._metrics is not None:
+            self._metrics.source_failure()
+
+    def _succeeded(self) -> None:
+        self.breaker.record_success()
+        with self._lock:
+            self._cycle_ok = True
+
+    def _requests(self) -> int | None:
+        value = getattr(self.inner, "http_requests", None)
+        return value if isinstance(value, int) else None
+
+    def _count_requests(self, before: int | None) -> None:
+        after = self._requests()
+        if self._metrics is not None and before is not None and after is not None:
+            self._metrics.source_requests(after - before)
+
+    def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
+        with self._tracer.start_as_current_span(
+            "source.batch",
+            attributes={
+                "slo_engine.slos": len(slos),
+                "slo_engine.step": str(step),
+                "slo_engine.start": start,
+                "slo_engine.end": end,
+            },
+        ) as span:
+            if not self.breaker.allow():
+                error = self._refused()
+                with self._lock:
+                    self._cycle_error = str(error)
+                span.set_attribute("slo_engine.circuit", "open")
+                span.set_status(Status(StatusCode.ERROR, "circuit breaker open"))
+                raise error
+            before = self._requests()
+            try:
+                rates = self.inner.fetch(slos, step, start, end)
+            except SourceUnavailable as exc:
+                self._failed(str(exc))
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise
+            finally:
+                self._count_requests(before)
+                after = self._requests()
+                if before is not None and after is not None:
+                    span.set_attribute("slo_engine.http_requests", after - before)
+            self._succeeded()
+            span.set_attribute("slo_engine.query_errors", len(rates.errors))
+            if self._metrics is not None and rates.errors:
+                self._metrics.query_errors(len(rates.errors))
+            return rates
+
+    def probe(self, at: float) -> None:
+        """Ask the source whether it answers (only if this cycle has not already)."""
+        if self.touched:
+            return
+        query = getattr(self.inner, "query_instant", None)
+        if query is None:
+            return  # a source without a cheap probe (offline file): nothing to learn
+        with self._tracer.start_as_current_span("source.probe") as span:
+            if not self.breaker.allow():
+                with self._lock:
+                    self._cycle_error = str(self._refused())
+                span.set_attribute("slo_engine.circuit", "open")
+                return
+            before = self._requests()
+            try:
+                query("vector(1)", at)
+            except Exception as exc:  # the source's own errors are private classes
+                message = str(exc) or type(exc).__name__
+                self._failed(message)
+                span.set_status(Status(StatusCode.ERROR, message))
+            else:
+                self._succeeded()
+            finally:
+                self._count_requests(before)
+
+    @property
+    def circuit_open(self) -> bool:
+        return self.breaker.state is BreakerState.open
