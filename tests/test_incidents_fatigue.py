@@ -183,7 +183,9 @@ def test_dependency_chains_and_config_edges():
 
 
 def test_unrelated_service_is_not_correlated():
-    engine = _engine()
+    # Immediate paging isolates correlation here; the dependency hold-down (which would
+    # delay mail's page, not merge it) is tested in test_incidents_dependency_wait.py.
+    engine = _engine(dependency_wait="0s")
     engine.observe(T0, [make_alert(service="db")])
     decision = engine.observe(
         T0 + MIN, [make_alert(service="db"), make_alert(service="mail", depends_on=("smtp",))]

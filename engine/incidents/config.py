@@ -122,6 +122,14 @@ class IncidentConfig(Strict):
     )
     # Extra dependency edges (service -> services it depends on) on top of specs' depends_on.
     depends_on: dict[str, list[str]] = Field(default_factory=dict)
+    # Dependency hold-down, like Alertmanager's group_wait: a new incident on a service with
+    # dependencies holds its first page this long; if a dependency opens an incident within
+    # it, the held incident folds into that root cause (one page). 0s disables.
+    dependency_wait: DurationField = _d("60s")
+    # Severities whose new incidents are held. SEV1 is held by default: a dependency outage
+    # is the commonest cause of a critical service's complete outage, and a minute is small
+    # against its 15-minute response target. Drop SEV1 here to page those at once.
+    dependency_wait_severities: list[Severity] = Field(default_factory=lambda: list(ALL_SEVERITIES))
     # Directory whose *.j2 files override the default templates of the same name.
     templates_dir: Path | None = None
     status_page_url: str | None = None

@@ -16,6 +16,9 @@ Fatigue controls, in the order an alert meets them:
 3. one incident per fingerprint while open — a re-fire joins its incident, never pages;
 4. correlation — same SLO, then same service within `group_window`, then a `depends_on`
    service's open incident (as related): one incident, one page;
+4b. dependency hold-down — a new incident on a service with dependencies holds its first
+   page for `dependency_wait`; a dependency's incident opening meanwhile absorbs it (merged,
+   never paged). Once a page went out, a later root cause is only linked (see `_open`);
 5. flap detection — a flapping incident stays open and sends no repeats;
 6. resolve only after all alerts have been clear for `resolve_after`;
 7. repeats only every `repeat_interval` while unacknowledged;
@@ -155,6 +158,8 @@ class IncidentEngine:
         self._resolve_after = self.config.resolve_after.seconds
         self._repeat = self.config.repeat_interval.seconds
         self._depends_on = {k: tuple(v) for k, v in self.config.depends_on.items()}
+        self._dependency_wait = self.config.dependency_wait.seconds
+        self._hold_severities = frozenset(self.config.dependency_wait_severities)
 
     def reset(self, state: EngineState) -> None:
         """Adopt a freshly loaded state (after the store reported a stale version)."""
@@ -182,6 +187,7 @@ class IncidentEngine:
         self._expire_silences(tx, now)
         for alert in self._processing_order(firing.values()):
             self._process_firing(tx, now, alert)
+        self._fold_held(tx, now)
 
         touched: set[str] = set()
         for fp, ast in list(st.alerts.items()):
@@ -222,7 +228,8 @@ class IncidentEngine:
         return self._commit(tx)
 
     def tick(self, now: float) -> Decision:
-        """Timers only: clear-timer resolution, escalation, repeats, silence expiry."""
+        """Timers only: clear-timer resolution, held pages whose `dependency_wait` is over,
+        escalation, repeats, silence expiry."""
         tx = self._begin()
         now = float(now)
         self._expire_silences(tx, now)
@@ -250,6 +257,10 @@ class IncidentEngine:
             f"acknowledged by {by}; incident commander {incident.commander}",
             actor=by,
         )
+        if incident.held_until is not None:
+            # Someone already handles it: no page is needed, and an incident a person took
+            # is no longer folded away into another one (a later root cause only links).
+            self._release(tx, now, incident, f"acknowledged by {by} before the page")
         self._notify(tx, now, incident, "acknowledged", incident.notified_receivers)
         return self._commit(tx)
 
@@ -469,6 +480,10 @@ class IncidentEngine:
 
         st.alerts[fp] = _evolve(state, incident_id=target.id)
         target.fingerprints.append(fp)
+        if alert.service == target.service:
+            for dep in sorted(self._deps(alert)):
+                if dep not in target.depends_on:
+                    target.depends_on.append(dep)
         if alert.slo_id not in target.slo_ids:
             target.slo_ids.append(alert.slo_id)
         if how == "dependency":
@@ -525,6 +540,7 @@ class IncidentEngine:
             runbook_url=alert.runbook_url or alert.annotations.get("runbook_url"),
             dashboard_url=alert.dashboard_url,
             severity_changed_at=now,
+            depends_on=sorted(self._deps(alert)),
         )
         st.incidents[incident.id] = incident
         tx.log(
@@ -551,9 +567,196 @@ class IncidentEngine:
                     f"{self.config.group_window} grouping window)",
                     data={"incident": other.id},
                 )
+        # This may be the root cause of incidents opened a little earlier on services that
+        # depend on it: absorb those still holding their page, link those already paged.
+        held_since = self._fold_into(tx, now, incident)
+        self._link_dependents(tx, now, incident)
+        if self._should_hold(incident):
+            # Never delay a page more than dependency_wait past the first alert it covers.
+            until = min([now + self._dependency_wait, *held_since])
+            incident.held_until = until
+            tx.log(
+                incident,
+                now,
+                "held",
+                f"page held until {iso(until)}: {incident.service} depends on "
+                f"{', '.join(incident.depends_on)}; an incident there within "
+                f"{self.config.dependency_wait} takes this one over",
+                data={"until": until, "depends_on": list(incident.depends_on)},
+            )
+            tx.suppress("dependency_wait", incident_id=incident.id)
+            return incident
         self._refresh_customer_notice(incident)
         self._notify(tx, now, incident, "triggered", self._routed(incident.severity))
         return incident
+
+    # ---------------------------------------------------------------- dependency hold-down
+
+    def _should_hold(self, incident: Incident) -> bool:
+        return (
+            self._dependency_wait > 0
+            and bool(incident.depends_on)
+            and incident.severity in self._hold_severities
+        )
+
+    @staticmethod
+    def _caused_by(victim: Incident, root: Incident) -> bool:
+        """`root` is on a service `victim` depends on, directly or through a service already
+        correlated with it (the chain rule `_find_incident` follows)."""
+        if not victim.depends_on or victim.id == root.id:
+            return False
+        return root.service in victim.depends_on or bool(
+            set(victim.depends_on) & set(root.related_services)
+        )
+
+    def _fold_into(self, tx: _Tx, now: float, root: Incident) -> list[float]:
+        """Merge every held incident caused by `root` into it (following chains: once api is
+        folded into db, a held web that depends on api follows). Returns the folded
+        incidents' hold deadlines. `root` was just opened and has not paged yet, so a
+        severity rise is applied quietly: its first page carries it."""
+        deadlines: list[float] = []
+        while True:
+            victims = [
+                v
+                for v in sorted(tx.state.incidents.values(), key=lambda i: i.id)
+                if v.held_until is not None and self._caused_by(v, root)
+            ]
+            if not victims:
+                return deadlines
+            for victim in victims:
+                deadlines.append(victim.held_until)  # type: ignore[arg-type]
+                self._merge(tx, now, victim, root, announce=False)
+
+    def _fold_held(self, tx: _Tx, now: float) -> None:
+        """After a cycle's alerts: fold held incidents whose root cause has an incident by
+        now (e.g. a dependency whose alert joined a third incident as related)."""
+        st = tx.state
+        if not any(i.held_until is not None for i in st.incidents.values()):
+            return
+        for victim in sorted(list(st.incidents.values()), key=lambda i: i.id):
+            if victim.held_until is None or victim.id not in st.incidents:
+                continue
+            root = next(
+                (
+                    r
+                    for r in sorted(st.incidents.values(), key=lambda i: (i.opened_at, i.id))
+                    if self._caused_by(victim, r)
+                ),
+                None,
+            )
+            if root is not None:
+                if root.held_until is not None:
+                    root.held_until = min(root.held_until, victim.held_until)
+                self._merge(tx, now, victim, root, announce=True)
+
+    def _merge(self, tx: _Tx, now: float, victim: Incident, root: Incident, announce: bool) -> None:
+        """Fold a held (never paged) incident into its root cause's incident and resolve it
+        as merged. Nothing is ever sent for the victim: it has no notified receivers."""
+        st = tx.state
+        moved = [fp for fp in victim.fingerprints if fp not in root.fingerprints]
+        root.fingerprints.extend(moved)
+        for slo_id in victim.slo_ids:
+            if slo_id not in root.slo_ids:
+                root.slo_ids.append(slo_id)
+        for service in (victim.service, *victim.related_services):
+            if service != root.service and service not in root.related_services:
+                root.related_services.append(service)
+        for fp in victim.fingerprints:
+            ast = st.alerts.get(fp)
+            if ast is not None and ast.incident_id == victim.id:
+                st.alerts[fp] = _evolve(ast, incident_id=root.id)
+        tx.log(
+            root,
+            now,
+            "related",
+            f"{victim.id} on {victim.service} (depends on {root.service}) merged into this "
+            f"incident before it paged: {', '.join(victim.slo_ids)}",
+            data={
+                "incident": victim.id,
+                "service": victim.service,
+                "slos": list(victim.slo_ids),
+                "fingerprints": list(victim.fingerprints),
+                "merged": True,
+            },
+        )
+        victim.held_until = None
+        victim.merged_into = root.id
+        victim.status = IncidentStatus.resolved
+        victim.resolved_at = now
+        victim.flapping = False
+        # It was never announced to anyone; its customer notice must not surface either.
+        victim.customer_notice = None
+        tx.log(
+            victim,
+            now,
+            "merged",
+            f"merged into {root.id} on {root.service}, which {victim.service} depends on: "
+            "one incident for the root cause; no notification was sent for this one",
+            data={"incident": root.id, "service": root.service},
+        )
+        tx.log(victim, now, "resolved", f"merged into {root.id}", data={"merged_into": root.id})
+        del st.incidents[victim.id]
+
+        levels = [
+            Severity(st.alerts[fp].classified)  # type: ignore[arg-type]
+            for fp in victim.fingerprints
+            if fp in st.alerts
+            and st.alerts[fp].cleared_at is None
+            and st.alerts[fp].classified is not None
+        ]
+        target = Severity.most_severe(*levels) if levels else None
+        if target is not None and target.is_more_severe_than(root.severity):
+            reason = f"alerts of merged {victim.id} ({victim.service}) justify it"
+            if announce:
+                self._change_severity(tx, now, root, target, reason)
+            else:
+                old = root.severity
+                root.severity = target
+                root.suggested_severity = None
+                root.severity_changed_at = now
+                tx.log(
+                    root,
+                    now,
+                    "severity_changed",
+                    f"severity {old.value} → {target.value}: {reason}",
+                    data={"from": old.value, "to": target.value, "applied": True},
+                )
+        self._refresh_customer_notice(root)
+
+    def _link_dependents(self, tx: _Tx, now: float, root: Incident) -> None:
+        """Incidents of dependent services that already paged stay as they are (no merge
+        after a page, no second page) but both timelines record the likely root cause."""
+        for other in sorted(tx.state.incidents.values(), key=lambda i: i.id):
+            if other.held_until is not None or not self._caused_by(other, root):
+                continue
+            for service in (other.service, *other.related_services):
+                if service != root.service and service not in root.related_services:
+                    root.related_services.append(service)
+            tx.log(
+                root,
+                now,
+                "related",
+                f"{other.id} on {other.service} (depends on {root.service}) was already "
+                "notified: linked, not merged",
+                data={"incident": other.id, "service": other.service, "merged": False},
+            )
+            tx.log(
+                other,
+                now,
+                "related",
+                f"{root.id} opened on {root.service}, which {other.service} depends on: "
+                "likely root cause",
+                data={"incident": root.id, "service": root.service, "root_cause": True},
+            )
+
+    def _release(self, tx: _Tx, now: float, incident: Incident, why: str) -> None:
+        """End a dependency hold: page now unless a person already acknowledged it."""
+        incident.held_until = None
+        tx.log(incident, now, "hold_ended", f"page no longer held: {why}", data={"reason": why})
+        if incident.acknowledged_at is not None:
+            return
+        self._refresh_customer_notice(incident)
+        self._notify(tx, now, incident, "triggered", self._routed(incident.severity))
 
     # ---------------------------------------------------------------- severity
 
@@ -610,6 +813,12 @@ class IncidentEngine:
             data={"from": old.value, "to": severity.value, "applied": True},
         )
         self._refresh_customer_notice(incident)
+        if incident.held_until is not None:
+            # Nobody has been told yet: the held page will carry the new severity — unless
+            # this severity is one that must not wait.
+            if severity not in self._hold_severities:
+                self._release(tx, now, incident, f"severity rose to {severity.value}")
+            return
         routed = self._routed(severity) if rising else []
         told = [r for r in incident.notified_receivers if r not in routed]
         new = [r for r in routed if r not in incident.notified_receivers]
@@ -734,6 +943,18 @@ class IncidentEngine:
                     f"all alerts clear for {self.config.resolve_after}: resolved automatically",
                 )
                 continue
+            if incident.held_until is not None:
+                # A held page goes out when the wait is over (not while every alert is
+                # silenced: then it waits for the silence, like an unheld incident's repeats).
+                if now < incident.held_until or self._quiet(st, incident):
+                    continue
+                self._release(
+                    tx,
+                    now,
+                    incident,
+                    f"no incident on {', '.join(incident.depends_on)} within "
+                    f"{self.config.dependency_wait}",
+                )
             if incident.acknowledged_at is not None or self._quiet(st, incident):
                 continue
             self._escalate(tx, now, incident)
@@ -778,6 +999,7 @@ class IncidentEngine:
         incident.status = IncidentStatus.resolved
         incident.resolved_at = now
         incident.flapping = False
+        incident.held_until = None  # resolved before its page: nobody needs to hear of it
         tx.log(incident, now, "resolved", note, actor=by)
         for fp in incident.fingerprints:
             ast = st.alerts.get(fp)
@@ -808,6 +1030,8 @@ class IncidentEngine:
         if not receivers:
             return
         page_like = event in _PAGE_LIKE
+        if page_like and incident.held_until is not None:
+            return  # the dependency hold-down decides when (and whether) this one pages
         allowed = [r for r in receivers if not page_like or self._rate_ok(tx, now, incident, r)]
         if page_like:
             incident.last_notified_at = now

@@ -75,6 +75,10 @@ TimelineKind = Literal[
     "flapping_started",
     "flapping_stopped",
     "related",
+    # Dependency hold-down (`dependency_wait`): the first page waits for a root cause.
+    "held",
+    "hold_ended",
+    "merged",
 ]
 TIMELINE_KINDS: frozenset[str] = frozenset(TimelineKind.__args__)  # type: ignore[attr-defined]
 
@@ -155,6 +159,15 @@ class Incident:
     suggested_severity: Severity | None = None
     # When the severity last rose: the response target (and escalation) counts from here.
     severity_changed_at: float | None = None
+    # Services this incident's service depends on (spec `depends_on` plus config edges): a
+    # later incident on one of them is its likely root cause.
+    depends_on: list[str] = field(default_factory=list)
+    # Dependency hold-down: until this time the `triggered` page is held, waiting for a
+    # dependency's incident to take this one over. None = not held (paged or never held).
+    held_until: float | None = None
+    # Set when this incident was folded, before it paged, into the root cause's incident
+    # (then resolved with no notification ever sent). Reports should not count it separately.
+    merged_into: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -170,6 +183,7 @@ class Incident:
         new.related_services = list(self.related_services)
         new.timeline = list(self.timeline)
         new.notified_receivers = list(self.notified_receivers)
+        new.depends_on = list(self.depends_on)
         return new
 
     def to_json(self, timeline: bool = True) -> dict[str, Any]:
@@ -199,6 +213,9 @@ class Incident:
             if self.suggested_severity is None
             else self.suggested_severity.value,
             "severity_changed_at": self.severity_changed_at,
+            "depends_on": list(self.depends_on),
+            "held_until": self.held_until,
+            "merged_into": self.merged_into,
         }
         if timeline:
             obj["timeline"] = [e.to_json() for e in self.timeline]
@@ -232,6 +249,9 @@ class Incident:
             notification_seq=int(obj.get("notification_seq", 0)),
             suggested_severity=None if suggested is None else Severity(suggested),
             severity_changed_at=obj.get("severity_changed_at"),
+            depends_on=list(obj.get("depends_on", [])),
+            held_until=obj.get("held_until"),
+            merged_into=obj.get("merged_into"),
         )
 
     def webhook_snapshot(self) -> dict[str, Any]:

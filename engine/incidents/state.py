@@ -19,7 +19,13 @@ from engine.incidents.model import Incident, Notification, TimelineEntry
 from engine.incidents.silences import Silence
 
 SuppressionReason = Literal[
-    "silenced", "inhibited_by_page", "resolved_while_firing", "flapping", "rate_limited"
+    "silenced",
+    "inhibited_by_page",
+    "resolved_while_firing",
+    "flapping",
+    "rate_limited",
+    # A new incident's page held for `dependency_wait` (see IncidentEngine).
+    "dependency_wait",
 ]
 
 # Nagios keeps this many states for percent-state-change flap detection.
