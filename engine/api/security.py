@@ -78,10 +78,16 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    # Above this many buckets, full (idle) ones are dropped: a full bucket is the same as
+    # none, and many client addresses must not grow memory without bound.
+    max_buckets = 10_000
+
     def acquire(self, key: str) -> float:
         """0 when allowed; otherwise the seconds to wait before retrying."""
         with self._lock:
             now = self._clock()
+            if len(self._buckets) >= self.max_buckets and key not in self._buckets:
+                self._drop_full(now)
             tokens, last = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
             if tokens >= 1:
@@ -89,6 +95,11 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+    def _drop_full(self, now: float) -> None:
+        for key, (tokens, last) in list(self._buckets.items()):
+            if tokens + (now - last) * self.rate >= self.burst:
+                del self._buckets[key]
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,8 @@ class IdempotencyCache:
             self._entries[key] = (self._clock(), response)
             self._entries.move_to_end(key)
             while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+                evicted, _ = self._entries.popitem(last=False)
+                self._inflight.pop(evicted, None)
 
     def _expire(self) -> None:
         cutoff = self._clock() - self.ttl
