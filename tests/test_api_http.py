@@ -565,3 +565,21 @@ def test_spec_description_travels_unchanged_through_the_json(tmp_path, tokens, c
     # The evaluate contract has no description; the status page shows it (escaped).
     assert "description" not in client.get("/api/v1/slos/api/availability").json()
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; &#34;quoted&#34;" in client.get("/status").text
+
+
+def test_unparseable_bodies_are_refused_before_validation_without_a_token(runtime, tokens, clock):
+    client = TestClient(create_app(runtime, tokens, rate_limit_per_s=1, burst=3, clock=clock))
+    junk = {"content": b'{"by": ', "headers": {"Content-Type": "application/json"}}
+    url = f"/api/v1/incidents/{open_incident_id(runtime)}/ack"
+    anonymous = client.post(url, **junk)
+    assert anonymous.status_code == 401 and anonymous.json() == {"error": "missing bearer token"}
+    read_only = client.post(
+        url, content=junk["content"], headers={**junk["headers"], **auth(READER)}
+    )
+    assert read_only.status_code == 403
+    admin = client.post(url, content=junk["content"], headers={**junk["headers"], **auth()})
+    assert admin.status_code == 422 and "JSON" in admin.json()["error"]
+    # Each request counted once against its bucket: the admin's burst of 3 has 2 left.
+    assert client.post(url, json={"nope": 1}, headers=auth()).status_code == 422
+    assert client.post(url, json={"by": "alice"}, headers=auth()).status_code == 200
+    assert client.post(url, json={"by": "alice"}, headers=auth()).status_code == 429

@@ -64,6 +64,7 @@ API_VERSION = "1"
 # A silence longer than this is a forgotten silence: use a spec change instead.
 MAX_SILENCE_SECONDS = 90 * 86400.0
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NAME_PATTERN = NAME_RE.pattern
 # The classic text format every Prometheus 2.x understands; our metric names need nothing
 # newer, so the body is the same as prometheus_client's 1.0.0 flavour.
@@ -210,7 +211,17 @@ def create_app(
         return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses a JSON body before it runs dependencies: a mutation whose body is
+        # not even JSON gets here without its token checked. Check it now, so strangers
+        # learn nothing about validation and still count against their rate limit.
+        if request.method in MUTATING_METHODS and not hasattr(request.state, "caller"):
+            try:
+                await admin(request, await bearer(request))
+            except ApiError as refused:
+                return JSONResponse(
+                    {"error": refused.message}, refused.status, headers=refused.headers
+                )
         # loc and msg only: pydantic's `input` would echo whatever the client sent.
         reasons = [
             {
@@ -281,6 +292,7 @@ def create_app(
                 caller.key,
             )
             raise ApiError(403, "this token is read-only; changes need an admin token")
+        request.state.caller = caller
         return caller
 
     Admin = Annotated[Caller, Depends(admin)]
