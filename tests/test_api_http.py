@@ -432,6 +432,8 @@ def test_healthz_and_readyz(client: TestClient, runtime: StoreRuntime):
 
 def test_metrics_parse_with_prometheus_client(client: TestClient):
     client.get("/api/v1/slos")
+    client.get("/random-path-1")
+    client.request("BREW", "/random-path-2")
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -451,6 +453,10 @@ def test_metrics_parse_with_prometheus_client(client: TestClient):
         s.labels == {"method": "GET", "route": "/api/v1/slos", "code": "200"} and s.value == 1
         for s in requests
     )
+    # Client-chosen paths and methods do not become label values.
+    assert not [s for s in requests if "random" in s.labels["route"]]
+    assert {s.labels["method"] for s in requests} <= {"GET", "other"}
+    assert any(s.labels["route"] == "unmatched" for s in requests)
 
 
 def test_readiness_failure_and_unexpected_errors_leak_nothing(tokens, runtime, clock, caplog):

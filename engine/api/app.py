@@ -65,6 +65,7 @@ API_VERSION = "1"
 MAX_SILENCE_SECONDS = 90 * 86400.0
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+KNOWN_METHODS = MUTATING_METHODS | {"GET", "HEAD", "OPTIONS"}
 _NAME_PATTERN = NAME_RE.pattern
 # The classic text format every Prometheus 2.x understands; our metric names need nothing
 # newer, so the body is the same as prometheus_client's 1.0.0 flavour.
@@ -190,9 +191,13 @@ def create_app(
         return docs_csp if path == "/docs" else STRICT_CSP
 
     def count(scope: dict[str, Any], status: int) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        requests_total.labels(scope["method"], template, str(status)).inc()
+        # Labels from a closed set only: route templates, known methods (clients choose paths
+        # and methods, and must not be able to grow the metric without bound).
+        route = getattr(scope.get("route"), "path", None)
+        if route is None:
+            route = "/static" if scope["path"].startswith("/static/") else "unmatched"
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        requests_total.labels(method, route, str(status)).inc()
 
     app.add_middleware(
         GuardMiddleware, max_body_bytes=max_body_bytes, csp_for=csp_for, on_response=count
