@@ -220,3 +220,30 @@ def test_cli_refuses_bad_input_with_clear_errors(tmp_path: Path) -> None:
     assert "unavailable" in run.output
     with pytest.raises(json.JSONDecodeError):
         json.loads(run.stdout or "")
+
+
+def test_table_output_lists_incidents_alerts_and_budgets() -> None:
+    from rich.console import Console
+
+    from engine.commands.backtest import render_table
+
+    slos = _slos(n=1)
+    plan = make_plan(slos, T0 + 3 * DAY, T0 + 4 * DAY, Duration.parse("1m"), Duration.parse("3d"))
+    rates = _rates(slos, plan, [10.0])
+    outage = (rates.times > plan.start + HOUR) & (rates.times <= plan.start + HOUR + 600)
+    rates.bad[0, outage] = 10.0
+    result = replay(slos, rates, plan)
+    console = Console(record=True, width=200)
+    labels = parse_labels(
+        [{"service": "api", "start": plan.start + HOUR, "end": plan.start + HOUR + 600}]
+    )
+    detections = [
+        Detection(frozenset({"api"}), i.opened_at, i.resolved_at) for i in result.incidents
+    ]
+    render_table(
+        result, [score_policy("incidents", detections, labels, plan.start, plan.end)], console
+    )
+    text = console.export_text()
+    assert "INC-2024-0001" in text and "SEV1" in text
+    assert "api/s0" in text and "page" in text
+    assert "100%" in text  # recall

@@ -11,6 +11,7 @@ Prometheus unreachable).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -186,6 +187,10 @@ def backtest(
         Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 30.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes evaluating SLO groups in parallel (default: CPUs, ≤ 4)."),
+    ] = None,
 ) -> None:
     """Replay history through the alert policy and incident engine; nothing is sent."""
     from engine.backtest.labels import LabelsError, load_labels
@@ -243,7 +248,15 @@ def backtest(
             rates = fetch_history(source, loaded.slos, plan, progress)
         except SourceUnavailable as exc:
             raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
-        result = replay(loaded.slos, rates, plan, config, progress, traces=report is not None)
+        result = replay(
+            loaded.slos,
+            rates,
+            plan,
+            config,
+            progress,
+            traces=report is not None,
+            workers=workers if workers is not None else min(os.cpu_count() or 1, 4),
+        )
 
     scores = _score(result, known) if labels is not None else None
     if report is not None:
