@@ -10,6 +10,7 @@ Errors name the place: `config.yml:12:3: interval: ... — how to fix`, like the
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -204,7 +205,7 @@ _PATH_KEYS = (
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     def resolve(value: Any) -> Any:
         if isinstance(value, str) and value and not Path(value).is_absolute():
-            return str(base / value)
+            return os.path.normpath(base / value)
         return value
 
     out = dict(data)
@@ -324,12 +325,14 @@ def _place(error: Any, root: Any, name: str, overrides: Mapping[str, Any]) -> st
     if len(loc) >= 3 and loc[0] == "notifiers" and loc[2] in _NOTIFIER_TYPES:
         loc = loc[:2] + loc[3:]  # drop the union tag pydantic inserts into the location
     message, hint = _message(error)
+    at_key = error["type"] == "extra_forbidden"
     if not loc and isinstance(root, dict):
         # A model-level rule names the key it is about: point there.
         named = [
             k for k in root if isinstance(k, str) and re.search(rf"\b{re.escape(k)}\b", message)
         ]
         loc = (named[0],) if named else ()
+        at_key = True
     where = ".".join(str(p) for p in loc)
     plain = message.startswith(("unknown key", "missing required key"))
     text = (
@@ -341,7 +344,7 @@ def _place(error: Any, root: Any, name: str, overrides: Mapping[str, Any]) -> st
         return f"--{str(loc[0]).replace('_', '-')}: {flag_text}{suffix}"
     if root is None:
         return f"{text}{suffix}"
-    mark = locate(root, loc, at_key=error["type"] == "extra_forbidden", default=Mark(1, 1))
+    mark = locate(root, loc, at_key=at_key, default=Mark(1, 1))
     return str(SpecError(name, mark.line, mark.column, text, hint))
 
 
