@@ -313,9 +313,9 @@ def test_engine_command_and_config_paths_are_consistent(
     (secret,) = engine["secrets"]
     assert engine_config["api_token_file"] == f"/run/secrets/{secret}"
     _assert_reaches(services, engine_config["prometheus_url"], "prometheus_url")
-    _assert_reaches(services, engine_config["otlp_endpoint"], "otlp_endpoint")
-    for notifier in engine_config["notifiers"]:
-        _assert_reaches(services, notifier["url"], f"notifier {notifier['name']}")
+    _assert_reaches(services, engine_config["telemetry"]["otlp_endpoint"], "otlp_endpoint")
+    for name, notifier in engine_config["notifiers"].items():
+        _assert_reaches(services, notifier["url"], f"notifier {name}")
     host, port = engine_config["listen"].rsplit(":", 1)
     assert host == "0.0.0.0", "inside a container the API must listen beyond loopback"
     assert int(port) in _container_ports(engine)
@@ -331,9 +331,15 @@ def test_engine_config_keys_and_no_inline_secrets(engine_config: dict[str, Any])
         "listen",
         "interval",
         "api_token_file",
-        "otlp_endpoint",
+        "telemetry",
         "notifiers",
     }
+    # The daemon's own loader accepts it (paths are the container's; nothing is read here).
+    from engine.daemon.config import load_config
+
+    config = load_config(ROOT / "deploy" / "slo-engine.yml")
+    assert config.telemetry.otlp_endpoint == "http://otel-collector:4318"
+    assert list(config.all_notifiers()) == ["alertmanager"]
     text = (ROOT / "deploy" / "slo-engine.yml").read_text().lower()
     for word in ("token:", "password", "routing_key:", "secret:"):
         assert word not in text
@@ -352,7 +358,7 @@ def test_otel_collector_pipelines_are_wired(services: dict[str, Any], engine_con
                 )
     assert set(config["service"]["pipelines"]) == {"traces", "metrics", "logs"}
     http_port = int(config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].rsplit(":", 1)[1])
-    assert urlsplit(engine_config["otlp_endpoint"]).port == http_port
+    assert urlsplit(engine_config["telemetry"]["otlp_endpoint"]).port == http_port
     exported = int(config["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1])
     assert exported in _container_ports(collector)
 
