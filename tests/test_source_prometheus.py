@@ -180,18 +180,49 @@ def test_batch_size_and_time_chunks_do_not_change_the_answer(prometheus: LocalPr
     slos = make_slos()
     reference = source_for(prometheus.url).fetch(slos, STEP, T0, T1)
 
+    # One atom per request: no batching, no grouping — the same numbers.
     one_per_batch = source_for(prometheus.url, batch_size=1)
     split = one_per_batch.fetch(slos, STEP, T0, T1)
-    assert one_per_batch.http_requests == len(slos)
+    assert one_per_batch.http_requests >= 2 * len(slos)
     np.testing.assert_array_equal(split.bad, reference.bad)
     np.testing.assert_array_equal(split.total, reference.total)
 
-    # 49 points, at most 10 per request: 5 time chunks × 2 batches of 2 SLOs.
+    # 49 points, at most 10 per request: 5 time chunks per batch.
+    small_batches = source_for(prometheus.url, batch_size=2)
+    small_batches.fetch(slos, STEP, T0, T1)
     chunked_source = source_for(prometheus.url, batch_size=2, max_points=10)
     chunked = chunked_source.fetch(slos, STEP, T0, T1)
-    assert chunked_source.http_requests == 5 * 2
+    assert chunked_source.http_requests == 5 * small_batches.http_requests
     np.testing.assert_array_equal(chunked.bad, reference.bad)
     np.testing.assert_array_equal(chunked.total, reference.total)
+
+
+def test_slos_differing_in_one_label_share_one_selector(prometheus: LocalPrometheus) -> None:
+    spec = ServiceSpec.model_validate(
+        {
+            "apiVersion": "slo-engine/v1",
+            "service": "fleet",
+            "slos": [
+                _events(
+                    job,
+                    f'sum(rate(http_requests_total{{job="{job}",code="500"}}[{{{{window}}}}]))',
+                    f'sum(rate(http_requests_total{{job="{job}"}}[{{{{window}}}}]))',
+                )
+                for job in ("api", "web", "gone")
+            ],
+        }
+    )
+    source = source_for(prometheus.url)
+    rates = source.fetch(spec.slo_records(), STEP, T0, T1)
+    assert source.http_requests == 1
+    # The query asked for two `sum by (job)` selectors, not six expressions.
+    for row, job in enumerate(("api", "web")):
+        for k, t in enumerate(rates.times):
+            bad = SCENARIO.expected_increase(job, t - 300, t, "errors") / 300
+            total = SCENARIO.expected_increase(job, t - 300, t) / 300
+            assert rates.bad[row, k] == pytest.approx(bad, rel=1e-9, abs=1e-12)
+            assert rates.total[row, k] == pytest.approx(total, rel=1e-9)
+    assert np.isnan(rates.total[2]).all() and rates.errors == {}
 
 
 def test_query_length_limit_splits_batches(prometheus: LocalPrometheus) -> None:
@@ -218,13 +249,8 @@ def test_a_failing_slo_is_isolated_and_the_rest_answer(
     assert np.isnan(rates.bad[4]).all() and np.isnan(rates.total[4]).all()
     np.testing.assert_array_equal(rates.bad[:4], reference.bad)
     np.testing.assert_array_equal(rates.total[:4], reference.total)
-    # Bisection, not one request per SLO: 1 failed + (2 ok) + (1 ok + 1 failed) ... ≤ 2·log2(S)+1.
-    assert source.http_requests <= 7
-    # A PromQL error is never retried.
-    single = source_for(prometheus.url)
-    single_rates = single.fetch(make_slos(broken)[4:], STEP, T0, T1)
-    assert single.http_requests == 1
-    assert broken_id in single_rates.errors
+    # Bisection, not one request per atom.
+    assert source.http_requests <= 9
 
 
 def test_missing_metric_is_no_data_not_zero_and_not_an_error(prometheus: LocalPrometheus) -> None:
@@ -335,7 +361,10 @@ def test_never_retries_a_400(proxy: Proxy) -> None:
     proxy.default = ("status", 400)
     source = source_for(proxy.url)
     rates = source.fetch(make_slos()[:1], STEP, T0, T1)
-    assert len(proxy.seen) == 1 and source.http_requests == 1
+    # The batch (bad and total atoms) is bisected, but no request is ever sent twice.
+    paths = [seen["path"] for seen in proxy.seen]
+    assert len(paths) == source.http_requests == 3
+    assert len(set(paths)) == len(paths)
     assert rates.errors == {"shop/errors": "PromQL error: bad_data: injected 400"}
     assert np.isnan(rates.bad).all()
 
@@ -350,11 +379,15 @@ def test_retries_exhausted_is_source_unavailable(proxy: Proxy) -> None:
 
 def test_one_failing_batch_is_an_error_for_its_slos_only(proxy: Proxy) -> None:
     proxy.script = [("status", 503)] * 3  # the first batch's 3 attempts
+    slos = make_slos()
     source = source_for(proxy.url, retries=2, batch_size=2, concurrency=1)
-    rates = source.fetch(make_slos(), STEP, T0, T1)
-    assert set(rates.errors) == {"shop/errors", "shop/latency"}
+    rates = source.fetch(slos, STEP, T0, T1)
+    assert 0 < len(rates.errors) < len(slos)
     assert all("unavailable" in m for m in rates.errors.values())
-    assert np.isnan(rates.total[:2]).all() and not np.isnan(rates.total[2:]).any()
+    for row, slo in enumerate(slos):
+        failed = slo.id in rates.errors
+        assert np.isnan(rates.total[row]).all() == failed, slo.id
+        assert np.isnan(rates.bad[row]).all() == failed, slo.id
 
 
 def test_a_slow_answer_times_out_and_is_retried(proxy: Proxy) -> None:
@@ -368,11 +401,11 @@ def test_a_slow_answer_times_out_and_is_retried(proxy: Proxy) -> None:
 
 def test_connection_refused_is_source_unavailable() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    source = source_for(url, retries=1, batch_size=1)
+    source = source_for(url, retries=1, batch_size=1, concurrency=1)
     with pytest.raises(SourceUnavailable, match="cannot connect"):
         source.fetch(make_slos(), STEP, T0, T1)
-    # The first refused batch stops the others from retrying in vain.
-    assert source.http_requests < 2 * 4
+    # The first refused batch (2 attempts) stops the other 7 from retrying in vain.
+    assert source.http_requests == 2
 
 
 def test_bearer_token_is_read_from_file_and_never_logged(

@@ -1,16 +1,12 @@
 """Per-step event rates from a Prometheus server over its HTTP API, batched.
 
 One cycle's cost must not grow with the number of SLOs times windows, so this adapter asks
-for per-step *rates* only (windows are summed later, in numpy) and packs many SLOs into one
-PromQL expression:
-
-    label_replace(sum(<bad rate of SLO 0>), "__slo_id", "b0", "", "")
-    or label_replace(sum(<total rate of SLO 0>), "__slo_id", "t0", "", "")
-    or ...
-
-`sum()` makes a multi-series user expression one series; the injected label says which
-SLO (and which side of the ratio) each result series belongs to. Long ranges are chunked so
-no request returns more than `max_points` points per series (Prometheus refuses > 11,000).
+for per-step *rates* only (windows are summed later, in numpy) and answers many SLOs with
+one request: `engine.source.query_plan` splits the SLOs' expressions into atoms, shares
+identical ones, groups those differing in one label into `sum by (label)` selectors, and
+the parts are joined with `or`, each tagged by `label_replace(…, "__slo_id", "p<i>", …)`.
+Long ranges are chunked so no request returns more than `max_points` points per series
+(Prometheus refuses > 11,000) nor `max_response_points` points in all.
 
 Failure semantics, because a failed query must never look like a healthy or dead service:
 - 5xx, 429, timeouts and connection errors are retried with exponential backoff + jitter.
@@ -33,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,32 +39,25 @@ from urllib3.util.retry import Retry
 
 from engine.sli import bad_rate, total_rate
 from engine.source.base import SourceUnavailable, StepRates
+from engine.source.query_plan import (
+    SLO_LABEL,
+    Part,
+    QueryPlan,
+    or_tree,
+    plan_queries,
+    tagged,
+    ungrouped,
+)
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
 log = logging.getLogger(__name__)
 
-# Label injected into every batched result series; the double underscore keeps it clear of
-# any label a user expression could produce.
-SLO_LABEL = "__slo_id"
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Prometheus answers 400 (bad_data: parse errors) and 422 (execution errors such as
 # many-to-many matching): the query is wrong, asking again gives the same answer.
 _PROMQL_ERROR_STATUS = frozenset({400, 422})
 _STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class _Item:
-    """One expression to fetch: the bad or total rate of the SLO in row `row`."""
-
-    row: int
-    side: str  # "b" (bad) or "t" (total)
-    expr: str
-
-    @property
-    def tag(self) -> str:
-        return f"{self.side}{self.row}"
 
 
 class _PromQLError(Exception):
@@ -123,16 +111,12 @@ def _parse_client_error(exc: PrometheusApiClientException) -> tuple[int, str]:
     return status, _error_text(status, text)
 
 
-def batch_expression(items: Sequence[_Item]) -> str:
-    # Newlines around the user's expression so a trailing `# comment` cannot swallow `)`.
-    return " or ".join(
-        f'label_replace(sum(\n{item.expr}\n), "{SLO_LABEL}", "{item.tag}", "", "")'
-        for item in items
-    )
-
-
 class PrometheusSource:
     """`EventSource` over the Prometheus HTTP API (prometheus-api-client underneath)."""
+
+    # Atoms (component series: an SLO has 2–4) per request, and per `sum by` group; tuned
+    # with bench/bench_evaluate.py --batch-sweep.
+    DEFAULT_BATCH_SIZE = 1000
 
     def __init__(
         self,
@@ -145,10 +129,11 @@ class PrometheusSource:
         ca_bundle: str | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,
-        batch_size: int = 100,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         max_points: int = 11000,
         concurrency: int = 4,
         max_query_chars: int = 200_000,
+        max_response_points: int = 1_000_000,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -165,6 +150,7 @@ class PrometheusSource:
         self.max_points = max_points
         self.concurrency = concurrency
         self.max_query_chars = max_query_chars
+        self.max_response_points = max_response_points
         self.backoff = backoff
         self._sleep = sleep
         self._bearer_token_file = bearer_token_file
@@ -271,69 +257,73 @@ class PrometheusSource:
         step_s = step.seconds
         n_steps = 0 if end < start else math.floor((end - start) / step_s + 1e-9) + 1
         times = start + step_s * np.arange(n_steps, dtype=np.float64)
-        bad = np.full((len(slos), n_steps), np.nan)
-        total = np.full((len(slos), n_steps), np.nan)
-        errors: dict[str, str] = {}
         if not slos or n_steps == 0:
-            return StepRates(step=step, times=times, bad=bad, total=total, errors=errors)
+            empty = np.full((len(slos), n_steps), np.nan)
+            return StepRates(step=step, times=times, bad=empty, total=empty.copy(), errors={})
 
         self._refresh_auth()
-        scales = np.ones(len(slos))
-        items: list[_Item] = []
-        # Availability SLIs count samples with *_over_time, whose ranges include both ends
-        # in Prometheus 2.x: with [step], a sample on a step boundary would be counted in two
-        # adjacent steps. One millisecond less makes the steps partition the samples.
-        sample_window = Duration(step.ms - 1) if step.ms > 1 else step
-        sample_scale = sample_window.seconds / step.seconds
-        for row, slo in enumerate(slos):
-            if slo.sli.availability is not None:
-                items.append(_Item(row, "b", bad_rate(slo.sli, sample_window)))
-                items.append(_Item(row, "t", total_rate(slo.sli, sample_window)))
-                scales[row] = sample_scale
-            else:
-                items.append(_Item(row, "b", bad_rate(slo.sli, step)))
-                items.append(_Item(row, "t", total_rate(slo.sli, step)))
-        batches = self._batches(items)
-        chunks = [
-            (i0, min(i0 + self.max_points, n_steps)) for i0 in range(0, n_steps, self.max_points)
-        ]
-        tasks = [(batch, chunk) for batch in batches for chunk in chunks]
+        plan, scales = self._plan(slos, step)
+        rates = np.full((len(plan.atoms), n_steps), np.nan)
         outcome = _Outcome()
+        tasks = []
+        for batch in self._batches(list(plan.parts)):
+            weight = sum(part.weight for part in batch)
+            # Bound each response too: points per series and points per request.
+            length = max(1, min(self.max_points, self.max_response_points // max(1, weight)))
+            tasks += [(batch, i0, min(i0 + length, n_steps)) for i0 in range(0, n_steps, length)]
 
-        def run(task: tuple[list[_Item], tuple[int, int]]) -> None:
-            batch, (i0, i1) = task
+        def run(task: tuple[list[Part], int, int]) -> None:
+            batch, i0, i1 = task
             if outcome.fatal is not None:
                 outcome.fail(batch, outcome.fatal)
                 return
-            self._run_batch(batch, times[i0], times[i1 - 1], i0, step, times, bad, total, outcome)
+            self._run_batch(plan, batch, times, i0, i1, step, rates, outcome)
 
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
             list(pool.map(run, tasks))
 
         if outcome.unreachable and outcome.succeeded == 0:
             raise SourceUnavailable(outcome.fatal or outcome.first_unreachable)
-        # Rates over the shortened sample window, as events per second of the whole step.
-        bad *= scales[:, None]
-        total *= scales[:, None]
-        for row, message in sorted(outcome.errors.items()):
-            errors[slos[row].id] = message
-            bad[row, :] = np.nan
-            total[row, :] = np.nan
+        bad = plan.bad.combine(rates, len(slos)) * scales[:, None]
+        total = plan.total.combine(rates, len(slos)) * scales[:, None]
+        errors: dict[str, str] = {}
+        for atom, message in sorted(outcome.errors.items()):
+            for row in sorted(plan.rows_using({atom})):
+                errors.setdefault(slos[row].id, message)
+                bad[row, :] = np.nan
+                total[row, :] = np.nan
         return StepRates(step=step, times=times, bad=bad, total=total, errors=errors)
 
-    def _batches(self, items: list[_Item]) -> list[list[_Item]]:
-        """Groups of at most `batch_size` SLOs (both sides together) and `max_query_chars`."""
-        batches: list[list[_Item]] = []
-        current: list[_Item] = []
-        size = 0
-        for item in items:
-            cost = len(item.expr) + 60
-            rows = {i.row for i in current}
-            full = len(rows | {item.row}) > self.batch_size or size + cost > self.max_query_chars
-            if current and full and item.row not in rows:
+    def _plan(self, slos: Sequence[SLO], step: Duration) -> tuple[QueryPlan, np.ndarray]:
+        # Availability SLIs count samples with *_over_time, whose ranges include both ends
+        # in Prometheus 2.x: with [step], a sample on a step boundary would be counted in two
+        # adjacent steps. One millisecond less makes the steps partition the samples.
+        sample_window = Duration(step.ms - 1) if step.ms > 1 else step
+        scales = np.ones(len(slos))
+        pairs = []
+        for row, slo in enumerate(slos):
+            window = step
+            if slo.sli.availability is not None:
+                window = sample_window
+                # Rates over the shortened window, as events per second of the whole step.
+                scales[row] = sample_window.seconds / step.seconds
+            pairs.append((bad_rate(slo.sli, window), total_rate(slo.sli, window)))
+        return plan_queries(pairs, group_size=self.batch_size), scales
+
+    def _batches(self, parts: list[Part]) -> list[list[Part]]:
+        """Requests of at most `batch_size` atoms and `max_query_chars` characters."""
+        batches: list[list[Part]] = []
+        current: list[Part] = []
+        weight = size = 0
+        for part in parts:
+            cost = len(part.expr) + 60
+            if current and (
+                weight + part.weight > self.batch_size or size + cost > self.max_query_chars
+            ):
                 batches.append(current)
-                current, size = [], 0
-            current.append(item)
+                current, weight, size = [], 0, 0
+            current.append(part)
+            weight += part.weight
             size += cost
         if current:
             batches.append(current)
@@ -341,47 +331,55 @@ class PrometheusSource:
 
     def _run_batch(
         self,
-        batch: list[_Item],
-        start: float,
-        end: float,
-        offset: int,
-        step: Duration,
+        plan: QueryPlan,
+        batch: list[Part],
         times: np.ndarray,
-        bad: np.ndarray,
-        total: np.ndarray,
+        i0: int,
+        i1: int,
+        step: Duration,
+        rates: np.ndarray,
         outcome: _Outcome,
     ) -> None:
+        query = or_tree([tagged(part, f"p{k}") for k, part in enumerate(batch)])
         try:
-            result = self._query_range(batch_expression(batch), start, end, step)
+            result = self._query_range(query, times[i0], times[i1 - 1], step)
         except _PromQLError as exc:
-            rows = sorted({item.row for item in batch})
-            if len(rows) == 1:
-                outcome.error(rows[0], f"PromQL error: {exc}")
+            if len(batch) == 1 and batch[0].group_label is None:
+                outcome.error(batch[0].atoms[0], f"PromQL error: {exc}")
                 return
-            # Bisect on SLO boundaries so one broken SLO does not blind the others.
-            half = set(rows[: len(rows) // 2])
-            for part in (
-                [i for i in batch if i.row in half],
-                [i for i in batch if i.row not in half],
-            ):
-                self._run_batch(part, start, end, offset, step, times, bad, total, outcome)
+            if len(batch) == 1:
+                # A group failed: ask its atoms as written, so the culprit is isolated.
+                part = batch[0]
+                retry = [ungrouped(a, plan.atoms[a]) for a in part.atoms]
+            else:
+                retry = batch
+            # Bisect so one broken SLO does not blind the others.
+            middle = len(retry) // 2
+            for half in (retry[:middle], retry[middle:]):
+                self._run_batch(plan, half, times, i0, i1, step, rates, outcome)
             return
         except _Unreachable as exc:
             outcome.unreachable_batch(batch, str(exc), exc.fatal)
             return
         outcome.success()
-        origin = times[0]
-        step_s = step.seconds
+        origin, step_s = times[0], step.seconds
         for series in result:
-            tag = series.get("metric", {}).get(SLO_LABEL, "")
-            if len(tag) < 2 or tag[0] not in "bt" or not tag[1:].isdigit():
+            labels = series.get("metric", {})
+            tag = labels.get(SLO_LABEL, "")
+            if not tag.startswith("p") or not tag[1:].isdigit() or int(tag[1:]) >= len(batch):
                 continue
-            target = bad if tag[0] == "b" else total
-            row = int(tag[1:])
-            for ts, value in series.get("values", ()):
-                k = round((float(ts) - origin) / step_s)
-                if 0 <= k < target.shape[1]:
-                    target[row, k] = float(value)
+            part = batch[int(tag[1:])]
+            if part.group_label is None:
+                atom = part.atoms[0]
+            else:
+                value = labels.get(part.group_label)
+                if value not in part.values:
+                    continue  # a '.' in a grouped value matched a series nobody asked for
+                atom = part.atoms[part.values.index(value)]
+            points = np.asarray(series.get("values", ()), dtype=np.float64).reshape(-1, 2)
+            k = np.rint((points[:, 0] - origin) / step_s).astype(np.int64)
+            inside = (k >= i0) & (k < i1)
+            rates[atom, k[inside]] = points[inside, 1]
 
 
 class _Outcome:
@@ -399,17 +397,18 @@ class _Outcome:
         with self._lock:
             self.succeeded += 1
 
-    def error(self, row: int, message: str) -> None:
+    def error(self, atom: int, message: str) -> None:
         with self._lock:
-            self.errors.setdefault(row, message)
+            self.errors.setdefault(atom, message)
 
-    def fail(self, batch: Sequence[_Item], message: str) -> None:
+    def fail(self, batch: Sequence[Part], message: str) -> None:
         with self._lock:
             self.unreachable += 1
-            for item in batch:
-                self.errors.setdefault(item.row, message)
+            for part in batch:
+                for atom in part.atoms:
+                    self.errors.setdefault(atom, message)
 
-    def unreachable_batch(self, batch: Sequence[_Item], message: str, fatal: bool) -> None:
+    def unreachable_batch(self, batch: Sequence[Part], message: str, fatal: bool) -> None:
         with self._lock:
             if fatal and self.fatal is None:
                 self.fatal = message
