@@ -77,7 +77,7 @@ def test_plan_shares_groups_and_combines() -> None:
         'sum by (job) (rate(req{code="500",job=~"a|b|c"}[1m]))',
         'sum by (job) (rate(req{job=~"a|b|c"}[1m]))',
     ]
-    assert sum(p.weight for p in plan.parts) == len(plan.atoms)
+    assert sum(len(p.atoms) for p in plan.parts) == len(plan.atoms)
 
     rates = np.arange(len(plan.atoms), dtype=float)[:, None] + np.zeros((1, 2))
     bad = plan.bad.combine(rates, len(pairs))
@@ -107,7 +107,7 @@ def test_group_size_caps_the_alternation() -> None:
         (f'sum(rate(r{{job="j{i}"}}[1m]))', f'sum(rate(r{{job="j{i}"}}[1m]))') for i in range(5)
     ]
     plan = plan_queries(pairs, group_size=2)
-    assert [p.weight for p in plan.parts] == [2, 2, 1]
+    assert [len(p.atoms) for p in plan.parts] == [2, 2, 1]
 
 
 def test_or_tree_is_balanced() -> None:

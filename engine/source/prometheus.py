@@ -267,9 +267,9 @@ class PrometheusSource:
         outcome = _Outcome()
         tasks = []
         for batch in self._batches(list(plan.parts)):
-            weight = sum(part.weight for part in batch)
+            series = sum(len(part.atoms) for part in batch)
             # Bound each response too: points per series and points per request.
-            length = max(1, min(self.max_points, self.max_response_points // max(1, weight)))
+            length = max(1, min(self.max_points, self.max_response_points // max(1, series)))
             tasks += [(batch, i0, min(i0 + length, n_steps)) for i0 in range(0, n_steps, length)]
 
         def run(task: tuple[list[Part], int, int]) -> None:
@@ -311,7 +311,7 @@ class PrometheusSource:
         return plan_queries(pairs, group_size=self.batch_size), scales
 
     def _batches(self, parts: list[Part]) -> list[list[Part]]:
-        """Requests of at most `batch_size` atoms and `max_query_chars` characters."""
+        """Requests of at most `batch_size` cost units (see `Part.weight`) and `max_query_chars`."""
         batches: list[list[Part]] = []
         current: list[Part] = []
         weight = size = 0
