@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -312,7 +313,11 @@ def test_daemon_end_to_end(stack: dict[str, Any]) -> None:
     # 6. SIGTERM: finishes, flushes, exits 0; nothing left in the outbox.
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0, daemon.tail()
-    assert "outbox flushed" in daemon.log.read_text()
+    log = daemon.log.read_text()
+    assert "outbox flushed" in log
+    # Log lines inside a cycle carry its trace id (and span id) for log ↔ trace lookups.
+    opened = [line for line in log.splitlines() if f"incident {incident_id} opened" in line]
+    assert opened and re.search(r"\[trace=[0-9a-f]{32} span=[0-9a-f]{16}\]", opened[0])
     with SQLiteStore.in_state_dir(stack["state"]) as store:
         assert store.counts()["pending"] == 0
 

@@ -151,6 +151,7 @@ def serve(config: Any, config_dir: Path | None = None) -> int:
     import uvicorn
 
     from engine.api.security import TokenFileError, load_tokens
+    from engine.daemon.config import ConfigError as DaemonConfigError
     from engine.daemon.runtime import Runtime, SpecsInvalid
     from engine.daemon.scheduler import DaemonScheduler
     from engine.notify.base import ConfigError as NotifierConfigError
@@ -182,7 +183,7 @@ def serve(config: Any, config_dir: Path | None = None) -> int:
             sys.stderr.write(f"{error}\n")
         sys.stderr.write("error: the specs are invalid; fix them (see `slo-engine validate`)\n")
         return EXIT_INVALID_SPECS
-    except (StoreError, NotifierConfigError, OSError) as exc:
+    except (StoreError, NotifierConfigError, DaemonConfigError, OSError) as exc:
         sock.close()
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_CONFIG
