@@ -16,6 +16,7 @@ was busy); later than that it is skipped and the next one is due soon anyway.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from engine.daemon.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def _guard(name: str, call):  # type: ignore[no-untyped-def]
+def _guard(name: str, call: Callable[[], object]) -> Callable[[], None]:
     """APScheduler logs job exceptions with tracebacks at ERROR; one line says more."""
 
     def run() -> None:
