@@ -53,8 +53,10 @@ def burn_alerts(slo: SLO) -> list[dict[str, Any]]:
 def test_windowed_rates_are_recorded_separately_for_bad_and_total() -> None:
     sli, _ = recording_groups(make_slo())
     exprs = records(sli["rules"])
+    # A missing bad-event series with a known total is 0 bad events, as in the daemon.
     assert exprs["slo:bad_events:rate5m"] == (
-        'sum(rate(http_requests_total{job="api",code=~"5.."}[5m]))'
+        'sum(rate(http_requests_total{job="api",code=~"5.."}[5m]))\n'
+        'or 0 * sum(rate(http_requests_total{job="api"}[5m]))'
     )
     assert exprs["slo:total_events:rate3d"] == 'sum(rate(http_requests_total{job="api"}[3d]))'
     assert exprs["slo:error_ratio:rate1h"] == (
@@ -187,7 +189,9 @@ def test_page_or_ticket_can_be_switched_off_and_rules_overridden() -> None:
 
 def test_no_data_alert_waits_for_the_page_long_window() -> None:
     (no_data,) = [r for r in alert_rules(make_slo()) if r["alert"] == NO_DATA_ALERT]
-    assert no_data["expr"] == 'absent_over_time(slo:error_ratio:rate5m{slo="api/availability"}[1h])'
+    # No data = no total: a missing bad series counts as 0 bad, so only the total matters.
+    assert no_data["expr"] == 'absent(slo:total_events:rate5m{slo="api/availability"})'
+    assert no_data["for"] == "1h"
     # absent() keeps only the `slo` matcher; the rule adds the rest for routing.
     assert no_data["labels"]["service"] == "api" and no_data["labels"]["severity"] == "ticket"
 
@@ -255,7 +259,8 @@ def test_latency_and_availability_slis_reuse_engine_sli() -> None:
     fast_rules = records(recording_groups(fast)[0]["rules"])
     assert fast_rules["slo:bad_events:rate5m"] == (
         'sum((sum(rate(h_seconds_count{job="db"}[5m]))) - '
-        '(sum(rate(h_seconds_bucket{job="db",le=~"1|1.0"}[5m]))))'
+        '(sum(rate(h_seconds_bucket{job="db",le=~"1|1.0"}[5m]))))\n'
+        'or 0 * sum(rate(h_seconds_count{job="db"}[5m]))'
     )
     up_rules = records(recording_groups(up)[0]["rules"])
     assert up_rules["slo:total_events:rate1h"] == "sum(sum(count_over_time(pg_up[1h])) / 3600)"

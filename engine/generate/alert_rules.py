@@ -156,19 +156,26 @@ def no_data_window(policy: AlertPolicy) -> Duration:
 
 def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
     window = no_data_window(policy)
-    # The error ratio is present only when both bad and total are: a missing bad-events
-    # metric silences the SLO just as surely as a missing total.
-    series = f"{error_ratio_metric(base_window(policy))}{selector(slo)}"
+    # No data means no total, as in the daemon: a missing bad-event series with a known
+    # total is recorded as 0 bad events (rules.bad_events_expr), so only the total can
+    # leave the SLO without an error ratio.
+    # `absent() for <window>` rather than `absent_over_time(...[window])`: the latter fires
+    # at once on a fresh Prometheus (or for a new SLO) that has no history yet, a ticket
+    # storm for every SLO before the first scrapes land; `for` waits the same window in
+    # both cases (recorded series get a staleness marker the evaluation they vanish, and
+    # Prometheus restores pending `for` state across restarts).
+    series = f"{total_events_metric(base_window(policy))}{selector(slo)}"
     return {
         "alert": NO_DATA_ALERT,
-        "expr": f"absent_over_time({series}[{window}])",
+        "expr": f"absent({series})",
+        "for": str(window),
         "labels": {**slo_labels(slo), "severity": NO_DATA_SEVERITY},
         "annotations": {
             "summary": f"{slo.id} has had no SLI data for {window}",
             "description": (
-                f"No error ratio could be computed for {slo.id} in the last {window}: its "
-                "metrics are missing or the query matches nothing, so burn-rate alerts cannot "
-                "fire. Check the exporter, the scrape job and the SLI query."
+                f"No total events were recorded for {slo.id} in the last {window}: its "
+                "metrics are missing or the total query matches nothing, so burn-rate alerts "
+                "cannot fire. Check the exporter, the scrape job and the SLI query."
             ),
             **_links(slo, grafana_url),
             **dict(sorted(slo.alerting.annotations.items())),

@@ -137,19 +137,35 @@ def _ratio_and_burn(slo: SLO, window: Duration, labels: dict[str, str]) -> list[
     ]
 
 
+def bad_events_expr(slo: SLO, window: Duration) -> str:
+    """The bad-event rate, or 0 when the bad query matches nothing but the total has data.
+
+    Error counters such as `http_requests_total{code=~"5.."}` usually do not exist until
+    the first error; the daemon counts such a step as 0 bad events
+    (`engine.burn.windows.normalize_step_counts`), and so must the rules, or a healthy SLO
+    would record no error ratio at all (SLONoData, blind burn alerts). Both operands are
+    plain `sum(...)` without `by`, so each is one series with no labels and `or` matches
+    them: the fallback applies exactly when the bad side is empty, and yields nothing when
+    the total is empty too (no data stays no data).
+    """
+    bad = summed(bad_rate(slo.sli, window))
+    total = summed(total_rate(slo.sli, window))
+    return f"{bad}\nor 0 * {total}"
+
+
 def sli_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
     """Per rolling window: bad and total event rates (events/s), error ratio, burn rate.
 
     Each rate is wrapped in `sum()` exactly as the daemon's Prometheus source wraps it, so
     the recorded series is one per SLO whatever labels the SLI query keeps, and both modes
-    read identical numbers.
+    read identical numbers; a missing bad rate with a known total is 0, as in the daemon.
     """
     policy = policy or policy_for(slo)
     labels = slo_labels(slo)
     windows = rolling_windows(policy) or (FALLBACK_BASE_WINDOW,)
     rules: list[Rule] = []
     for window in windows:
-        rules.append(_record(bad_events_metric(window), summed(bad_rate(slo.sli, window)), labels))
+        rules.append(_record(bad_events_metric(window), bad_events_expr(slo, window), labels))
         rules.append(
             _record(total_events_metric(window), summed(total_rate(slo.sli, window)), labels)
         )
