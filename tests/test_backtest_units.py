@@ -135,9 +135,11 @@ def test_step_packaging_matches_the_daemon_evaluation() -> None:
         evaluated.add(rows, ev)
         windows = ev.windows
         bad_sums, total_sums = ev.bad, ev.total
+        recent_bad, recent_total = ev.recent_bad, ev.recent_total
     fired = evaluated.fired()
     assert fired is not None and fired.steps.size > 30
     held_seen = False
+    fresher_seen = False
     for i in range(0, fired.steps.size, 7):
         t = int(fired.steps[i]) + first
         s = int(fired.rows[i])
@@ -148,12 +150,23 @@ def test_step_packaging_matches_the_daemon_evaluation() -> None:
             total=total_sums[:, :, t - first],
             errors={},
             slo_ids=tuple(x.id for x in slos),
+            recent_window=Duration.parse("1m"),
+            recent_bad=recent_bad[:, t - first],
+            recent_total=recent_total[:, t - first],
         )
         daemon = evaluate_window_events(slos, events)[s]
         mine = evaluated.evaluation(fired, i, float(rates.times[t]))
-        assert mine == daemon
+        assert mine == daemon  # the recent window included
+        assert mine.recent_window == Duration.parse("1m") and mine.recent is not None
+        # The recent window is the newest 1m step itself.
+        assert mine.recent.total == pytest.approx(rates.total[s, t] * MIN)
+        assert mine.recent.bad == pytest.approx(rates.bad[s, t] * MIN)
+        assert mine.to_json()["recent"] == daemon.to_json()["recent"]
         held_seen |= any(a.held for a in mine.alerts)
+        five = mine.error_ratio(Duration.parse("5m"))
+        fresher_seen |= five is not None and mine.recent.error_ratio > five
     assert held_seen
+    assert fresher_seen  # at the outage's start the newest minute leads the 5m window
 
 
 def test_anomaly_alert_is_sev4_and_sev3_when_sustained_on_critical() -> None:

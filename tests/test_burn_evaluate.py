@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from engine.burn.alerts import evaluation_windows
 from engine.burn.evaluate import STATUSES, evaluate_window_events, status_codes
 from engine.burn.policy import policy_for
+from engine.burn.result import WindowValue
 from engine.evaluation import Evaluator
 from engine.source.base import SourceUnavailable, StepRates
 from engine.source.cache import WindowEvents
@@ -152,3 +154,32 @@ def test_rows_are_matched_by_id_and_missing_ones_rejected() -> None:
     assert [r.status for r in results] == ["ok", "page"]
     with pytest.raises(ValueError, match="no window events for api/c"):
         evaluate_window_events([make_slo("c")], events)
+
+
+def test_recent_evidence_is_a_top_level_json_field() -> None:
+    slos = [make_slo("a"), make_slo("b"), make_slo("failed")]
+    plain = events_for(slos, [{"1h": 0.02, "5m": 0.2}, {}, {}], errors={"api/failed": "422"})
+    # Without recent sums (e.g. a hand-built WindowEvents) nothing is claimed.
+    assert [r.to_json()["recent"] for r in evaluate_window_events(slos, plain)] == [None] * 3
+    events = dataclasses.replace(
+        plain,
+        recent_window=D("1m"),
+        recent_bad=np.array([950.0, np.nan, 5.0]),
+        recent_total=np.array([1000.0, np.nan, 10.0]),
+    )
+    page, quiet, failed = evaluate_window_events(slos, events)
+    assert page.status == "page"
+    assert page.recent == WindowValue(950.0, 1000.0, 0.95, pytest.approx(950.0))
+    assert page.to_json()["recent"] == {
+        "window": "1m",
+        "error_ratio": 0.95,
+        "burn_rate": pytest.approx(950.0),
+        "events": {"bad": 950.0, "total": 1000.0},
+    }
+    # The window maps keep exactly the policy windows and the period.
+    assert list(page.to_json()["error_ratio"]) == [str(w) for w in sorted(page.windows)]
+    # No data in the newest minute: null, never 0 %.
+    assert quiet.to_json()["recent"]["error_ratio"] is None
+    assert quiet.to_json()["recent"]["events"] is None
+    # A failed SLO's recent numbers are dropped like its windows.
+    assert failed.recent == WindowValue(None, None, None, None)

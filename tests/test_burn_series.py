@@ -174,3 +174,33 @@ def test_failed_and_silent_slos_never_alert() -> None:
     assert {result.status_at(1, t) for t in range(steps)} == {"no_data"}
     assert result.status_at(2, steps - 1) == "page"
     assert result.errors == {"api/failed": "bad_data: parse error"}
+
+
+def test_recent_window_is_the_newest_minute_at_every_step() -> None:
+    rates = incident_rates(1.0, ONSET, None, ONSET + 400)
+    result = evaluate_series([make_slo()], rates)
+    assert result.recent_window == D("1m")  # 60 one-second steps
+    # Steps are (t − 1 s, t]: the step at ONSET + k − 1 ends k seconds into the outage.
+    for seconds in (1, 30, 52, 60, 61, 300):
+        t = ONSET + seconds - 1
+        bad = 100.0 * min(seconds, 60)
+        assert result.recent_total[0, t] == pytest.approx(6000.0)
+        assert result.recent_bad[0, t] == pytest.approx(bad)
+    # The first page (52 s in): the newest minute is 52/60 bad, the 5m window 52/300.
+    page = first_firing(result, "page-1h-5m")
+    five = result.windows.index(D("5m"))
+    assert result.recent_bad[0, page] / result.recent_total[0, page] == pytest.approx(52 / 60)
+    assert result.error_ratio[0, five, page] == pytest.approx(52 / 300)
+
+
+def test_recent_window_on_coarse_steps_is_the_newest_step() -> None:
+    slos = [make_slo("a")]
+    rates = random_rates(slos, 500, seed=3)
+    coarse = StepRates(
+        D("5m"), rates.times[4::5], rates.bad[:, 4::5], rates.total[:, 4::5], rates.errors
+    )
+    result = evaluate_series(slos, coarse)
+    assert result.recent_window == D("5m")
+    five = result.windows.index(D("5m"))
+    np.testing.assert_array_equal(result.recent_total[0], result.total[0, five])
+    np.testing.assert_array_equal(result.recent_bad[0], result.bad[0, five])

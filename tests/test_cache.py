@@ -301,3 +301,48 @@ def test_tiers_are_validated() -> None:
             FunctionSource(), [make_slo("a")], (Tier(D("1m"), D("1h")), Tier(D("1h"), D("31d")))
         )
     assert DEFAULT_TIERS[0].step == D("1m")
+
+
+def test_recent_window_is_the_newest_minute_and_evaluations_carry_it() -> None:
+    slos = [make_slo("a"), make_slo("b")]
+    source = FunctionSource()
+    cache = MultiResolutionCache(source, slos)
+    events = cache.refresh(T0 + 37 * 60 + 25)
+    assert events.recent_window == D("1m")
+    for s, slo in enumerate(slos):
+        bad, total = fine_ground_truth(slo, int(events.at), D("1m"))
+        assert events.recent_total[s] == pytest.approx(total, rel=1e-12)
+        assert events.recent_bad[s] == pytest.approx(bad, rel=1e-12)
+        assert "1m" not in [str(w) for w in events.windows]  # not a policy window
+    # Through the Evaluator (the daemon's path): a top-level `recent`, not a window key.
+    source.failing = {"api/b": "bad_data: unknown function"}
+    a, b = Evaluator(slos, source).evaluate(T0 + 37 * 60 + 25)
+    bad, total = fine_ground_truth(slos[0], int(a.evaluated_at), D("1m"))
+    assert a.recent_window == D("1m")
+    assert a.recent.error_ratio == pytest.approx(bad / total, rel=1e-12)
+    body = a.to_json()
+    assert body["recent"]["window"] == "1m"
+    assert body["recent"]["events"] == {
+        "bad": pytest.approx(bad, rel=1e-12),
+        "total": pytest.approx(total, rel=1e-12),
+    }
+    assert body["recent"]["burn_rate"] == pytest.approx(bad / total / 0.001, rel=1e-9)
+    assert "1m" not in body["error_ratio"] and "1m" not in body["events"]
+    # A failed SLO reports no recent numbers either — never a stale or zero ratio.
+    assert b.status == "error"
+    assert b.to_json()["recent"] == {
+        "window": "1m",
+        "error_ratio": None,
+        "burn_rate": None,
+        "events": None,
+    }
+
+
+def test_recent_window_on_a_coarser_finest_tier_is_its_newest_step() -> None:
+    tiers = (Tier(D("5m"), D("3d1h")), Tier(D("1h"), D("30d1h")))
+    slo = make_slo("a")
+    events = MultiResolutionCache(FunctionSource(), [slo], tiers).refresh(T0 + 600)
+    assert events.recent_window == D("5m")
+    bad, total = fine_ground_truth(slo, int(events.at), D("5m"))
+    assert events.recent_total[0] == pytest.approx(total, rel=1e-6)
+    assert events.recent_bad[0] == pytest.approx(bad, rel=1e-6)

@@ -37,7 +37,7 @@ import numpy as np
 from engine.burn.alerts import evaluation_windows, held_reason
 from engine.burn.anomaly import SeriesScores, anomaly_series, score_step_rates
 from engine.burn.budget import budget_consumed, burn_rate, error_ratio
-from engine.burn.evaluate import STATUS_CODE, STATUSES, plan_evaluation
+from engine.burn.evaluate import STATUS_CODE, STATUSES, plan_evaluation, window_values
 from engine.burn.policy import policy_for
 from engine.burn.result import AlertSignal, SLOEvaluation, WindowValue
 from engine.burn.series import SeriesEvaluation, chunk_size, iter_series
@@ -276,6 +276,8 @@ class _Fired:
     held: np.ndarray  # bool[n, R]
     p_value: np.ndarray  # float64[n, R]
     status: np.ndarray  # int8[n]
+    recent_bad: np.ndarray  # float64[n]: events over the recent window (NaN = no data)
+    recent_total: np.ndarray  # float64[n]
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -320,10 +322,12 @@ class _Evaluated:
         self._want_traces = want_traces
         self._block: _Block | None = None
         self.error_budget = np.array([float(s.error_budget) for s in slos])
+        self.recent_window: Duration | None = None
         self.member_index: list[list[int]] = []
         self.window_index: dict[Duration, int] = {}
 
     def add(self, rows: slice, ev: SeriesEvaluation) -> None:
+        self.recent_window = ev.recent_window
         if not self.windows:
             self.windows = ev.windows
             self.members = plan_evaluation(self.slos, ev.windows).members
@@ -376,6 +380,8 @@ class _Evaluated:
                     held=held[ks, :, ts],
                     p_value=ev.p_value[ks, :, ts],
                     status=status[ks, ts],
+                    recent_bad=_at(ev.recent_bad, ks, ts),
+                    recent_total=_at(ev.recent_total, ks, ts),
                 )
             )
         if self._want_traces:
@@ -383,6 +389,7 @@ class _Evaluated:
 
     def merge(self, part: _Evaluated) -> None:
         """Take over what another `_Evaluated` computed for its rows."""
+        self.recent_window = self.recent_window or part.recent_window
         if not self.windows and part.windows:
             self.windows = part.windows
             self.members = plan_evaluation(self.slos, part.windows).members
@@ -455,6 +462,9 @@ class _Evaluated:
                 *(_none_for_nan(x) for x in (bad, total, ratio, burn)),
                 _none_for_nan(fired.remaining[lo:hi]),
                 _none_for_nan(fired.to_exhaustion[lo:hi]),
+                window_values(
+                    fired.recent_bad[lo:hi], fired.recent_total[lo:hi], self.error_budget[rows]
+                ),
             )
             self._block = block
         return block
@@ -504,6 +514,8 @@ class _Evaluated:
             error_budget_remaining=block.remaining[k],
             time_to_exhaustion=block.to_exhaustion[k],
             alerts=tuple(signals),
+            recent_window=self.recent_window,
+            recent=block.recent[k],
         )
 
 
@@ -522,6 +534,11 @@ class _Block:
     burn: list
     remaining: list
     to_exhaustion: list
+    recent: list[WindowValue]
+
+
+def _at(values: np.ndarray | None, ks: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    return np.full(ks.size, np.nan) if values is None else values[ks, ts]
 
 
 def _none_for_nan(values: np.ndarray) -> list:

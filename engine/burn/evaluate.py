@@ -143,6 +143,7 @@ def evaluate_window_events(
 
     ratio = error_ratio(bad, total)
     burn = burn_rate(ratio, plan.error_budget[:, None])
+    recent = recent_values(events, slos, index, failed, plan.error_budget)
     all_rows = np.arange(len(slos))
     period = matrix.period_index
     remaining = error_budget_remaining(
@@ -204,9 +205,44 @@ def evaluate_window_events(
                     time_to_exhaustion=exhaustion_l[s],
                     alerts=tuple(alerts_by_slo.get(s, ())),
                     error=events.errors.get(slo.id),
+                    recent_window=events.recent_window if recent is not None else None,
+                    recent=None if recent is None else recent[s],
                 )
             )
     return results
+
+
+def recent_values(
+    events: WindowEvents,
+    slos: Sequence[SLO],
+    index: dict[str, int],
+    failed: np.ndarray,
+    error_budget: np.ndarray,
+) -> list[WindowValue] | None:
+    """The recent window's values per SLO (None when `events` carries no recent sums).
+
+    Same arithmetic as the policy windows (`error_ratio`, `burn_rate`, NaN → None); a failed
+    SLO reports nothing here either."""
+    if events.recent_window is None or events.recent_bad is None or events.recent_total is None:
+        return None
+    rows = np.array([index[s.id] for s in slos], dtype=np.int64)
+    bad = np.asarray(events.recent_bad, dtype=np.float64)[rows]
+    total = np.asarray(events.recent_total, dtype=np.float64)[rows]
+    bad[failed] = np.nan
+    total[failed] = np.nan
+    return window_values(bad, total, error_budget)
+
+
+def window_values(
+    bad: np.ndarray, total: np.ndarray, error_budget: np.ndarray
+) -> list[WindowValue]:
+    """One WindowValue per row of 1-D `bad`/`total` sums (the backtest packs the same way)."""
+    ratio = error_ratio(bad, total)
+    burn = burn_rate(ratio, error_budget)
+    return [
+        WindowValue(*values)
+        for values in zip(*(_none_for_nan(a) for a in (bad, total, ratio, burn)), strict=True)
+    ]
 
 
 @contextmanager

@@ -69,6 +69,12 @@ class SLOEvaluation:
     time_to_exhaustion: float | None = None
     alerts: tuple[AlertSignal, ...] = ()
     error: str | None = None
+    # The freshest evidence: events over the newest `recent_window` (1m; see
+    # engine.burn.windows.RECENT_WINDOW). Not a policy window — no rule reads it; it refines
+    # the severity of a page (engine.incidents.classify). None = not computed (e.g. the
+    # source was unreachable); a WindowValue of Nones = computed, no data.
+    recent_window: Duration | None = None
+    recent: WindowValue | None = None
 
     @property
     def firing(self) -> tuple[AlertSignal, ...]:
@@ -100,4 +106,19 @@ class SLOEvaluation:
             "time_to_exhaustion": _num(self.time_to_exhaustion),
             "alerts": [a.to_json() for a in self.alerts],
             "error": self.error,
+            "recent": self._recent_json(),
+        }
+
+    def _recent_json(self) -> dict[str, Any] | None:
+        """`{"window": "1m", "error_ratio", "burn_rate", "events": {"bad", "total"} | null}`,
+        or null when not computed. A top-level key of its own: the `error_ratio`/`burn_rate`/
+        `events` maps hold exactly the policy windows and the period."""
+        if self.recent_window is None or self.recent is None:
+            return None
+        v = self.recent
+        return {
+            "window": str(self.recent_window),
+            "error_ratio": _num(v.error_ratio),
+            "burn_rate": _num(v.burn_rate),
+            "events": None if v.total is None else {"bad": _num(v.bad), "total": _num(v.total)},
         }

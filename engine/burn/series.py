@@ -30,7 +30,7 @@ from engine.burn.budget import (
 )
 from engine.burn.evaluate import STATUSES, plan_evaluation, status_codes
 from engine.burn.policy import BurnRateRule
-from engine.burn.windows import normalize_step_counts, rolling_window_sums
+from engine.burn.windows import normalize_step_counts, recent_window_for, rolling_window_sums
 from engine.source.base import StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
@@ -62,6 +62,11 @@ class SeriesEvaluation:
     p_value: np.ndarray  # float64[S, R, T]: guard test p-value where it ran, else NaN
     status: np.ndarray  # int8[S, T]: index into STATUSES
     errors: dict[str, str] = field(default_factory=dict)
+    # The freshest evidence (engine.burn.windows.RECENT_WINDOW rounded to whole steps):
+    # bad and total events over the newest `recent_window` ending at each step, float64[S, T].
+    recent_window: Duration | None = None
+    recent_bad: np.ndarray | None = None
+    recent_total: np.ndarray | None = None
 
     @property
     def firing(self) -> np.ndarray:
@@ -115,6 +120,9 @@ def iter_series(
     size = chunk or chunk_size(len(windows), n_steps - from_step)
     complete = np.arange(from_step, n_steps)[None, :] >= np.asarray(steps)[:, None] - 1
     step_seconds = rates.step.seconds
+    recent = recent_window_for(rates.step)
+    # The recent window rides along as one more window of the same prefix-sum pass.
+    sum_steps = [*steps, recent.ms // rates.step.ms]
     for begin in range(0, len(slos), size):
         rows = slice(begin, min(begin + size, len(slos)))
         part = slos[rows]
@@ -125,9 +133,12 @@ def iter_series(
         )
         bad_steps[failed] = np.nan
         total_steps[failed] = np.nan
-        bad = rolling_window_sums(bad_steps, steps, from_step)[0].transpose(1, 0, 2)
-        total_sums, covered = rolling_window_sums(total_steps, steps, from_step)
-        total = total_sums.transpose(1, 0, 2)
+        bad_sums = rolling_window_sums(bad_steps, sum_steps, from_step)[0]
+        total_sums, covered = rolling_window_sums(total_steps, sum_steps, from_step)
+        recent_bad, recent_total = bad_sums[-1], total_sums[-1]
+        bad = bad_sums[:-1].transpose(1, 0, 2)
+        total = total_sums[:-1].transpose(1, 0, 2)
+        covered = covered[:-1]
         ratio = error_ratio(bad, total)
         budget = plan.error_budget[rows]
         burn = burn_rate(ratio, budget[:, None, None])
@@ -169,6 +180,9 @@ def iter_series(
                 p_value=decision.p_value,
                 status=status,
                 errors={s.id: rates.errors[s.id] for s in part if s.id in rates.errors},
+                recent_window=recent,
+                recent_bad=recent_bad,
+                recent_total=recent_total,
             ),
         )
 

@@ -19,6 +19,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.spec.durations import Duration
+
+# The freshest evidence an evaluation reports besides its policy windows: the error ratio
+# over the newest minute (`SLOEvaluation.recent`). It refines a page's severity (a complete
+# outage is SEV1 from the first page, see engine/incidents/classify.py); it never decides
+# whether to alert. Why one minute and not two:
+# - The 1h/14.4× rule of a 99.9 % SLO fires 52 s into a complete outage. The newest minute is
+#   then ≥ 86 % bad; a 2m window could be 43 %, under the 50 % outage threshold — the very
+#   understatement this window exists to remove.
+# - It costs no new query and no new data requirement: it is the finest cache tier's newest
+#   step, itself `rate(x[1m])`, which needs two samples in the minute; that holds at 15 s and
+#   30 s scrape intervals, and at coarser scrapes the page windows (sums of 1m steps) have no
+#   data either. A ratio is also robust to a newest step that missed its last scrape: bad
+#   and total come from the same samples.
+RECENT_WINDOW = Duration.parse("1m")
+
+
+def recent_window_for(step: Duration) -> Duration:
+    """The recent window on a grid of `step`: RECENT_WINDOW rounded up to whole steps.
+
+    The daemon's finest step is 1m, so this is 1m; a backtest with `--step 5m` gets its
+    newest 5m step, the freshest it has.
+    """
+    if step.ms <= 0:
+        raise ValueError(f"a step must be positive, got {step}")
+    return Duration(-(-RECENT_WINDOW.ms // step.ms) * step.ms)
+
 
 def normalize_step_counts(bad: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Apply the missing-data rules above to per-step values (any shape, same for both).

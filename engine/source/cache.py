@@ -47,6 +47,7 @@ from engine.burn.policy import policy_for
 from engine.burn.windows import (
     TierGrid,
     plan_window,
+    recent_window_for,
     sum_planned,
 )
 from engine.source.base import EventSource
@@ -87,6 +88,11 @@ class WindowEvents:
     slo_ids: tuple[str, ...]
     # float64[S, W]: seconds of the window covered by steps with data (≤ window length).
     covered_seconds: np.ndarray | None = field(default=None, compare=False)
+    # The freshest evidence (see engine.burn.windows.RECENT_WINDOW): bad and total events
+    # over the newest `recent_window`, float64[S] each, NaN = no data. None = not computed.
+    recent_window: Duration | None = None
+    recent_bad: np.ndarray | None = field(default=None, compare=False)
+    recent_total: np.ndarray | None = field(default=None, compare=False)
 
     def row(self, slo_id: str) -> int:
         return self.slo_ids.index(slo_id)
@@ -354,6 +360,11 @@ class MultiResolutionCache:
             plan = plan_window(now, _seconds(window, "window"), grids)
             bad[:, w], _ = sum_planned(plan, bad_counts, present, self._steps)
             total[:, w], covered[:, w] = sum_planned(plan, total_counts, present, self._steps)
+        # The newest minute is composed like any window: the finest tier's newest step(s).
+        recent = recent_window_for(Duration(self._steps[0] * 1000))
+        plan = plan_window(now, _seconds(recent, "recent window"), grids)
+        recent_bad, _ = sum_planned(plan, bad_counts, present, self._steps)
+        recent_total, _ = sum_planned(plan, total_counts, present, self._steps)
         return WindowEvents(
             at=float(now),
             windows=self.windows,
@@ -362,4 +373,7 @@ class MultiResolutionCache:
             errors=errors,
             slo_ids=tuple(s.id for s in self._slos),
             covered_seconds=covered,
+            recent_window=recent,
+            recent_bad=recent_bad,
+            recent_total=recent_total,
         )
