@@ -57,6 +57,10 @@ _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Prometheus answers 400 (bad_data: parse errors) and 422 (execution errors such as
 # many-to-many matching): the query is wrong, asking again gives the same answer.
 _PROMQL_ERROR_STATUS = frozenset({400, 422})
+# Distinct (SLO set, step) plans remembered: one per cache tier, plus room for reloads.
+_PLANS_KEPT = 8
+# Opaque expressions × points per series in one `or` request (see `_batches`).
+_OPAQUE_POINTS_PER_REQUEST = 4000
 _STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 
 
@@ -133,7 +137,7 @@ class PrometheusSource:
         max_points: int = 11000,
         concurrency: int = 4,
         max_query_chars: int = 200_000,
-        max_response_points: int = 1_000_000,
+        max_response_points: int = 250_000,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -169,7 +173,7 @@ class PrometheusSource:
         self._client = PrometheusConnect(
             url=self.url, retry=no_retry, session=session, timeout=timeout
         )
-        self._auth_loaded_at = -math.inf
+        self._plans: dict[tuple[tuple[str, str], ...], QueryPlan] = {}
 
     # -- auth ---------------------------------------------------------------------------
 
@@ -266,7 +270,7 @@ class PrometheusSource:
         rates = np.full((len(plan.atoms), n_steps), np.nan)
         outcome = _Outcome()
         tasks = []
-        for batch in self._batches(list(plan.parts)):
+        for batch in self._batches(list(plan.parts), min(n_steps, self.max_points)):
             series = sum(len(part.atoms) for part in batch)
             # Bound each response too: points per series and points per request.
             length = max(1, min(self.max_points, self.max_response_points // max(1, series)))
@@ -308,25 +312,44 @@ class PrometheusSource:
                 # Rates over the shortened window, as events per second of the whole step.
                 scales[row] = sample_window.seconds / step.seconds
             pairs.append((bad_rate(slo.sli, window), total_rate(slo.sli, window)))
-        return plan_queries(pairs, group_size=self.batch_size), scales
+        # Planning parses every expression; a daemon asks for the same SLOs and steps every
+        # cycle, so plans are kept (keyed by the expressions themselves: a reloaded spec
+        # with new queries gets a new plan).
+        key = tuple(pairs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_queries(pairs, group_size=self.batch_size)
+            with self._lock:
+                if len(self._plans) >= _PLANS_KEPT:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[key] = plan
+        return plan, scales
 
-    def _batches(self, parts: list[Part]) -> list[list[Part]]:
-        """Requests of at most `batch_size` cost units (see `Part.weight`) and `max_query_chars`."""
+    def _batches(self, parts: list[Part], points: int) -> list[list[Part]]:
+        """Requests of at most `batch_size` grouped atoms, or a few opaque expressions.
+
+        Opaque expressions are joined with `or`, whose cost in Prometheus 2.x grows faster
+        than linearly with their number and linearly with the points per series, so long
+        ranges (cold start) get small batches and the one-step warm refreshes big ones.
+        """
+        opaque_limit = max(20, min(200, _OPAQUE_POINTS_PER_REQUEST // max(1, points)))
         batches: list[list[Part]] = []
-        current: list[Part] = []
-        weight = size = 0
-        for part in parts:
-            cost = len(part.expr) + 60
-            if current and (
-                weight + part.weight > self.batch_size or size + cost > self.max_query_chars
-            ):
+        for kind in (False, True):
+            current: list[Part] = []
+            weight = size = 0
+            for part in (p for p in parts if p.opaque == kind):
+                cost = len(part.expr) + 60
+                units = len(part.atoms) if not kind else max(1, -(-self.batch_size // opaque_limit))
+                if current and (
+                    weight + units > self.batch_size or size + cost > self.max_query_chars
+                ):
+                    batches.append(current)
+                    current, weight, size = [], 0, 0
+                current.append(part)
+                weight += units
+                size += cost
+            if current:
                 batches.append(current)
-                current, weight, size = [], 0, 0
-            current.append(part)
-            weight += part.weight
-            size += cost
-        if current:
-            batches.append(current)
         return batches
 
     def _run_batch(

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 SLO_LABEL = "__slo_id"
-OPAQUE_WEIGHT = 10
 
 _FUNCS = "rate|increase|count_over_time|sum_over_time"
 _DURATION = r"(?:\d+(?:ms|[smhdwy]))+"
@@ -169,10 +168,9 @@ class Part:
     values: tuple[str, ...] = ()
 
     @property
-    def weight(self) -> int:
-        """Cost units for batching: an expression evaluated on its own costs Prometheus
-        about as much as 10 atoms of a `sum by` group (bench/bench_evaluate.py)."""
-        return len(self.atoms) if self.group_label is not None else OPAQUE_WEIGHT
+    def opaque(self) -> bool:
+        """An expression evaluated as written, not a `sum by` group."""
+        return self.group_label is None
 
 
 @dataclass(frozen=True)
