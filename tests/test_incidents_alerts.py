@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -126,6 +127,30 @@ def test_both_page_rules_collapse_into_one_page_alert_with_context():
     assert page.annotations["runbook_url"] == "https://runbooks.example/api"
     assert page.availability is None  # events SLI
     assert page.fingerprint == fingerprint(page.labels)
+
+
+def test_alerts_carry_the_newest_minute():
+    evaluation = dataclasses.replace(
+        _evaluation([PAGE_1H, TICKET_1D], short_ratio=0.2),
+        recent_window=D("1m"),
+        recent=WindowValue(bad=90, total=100, error_ratio=0.9, burn_rate=900.0),
+    )
+    page, ticket = alerts_from_evaluation(evaluation)
+    for alert in (page, ticket):
+        assert alert.recent_error_ratio == 0.9 and alert.recent_events == 100
+        assert alert.recent_window == "1m"
+        assert alert.recent_availability is None  # events SLI
+    # Nothing computed: nothing claimed.
+    (bare,) = alerts_from_evaluation(_evaluation([PAGE_1H]))
+    assert (bare.recent_error_ratio, bare.recent_events, bare.recent_window) == (None, None, None)
+    # Availability SLIs: the newest minute's availability (probe samples).
+    probe = dataclasses.replace(
+        _evaluation([PAGE_1H], kind="availability"),
+        recent_window=D("1m"),
+        recent=WindowValue(bad=4, total=4, error_ratio=1.0, burn_rate=1000.0),
+    )
+    (down,) = alerts_from_evaluation(probe)
+    assert down.recent_availability == 0.0 and down.recent_events == 4
 
 
 def test_page_alert_identity_is_stable_when_the_rule_changes():

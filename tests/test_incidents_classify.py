@@ -42,6 +42,47 @@ RULES = SeverityRules()
             {"tier": "critical", "short_error_ratio": None, "error_budget_remaining": None},
             Severity.SEV2,
         ),
+        # The newest minute: a page 52 s into a complete outage (5m window at 1/5 bad).
+        (
+            {"short_error_ratio": 0.2, "recent_error_ratio": 0.9, "recent_events": 1080},
+            Severity.SEV1,
+        ),
+        ({"short_error_ratio": 0.2, "recent_error_ratio": 0.5, "recent_events": 10}, Severity.SEV1),
+        # ... but only as a page: a ticket is not refined by it.
+        (
+            {"severity": "ticket", "recent_error_ratio": 1.0, "recent_events": 1000},
+            Severity.SEV3,
+        ),
+        # ... only at or above the outage threshold (a partial burn stays SEV2).
+        ({"recent_error_ratio": 0.3, "recent_events": 1200}, Severity.SEV2),
+        # ... only over enough events: one failed request in a quiet minute is not an outage.
+        ({"recent_error_ratio": 1.0, "recent_events": 1}, Severity.SEV2),
+        ({"recent_error_ratio": 1.0, "recent_events": 9.4}, Severity.SEV2),
+        ({"recent_error_ratio": 1.0, "recent_events": 9.6}, Severity.SEV1),  # 10 rounded
+        # ... and on a critical service only.
+        (
+            {"tier": "important", "recent_error_ratio": 1.0, "recent_events": 1000},
+            Severity.SEV2,
+        ),
+        # ... no data in the newest minute is no evidence.
+        ({"recent_error_ratio": None, "recent_events": None}, Severity.SEV2),
+        # Availability SLIs: every sample of the newest minute down (at least 2 samples).
+        (
+            {"recent_error_ratio": 1.0, "recent_events": 4, "recent_availability": 0.0},
+            Severity.SEV1,
+        ),
+        (  # float noise of running sums is still "at 0"
+            {"recent_error_ratio": 1.0, "recent_events": 4, "recent_availability": 1e-12},
+            Severity.SEV1,
+        ),
+        (
+            {"recent_error_ratio": 1.0, "recent_events": 1, "recent_availability": 0.0},
+            Severity.SEV2,
+        ),
+        (
+            {"recent_error_ratio": 0.75, "recent_events": 4, "recent_availability": 0.25},
+            Severity.SEV2,
+        ),
     ],
 )
 def test_runbook_rules(kwargs, expected):
@@ -70,6 +111,27 @@ def test_rules_are_configurable():
 def test_outage_threshold_is_validated():
     with pytest.raises(ValueError, match="outage_error_ratio"):
         SeverityRules(outage_error_ratio=Decimal("1.5"))
+    with pytest.raises(ValueError, match="outage_min_events"):
+        SeverityRules(outage_min_events=0)
+    with pytest.raises(ValueError, match="outage_min_samples"):
+        SeverityRules(outage_min_samples=0)
+
+
+def test_recent_evidence_knobs_and_reason():
+    alert = make_alert(short_error_ratio=0.2, recent_error_ratio=0.8, recent_events=40)
+    result = classify_alert(alert, RULES)
+    assert result.severity is Severity.SEV1
+    assert result.reason == (
+        "complete outage of a critical service: error ratio 80.0% over 1m (40 events) ≥ 50%"
+    )
+    assert classify_alert(alert, SeverityRules(outage_min_events=50)).severity is Severity.SEV2
+    assert (
+        classify_alert(alert, SeverityRules(outage_error_ratio=Decimal("0.9"))).severity
+        is Severity.SEV2
+    )
+    down = make_alert(recent_error_ratio=1.0, recent_events=2, recent_availability=0.0)
+    assert classify_alert(down, RULES).reason.endswith("availability at 0 over 1m (2 samples)")
+    assert classify_alert(down, SeverityRules(outage_min_samples=3)).severity is Severity.SEV2
 
 
 def test_most_severe_alert_wins():

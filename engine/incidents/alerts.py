@@ -66,6 +66,12 @@ class Alert:
     burn_rate: float | None = None
     long_window: str | None = None
     short_window: str | None = None
+    # The freshest evidence (`SLOEvaluation.recent`, the newest minute): refines a page's
+    # severity only (a complete outage is SEV1 from its first page; see classify.py).
+    recent_error_ratio: float | None = None
+    recent_events: float | None = None  # total events (availability: samples) in it
+    recent_window: str | None = None
+    recent_availability: float | None = None  # availability SLIs only: 1 − recent ratio
     runbook_url: str | None = None
     dashboard_url: str | None = None
     # Anomaly alerts only: active for at least the service's `anomaly.sustained` time
@@ -110,6 +116,8 @@ def alerts_from_evaluation(
         strongest = max(signals, key=lambda a: a.factor)
         short = min((a.short_window for a in signals), key=lambda d: d.ms)
         short_ratio = evaluation.error_ratio(short)
+        recent = evaluation.recent
+        recent_ratio = None if recent is None else recent.error_ratio
         long_value = evaluation.windows.get(strongest.long_window)
         burn = None if long_value is None else long_value.burn_rate
         labels = {
@@ -151,6 +159,14 @@ def alerts_from_evaluation(
                 burn_rate=burn,
                 long_window=str(strongest.long_window),
                 short_window=str(short),
+                recent_error_ratio=recent_ratio,
+                recent_events=None if recent is None else recent.total,
+                recent_window=None
+                if evaluation.recent_window is None
+                else str(evaluation.recent_window),
+                recent_availability=None
+                if slo.sli.kind != "availability" or recent_ratio is None
+                else 1.0 - recent_ratio,
                 runbook_url=slo.alerting.runbook_url,
                 dashboard_url=dashboard_url,
             )

@@ -81,8 +81,15 @@ class FlapConfig(Strict):
 class SeverityRules(Strict):
     """The runbook's severity rules, with their knobs. See `engine.incidents.classify`."""
 
-    # A short-window error ratio at or above this is a complete outage.
+    # A short-window error ratio at or above this is a complete outage. While a page rule
+    # fires, so is the recent (newest-minute) error ratio — see classify.py.
     outage_error_ratio: DecimalField = Decimal("0.5")
+    # The recent ratio counts only over at least this many events (requests), so one failed
+    # request in a quiet minute cannot make a SEV1.
+    outage_min_events: int = Field(default=10, ge=1)
+    # Availability SLIs count probe samples, not requests (4 a minute at a 15 s scrape): the
+    # newest minute shows availability 0 when all of at least this many samples are down.
+    outage_min_samples: int = Field(default=2, ge=1)
     # Tiers where an outage or an exhausted budget is SEV1.
     sev1_tiers: list[Tier] = Field(default_factory=lambda: [Tier.critical])
     # An exhausted error budget (remaining ≤ 0) with a firing alert is SEV1 on sev1_tiers.

@@ -553,6 +553,7 @@ class IncidentEngine:
                 "labels": dict(alert.labels),
                 "alert_severity": alert.severity,
                 "short_error_ratio": alert.short_error_ratio,
+                "recent_error_ratio": alert.recent_error_ratio,
                 "error_budget_remaining": alert.error_budget_remaining,
                 "burn_rate": alert.burn_rate,
             },

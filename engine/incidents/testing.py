@@ -20,6 +20,9 @@ def make_alert(
     labels: dict[str, str] | None = None,
     runbook_url: str | None = None,
     starts_at: float = T0,
+    recent_error_ratio: float | None = None,
+    recent_events: float | None = None,
+    recent_availability: float | None = None,
 ) -> Alert:
     """An alert shaped like `alerts_from_evaluation` makes them."""
     return Alert(
@@ -44,5 +47,9 @@ def make_alert(
         burn_rate=20.0,
         long_window="1h",
         short_window="5m",
+        recent_error_ratio=recent_error_ratio,
+        recent_events=recent_events,
+        recent_window=None if recent_events is None else "1m",
+        recent_availability=recent_availability,
         runbook_url=runbook_url,
     )
