@@ -15,7 +15,14 @@ recorded alongside them.
    we sum them over the per-SLO window groups (every minute) and the period groups (every
    5 minutes). A fresh server has no history of its own recorded series, which would make
    the 30-day period rollup look free; so `--history-slos` SLOs get 30 days of backfilled
-   `slo:*_events:rate5m` history, and their period groups' cost is extrapolated to all SLOs.
+   history of the 5m tiles their period groups average (`slo:*_events:rate5m_every5m`, one
+   sample per 5 minutes), and their period groups' cost is extrapolated to all SLOs.
+3. Baseline, same server, same SLOs: the previous rollup, which averaged the window
+   group's 5m rates (one sample per minute) over 30 days. Those SLOs also get 30 days of
+   `slo:*_events:rate5m` at 1-minute resolution, and an extra group per SLO records
+   `avg_over_time(...[30d])` of them every 5 minutes, so both rollups are timed side by side.
+   History values vary from sample to sample (daily cycle plus noise), as real rates do:
+   constant values would compress to almost nothing and flatter both.
 """
 
 from __future__ import annotations
@@ -39,7 +46,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_evaluate import machine, make_slos, write_data  # noqa: E402
 
 from engine.generate.pipeline import generate, service_rule_groups  # noqa: E402
-from engine.generate.rules import period_group_name, sli_group_name, slo_labels  # noqa: E402
+from engine.generate.render import to_yaml  # noqa: E402
+from engine.generate.rules import (  # noqa: E402
+    PERIOD_GROUP_INTERVAL,
+    period_group_name,
+    selector,
+    sli_group_name,
+    slo_labels,
+)
 from engine.spec.models import SLO  # noqa: E402
 from engine.testing.localprom import LocalPrometheus, backfill  # noqa: E402
 from engine.testing.openmetrics import open_openmetrics  # noqa: E402
@@ -71,18 +85,42 @@ def time_generation(slos: list[SLO]) -> dict[str, Any]:
 
 
 def write_history(path: Path, slos: list[SLO], end: int) -> int:
-    """30 days of the recorded 5m rates, one sample a minute, for the given SLOs."""
-    ts = np.arange(end - 30 * 86_400, end + 1, MINUTE, dtype=np.int64)
+    """30 days of recorded-rule history for the given SLOs: the period tiles (one sample per
+    5 minutes) and, for the baseline, the window group's 5m rates (one per minute)."""
     rng = np.random.default_rng(11)
+    levels = [(rng.uniform(1, 100), rng.uniform(0.0001, 0.005)) for _ in slos]
     with open_openmetrics(path) as writer:
-        for kind in ("bad", "total"):
-            name = f"slo:{kind}_events:rate5m"
-            writer.family(name, "gauge", "Backfilled recording-rule history.")
-            for slo in slos:
-                total = rng.uniform(1, 100)
-                value = total * rng.uniform(0.0001, 0.005) if kind == "bad" else total
-                writer.series(name, slo_labels(slo), ts, np.full(ts.size, round(value, 6)))
+        for step, suffix in ((5 * MINUTE, f"_every{PERIOD_GROUP_INTERVAL}"), (MINUTE, "")):
+            ts = np.arange(end - 30 * 86_400, end + 1, step, dtype=np.int64)
+            daily = 1 + 0.3 * np.sin(2 * np.pi * ts / 86_400)
+            for kind in ("bad", "total"):
+                name = f"slo:{kind}_events:rate5m{suffix}"
+                writer.family(name, "gauge", "Backfilled recording-rule history.")
+                for slo, (total, ratio) in zip(slos, levels, strict=True):
+                    noise = rng.normal(1, 0.05, ts.size)
+                    rate = total * daily * noise * (ratio if kind == "bad" else 1)
+                    writer.series(name, slo_labels(slo), ts, np.round(rate, 6))
         return writer.samples
+
+
+def baseline_rule_file(path: Path, slos: list[SLO]) -> Path:
+    """The previous period rollup for `slos`, one group each, under its own metric names."""
+    groups = [
+        {
+            "name": f"baseline:{slo.id}",
+            "interval": str(PERIOD_GROUP_INTERVAL),
+            "rules": [
+                {
+                    "record": f"bench:{kind}_events:rate30d_from_minutely",
+                    "expr": f"avg_over_time(slo:{kind}_events:rate5m{selector(slo)}[30d])",
+                }
+                for kind in ("bad", "total")
+            ],
+        }
+        for slo in slos
+    ]
+    path.write_text(to_yaml({"groups": groups}))
+    return path
 
 
 def group_metrics(url: str) -> dict[str, dict[str, float]]:
@@ -135,6 +173,7 @@ def measure_prometheus(
     tsdb = backfill(workdir / "raw.om", workdir / "tsdb")
     backfill(workdir / "history.om", tsdb)
     prepare = time.perf_counter() - t0
+    rule_files.append(baseline_rule_file(rules_dir / "baseline.yml", history))
 
     server = LocalPrometheus(tsdb, rule_files=rule_files, evaluation_interval="1m")
     t0 = time.perf_counter()
@@ -151,9 +190,11 @@ def measure_prometheus(
         sli = [metrics[g]["duration"] for g in sli_groups if g in metrics]
         cpu1 = metrics.get("_process", {}).get("cpu", 0.0)
         window = time.time() - started
-        metrics = wait_for(server.url, period_groups, started, 420)
+        baseline_groups = [f"baseline:{s.id}" for s in history]
+        metrics = wait_for(server.url, period_groups + baseline_groups, started, 420)
         with_history = {period_group_name(s) for s in history}
         period_hist = [metrics[g]["duration"] for g in with_history if g in metrics]
+        baseline = [metrics[g]["duration"] for g in baseline_groups if g in metrics]
         period_fresh = [
             metrics[g]["duration"] for g in period_groups if g in metrics and g not in with_history
         ]
@@ -161,6 +202,7 @@ def measure_prometheus(
     finally:
         server.stop()
     per_slo_period = float(np.mean(period_hist)) if period_hist else 0.0
+    per_slo_baseline = float(np.mean(baseline)) if baseline else 0.0
     return {
         "raw_samples": raw,
         "history_samples": hist,
@@ -179,8 +221,17 @@ def measure_prometheus(
             "evaluated_with_30d_history": len(period_hist),
             "per_slo_ms_with_30d_history": round(1000 * per_slo_period, 2),
             "extrapolated_sum_seconds_all_slos": round(per_slo_period * len(slos), 3),
+            "p50_ms_with_30d_history": round(1000 * float(np.median(period_hist)), 2)
+            if period_hist
+            else None,
             "evaluated_without_history": len(period_fresh),
             "interval": "5m",
+        },
+        "baseline_minutely_rollup": {
+            "evaluated": len(baseline),
+            "per_slo_ms": round(1000 * per_slo_baseline, 2),
+            "p50_ms": round(1000 * float(np.median(baseline)), 2) if baseline else None,
+            "extrapolated_sum_seconds_all_slos": round(per_slo_baseline * len(slos), 3),
         },
         # What the rules cost Prometheus per minute, steady state: window groups every
         # minute plus a fifth of the period groups.

@@ -98,3 +98,30 @@ def test_unit_tests_fail_when_the_rules_are_wrong(tmp_path: Path) -> None:
     result = promtool("test", "rules", tmp_path / "outage.test.yml")
     assert result.returncode != 0
     assert "time: 6h2m" in result.stdout + result.stderr
+
+
+@needs_promtool
+@pytest.mark.prometheus
+def test_period_test_fails_when_tiles_overlap(tmp_path: Path) -> None:
+    # Tiles of 10m recorded every 5m overlap: the first tile reaches before the data and the
+    # last hour's events are weighted differently. The period unit test, which adds the
+    # tiles back up to the exact event counts, must notice.
+    rules = generated_rule_files(PROMTOOL_DIR / "specs")["checkout.rules.yml"]
+    head, period = rules.split("  - record: slo:bad_events:rate5m_every5m", 1)
+    tiles, rest = period.split("  - record: slo:bad_events:rate30d", 1)
+    assert tiles.count("[5m]") == 3
+    mutated = "  - record: slo:bad_events:rate5m_every5m".join(
+        (head, tiles.replace("[5m]", "[10m]"))
+    )
+    (tmp_path / "checkout.rules.yml").write_text(
+        mutated + "  - record: slo:bad_events:rate30d" + rest
+    )
+    shutil.copy(PROMTOOL_DIR / "period.test.yml", tmp_path / "period.test.yml")
+    result = promtool("test", "rules", tmp_path / "period.test.yml")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert 'expr: "sum_over_time(slo:bad_events:rate5m_every5m' in output
+    assert (
+        'exp: {service="checkout", slo="checkout/availability", team="payments", tier="critical"} 5.4E+03'
+        in output
+    )

@@ -72,12 +72,24 @@ def test_period_is_event_weighted_from_recorded_rates() -> None:
     _, period = recording_groups(make_slo())
     exprs = records(period["rules"])
     assert period["interval"] == "5m"
+    # Each run records one 5m tile (a 5m rate every 5m: no overlap, no gap), from the SLI's
+    # own PromQL, with the same missing-bad-is-0 rule as the window groups...
+    assert exprs["slo:bad_events:rate5m_every5m"] == (
+        'sum(rate(http_requests_total{job="api",code=~"5.."}[5m]))\n'
+        'or 0 * sum(rate(http_requests_total{job="api"}[5m]))'
+    )
+    assert exprs["slo:total_events:rate5m_every5m"] == (
+        'sum(rate(http_requests_total{job="api"}[5m]))'
+    )
+    # ...and the period's rates are the mean of the tiles, recorded before they are read.
     assert exprs["slo:bad_events:rate30d"] == (
-        'avg_over_time(slo:bad_events:rate5m{slo="api/availability"}[30d])'
+        'avg_over_time(slo:bad_events:rate5m_every5m{slo="api/availability"}[30d])'
     )
     assert exprs["slo:total_events:rate30d"] == (
-        'avg_over_time(slo:total_events:rate5m{slo="api/availability"}[30d])'
+        'avg_over_time(slo:total_events:rate5m_every5m{slo="api/availability"}[30d])'
     )
+    names = [r["record"] for r in period["rules"]]
+    assert names.index("slo:bad_events:rate5m_every5m") < names.index("slo:bad_events:rate30d")
     # The ratio divides the two rolled-up rates; no ratio is ever averaged.
     assert exprs["slo:error_ratio:rate30d"] == (
         'slo:bad_events:rate30d{slo="api/availability"} / slo:total_events:rate30d{slo="api/availability"}'
@@ -184,7 +196,9 @@ def test_page_or_ticket_can_be_switched_off_and_rules_overridden() -> None:
     assert alert["for"] == "1m"
     sli, period = recording_groups(custom)
     assert set(records(sli["rules"])) >= {"slo:bad_events:rate10m", "slo:total_events:rate2h"}
-    assert "slo:bad_events:rate10m{" in records(period["rules"])["slo:bad_events:rate30d"]
+    # The policy's shortest window is 10m: tiles are 10m rates (overlapping, every 5m).
+    assert "slo:bad_events:rate10m_every5m{" in records(period["rules"])["slo:bad_events:rate30d"]
+    assert "[10m]" in records(period["rules"])["slo:bad_events:rate10m_every5m"]
 
 
 def test_no_data_alert_waits_for_the_page_long_window() -> None:

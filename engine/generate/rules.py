@@ -3,8 +3,17 @@
 Bad and total event rates are recorded *separately* for every window the policy reads, so
 every ratio derived from them is weighted by events: the period's error ratio is total bad
 events ÷ total events, never an average of short-window ratios (which over-weights quiet
-hours). The period rates are the mean of the shortest window's recorded rates over the
-period — a mean of rates is a sum of events — computed for bad and total apart.
+hours). The period rates are a mean of rates — a mean of rates is a sum of events —
+computed for bad and total apart.
+
+The period rollup reads *tiles*: the period group (every 5 minutes) records the 5-minute
+rates itself, so consecutive samples cover consecutive, non-overlapping 5-minute spans,
+and the period's rate is the mean of the tiles in the period. That reads 8,640 samples per
+series for 30 days, where averaging the window group's 5m rates (recorded every minute,
+each span counted five times over) read 43,200; the budget still lags by at most one
+tile (5 minutes). Hourly tiles would read 720, but leave the budget up to an hour behind an
+outage, in the dashboards and in the page's "budget remaining", and the window groups cost
+far more than either (docs/readme/generate.md).
 
 Everything here is pure: SLOs in, rule groups (plain dicts) out.
 """
@@ -19,9 +28,9 @@ from engine.sli import bad_rate, total_rate
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
-# The period rollup reads 30 d of samples per series; once every 5 minutes keeps that cheap
-# (see docs/readme/generate.md), and the budget moves by at most 1/8640 of the period
-# between two evaluations.
+# The period group runs every 5 minutes and records one 5-minute tile per run; it must not
+# run less often than Prometheus' 5m lookback, or its series would vanish from instant
+# queries (dashboards, alert templates) between two runs.
 PERIOD_GROUP_INTERVAL = Duration.parse("5m")
 # Resolution of the period rollup when the policy has no windows of its own (alerting off).
 FALLBACK_BASE_WINDOW = Duration.parse("5m")
@@ -87,6 +96,15 @@ def total_events_metric(window: Duration) -> str:
     return f"slo:total_events:rate{window}"
 
 
+def bad_tile_metric(window: Duration) -> str:
+    """The period group's own `window` rate, one sample per run: a tile of the period."""
+    return f"slo:bad_events:rate{window}_every{PERIOD_GROUP_INTERVAL}"
+
+
+def total_tile_metric(window: Duration) -> str:
+    return f"slo:total_events:rate{window}_every{PERIOD_GROUP_INTERVAL}"
+
+
 def error_ratio_metric(window: Duration) -> str:
     return f"slo:error_ratio:rate{window}"
 
@@ -110,6 +128,13 @@ def base_window(policy: AlertPolicy) -> Duration:
     """The shortest recorded window: its rates, averaged, give the period's rates."""
     windows = rolling_windows(policy)
     return windows[0] if windows else FALLBACK_BASE_WINDOW
+
+
+def tile_window(policy: AlertPolicy) -> Duration:
+    """The span of one period tile: the group's interval, so tiles neither overlap nor
+    leave gaps — unless the policy's shortest window is longer (an SLI scraped too slowly
+    for 5m rates), in which case tiles overlap and the mean is still a mean of rates."""
+    return max(base_window(policy), PERIOD_GROUP_INTERVAL)
 
 
 def sli_group_name(slo: SLO) -> str:
@@ -179,17 +204,20 @@ def period_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
     policy = policy or policy_for(slo)
     labels = slo_labels(slo)
     sel = selector(slo)
-    base, period = base_window(policy), policy.period
+    tile, period = tile_window(policy), policy.period
     budget = decimal_text(slo.error_budget)
     return [
+        # Rules of a group run in order: the averages below already see this run's tile.
+        _record(bad_tile_metric(tile), bad_events_expr(slo, tile), labels),
+        _record(total_tile_metric(tile), summed(total_rate(slo.sli, tile)), labels),
         _record(
             bad_events_metric(period),
-            f"avg_over_time({bad_events_metric(base)}{sel}[{period}])",
+            f"avg_over_time({bad_tile_metric(tile)}{sel}[{period}])",
             labels,
         ),
         _record(
             total_events_metric(period),
-            f"avg_over_time({total_events_metric(base)}{sel}[{period}])",
+            f"avg_over_time({total_tile_metric(tile)}{sel}[{period}])",
             labels,
         ),
         *_ratio_and_burn(slo, period, labels),
