@@ -144,11 +144,11 @@ def test_outage_pages_once_and_missing_data_never_resolves(
         for _ in range(5):
             report = runtime.run_cycle(clock.advance(60))
         assert statuses(runtime)["api/availability"] == "page"
-        # Paged at the first minute (1h window at 1.7 % ≥ 14.4 × 0.1 %) as SEV2; SEV1 once
-        # the 5m window shows a complete outage (≥ 50 % errors): an update, not a new page.
+        # Paged at the first minute (1h window at 1.7 % ≥ 14.4 × 0.1 %) as SEV1 at once: the
+        # 5m window is at 20 %, but the newest minute shows the complete outage. One page.
         triggered = sink.events("triggered", service="api")
-        assert [r.incident["severity"] for r in triggered] == ["SEV2"]
-        assert sink.events("updated", service="api")[-1].incident["severity"] == "SEV1"
+        assert [r.incident["severity"] for r in triggered] == ["SEV1"]
+        assert sink.events("updated", service="api") == []
         (incident,) = runtime.list_incidents("open")
         assert incident.severity is Severity.SEV1 and incident.service == "api"
 
@@ -411,9 +411,8 @@ def test_metrics_registry_after_a_cycle(
         assert lines['slo_engine_open_incidents{severity="SEV1"}'] == 1
         assert lines["slo_engine_cycle_duration_seconds_count"] == 4
         assert lines['slo_engine_cycles_total{outcome="ok"}'] == 4
-        assert (
-            lines['slo_engine_notifications_total{outcome="sent"}'] == 2
-        )  # SEV2 page, SEV1 update
+        # One SEV1 page (the newest minute shows the outage from the first page).
+        assert lines['slo_engine_notifications_total{outcome="sent"}'] == 1
         assert lines['slo_engine_notifications_queued{state="pending"}'] == 0
         assert lines["slo_engine_source_requests_total"] == source.http_requests
         assert lines["slo_engine_evaluation_blind"] == 0
