@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engine.burn.anomaly_live import AnomalyState
 from engine.burn.result import SLOEvaluation
 
 STATUSES = ("ok", "ticket", "page", "exhausted", "no_data", "error")
@@ -96,6 +97,45 @@ class _SLOCollector(Collector):
         yield outbox
 
 
+class _AnomalyCollector(Collector):
+    """slo_engine_anomaly_* gauges from the latest anomaly states (scrape time, like the SLO
+    gauges: a series removed by a reload disappears at once)."""
+
+    def __init__(self, states: Callable[[], Sequence[AnomalyState]]) -> None:
+        self._states = states
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        states = list(self._states())
+        score = GaugeMetricFamily(
+            "slo_engine_anomaly_score",
+            "Robust z-score of the newest 5-minute slot against its seasonal norm, signed so "
+            "that positive is harmful; absent while warming up or without data.",
+            labels=["slo", "service", "signal"],
+        )
+        firing = GaugeMetricFamily(
+            "slo_engine_anomalies_firing",
+            "Anomaly alerts firing, by service and signal.",
+            labels=["service", "signal"],
+        )
+        warming = GaugeMetricFamily(
+            "slo_engine_anomaly_series_warming",
+            "Anomaly series whose history is still being fetched (not scored yet).",
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for state in states:
+            slo = state.series.slo
+            key = (slo.service, state.series.signal)
+            counts[key] = counts.get(key, 0) + (1 if state.active else 0)
+            if state.score is not None:
+                score.add_metric([slo.id, slo.service, state.series.signal], state.score)
+        for (service, signal), n in sorted(counts.items()):
+            firing.add_metric([service, signal], float(n))
+        warming.add_metric([], float(sum(1 for s in states if not s.ready)))
+        yield score
+        yield firing
+        yield warming
+
+
 class DaemonMetrics:
     """Every metric of the daemon; one instance per Runtime (own registry, own meter)."""
 
@@ -172,6 +212,16 @@ class DaemonMetrics:
             ["origin"],
             registry=r,
         )
+        self.anomaly_failures = Counter(
+            "slo_engine_anomaly_failures",
+            "Anomaly detection steps that failed (last state kept; burn rates unaffected).",
+            registry=r,
+        )
+        self.anomaly_history_bytes = Gauge(
+            "slo_engine_anomaly_history_bytes",
+            "Memory held by the anomaly detector's history windows.",
+            registry=r,
+        )
 
         # OTel mirrors of the same facts (exported via OTLP when configured).
         self._otel_cycle = meter.create_histogram(
@@ -188,6 +238,9 @@ class DaemonMetrics:
         )
         self._otel_decisions = meter.create_counter(
             "slo_engine.incident.decisions", description="Incident engine decisions"
+        )
+        self._otel_anomaly_failures = meter.create_counter(
+            "slo_engine.anomaly.failures", description="Failed anomaly detection steps"
         )
 
     def attach(
@@ -223,6 +276,24 @@ class DaemonMetrics:
         meter.create_observable_gauge("slo_engine.slo.error_budget_remaining", callbacks=[budgets])
         meter.create_observable_gauge("slo_engine.incidents.open", callbacks=[incidents])
 
+    def attach_anomalies(
+        self, states: Callable[[], Sequence[AnomalyState]], meter: otel_metrics.Meter
+    ) -> None:
+        self.registry.register(_AnomalyCollector(states))
+
+        def scores(_: Any) -> Iterator[otel_metrics.Observation]:
+            for state in states():
+                if state.score is not None:
+                    yield otel_metrics.Observation(
+                        state.score, {"slo": state.series.slo.id, "signal": state.series.signal}
+                    )
+
+        def firing(_: Any) -> Iterator[otel_metrics.Observation]:
+            yield otel_metrics.Observation(sum(1 for s in states() if s.active))
+
+        meter.create_observable_gauge("slo_engine.anomaly.score", callbacks=[scores])
+        meter.create_observable_gauge("slo_engine.anomalies.firing", callbacks=[firing])
+
     # -- recording helpers (called from the runtime and the guarded source) --------------
 
     def cycle(self, seconds: float, outcome: str, finished_at: float) -> None:
@@ -248,6 +319,10 @@ class DaemonMetrics:
             if n:
                 self.notifications.labels(outcome).inc(n)
                 self._otel_notifications.add(n, {"outcome": outcome})
+
+    def anomaly_failure(self) -> None:
+        self.anomaly_failures.inc()
+        self._otel_anomaly_failures.add(1)
 
     def decision(self, origin: str) -> None:
         self.incident_decisions.labels(origin).inc()

@@ -4,7 +4,8 @@ API reads (the contract is in docs/readme/daemon.md, "The Runtime").
 One cycle:
 
     specs changed? → reload (an invalid set is reported, the last good one kept)
-    evaluate (source batches behind a circuit breaker) → alerts (+ "evaluation blind")
+    evaluate (source batches behind a circuit breaker) → anomalies (services with
+    `anomaly.enabled`; failures contained) → alerts (+ "evaluation blind", + anomaly alerts)
     → IncidentEngine.observe → store.apply (one transaction, outbox included)
     → deliver the outbox → sync state-syncing receivers (Alertmanager)
 
@@ -29,6 +30,7 @@ from typing import Any
 from opentelemetry.trace import Status, StatusCode
 
 from engine.burn.result import SLOEvaluation
+from engine.daemon.anomaly import DaemonAnomalies
 from engine.daemon.config import DaemonConfig, read_headers_file
 from engine.daemon.metrics import DaemonMetrics
 from engine.daemon.source_guard import GuardedSource
@@ -199,6 +201,10 @@ class Runtime:
         )
         self.source = GuardedSource(source, breaker, self._tracer, self.metrics)
         self._evaluator = Evaluator(loaded.slos, self.source)
+        # The raw source: anomaly fetches stay off the burn-rate path's breaker (see there).
+        self.anomalies = DaemonAnomalies(
+            source, loaded.slos, self._tracer, self.metrics, self._dashboard
+        )
 
         self.state_dir = Path(config.state_dir)
         self.store = SQLiteStore.in_state_dir(self.state_dir)
@@ -223,6 +229,7 @@ class Runtime:
         self.metrics.attach(
             self.slo_results, self._open_counts, self._outbox_counts, telemetry.meter
         )
+        self.metrics.attach_anomalies(self.anomalies.states, telemetry.meter)
         self.metrics.slos.set(len(loaded.slos))
         self.metrics.specs_valid.set(1)
         log.info(
@@ -301,6 +308,8 @@ class Runtime:
         blind = self._failed_cycles >= self.config.blind_after_cycles
         self.metrics.blind.set(1 if blind else 0)
         self.metrics.failed_cycles.set(self._failed_cycles)
+        source_ok = source_error is None and not self.source.circuit_open
+        anomaly_alerts = self.anomalies.run(now, source_ok)
 
         with self._tracer.start_as_current_span("policy") as span:
             alerts = [
@@ -308,6 +317,7 @@ class Runtime:
                 for result in results
                 for alert in alerts_from_evaluation(result, self._dashboard(result.slo))
             ]
+            alerts.extend(anomaly_alerts)
             if blind:
                 assert self._blind_since is not None
                 alerts.append(blind_alert(self._blind_since, self._failed_cycles, source_error))
@@ -451,6 +461,7 @@ class Runtime:
                     log.error("spec reload rejected, keeping the last good specs: %s", error)
                 return errors
             self._evaluator.set_slos(loaded.slos)
+            self.anomalies.set_slos(loaded.slos)
             self._spec_status.update(
                 loaded_at=now,
                 slos=len(loaded.slos),
