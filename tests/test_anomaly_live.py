@@ -448,3 +448,24 @@ def test_live_tracker_agrees_with_backtest_on_the_same_data(backtest_step: str) 
     assert fired > 20 and sustained_seen > 10
     kinds = {(iv.slo_id.split("/")[0], iv.signal) for iv in intervals}
     assert ("checkout", "traffic") in kinds and ("search", "errors") in kinds
+
+
+def test_scoring_in_blocks_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Series are scored a block at a time to bound memory; any block size, same states."""
+    import engine.burn.anomaly_live as live
+
+    source = SeasonalSource(bases={"checkout": 40.0, "search": 3.0})
+    source.drop_from, source.drop_until, source.drop_services = DROP, DROP + HOUR, {"search"}
+    slos = service_slos(n=2) + service_slos(
+        "search", tier="standard", anomaly={"enabled": True, "history": "2w"}
+    )
+
+    def states_at(block: int) -> list[Any]:
+        monkeypatch.setattr(live, "SCORE_BLOCK", block)
+        tracker = LiveAnomalyTracker(source, slos)
+        updates = [u for _, u in run(tracker, DROP - 2 * MIN, DROP + 20 * MIN, RES)]
+        return [u.states for u in updates]
+
+    blocked = states_at(1)
+    assert blocked == states_at(16)
+    assert any(s.active for s in blocked[-1])

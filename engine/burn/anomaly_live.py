@@ -55,6 +55,9 @@ FILL_REQUESTS_PER_UPDATE = 3
 REFETCH_SLOTS = 2
 # Bytes per slot of a row: bad and total rates as float64.
 BYTES_PER_SLOT = 16
+# Series scored together: scoring holds ~2.4 MB of transient arrays per series, so a
+# block bounds the peak (~40 MB) whatever the number of services.
+SCORE_BLOCK = 16
 
 # Any fixed window: only used to tell whether an SLO's queries changed across a reload.
 _KEY_WINDOW = Duration.parse("5m")
@@ -344,10 +347,17 @@ class LiveAnomalyTracker:
         return {s.id: rates.errors[s.id] for s in slos if s.id in rates.errors}
 
     def _score(self, end: int) -> dict[str, AnomalyState]:
-        """States at the slot ending at `end`, for series whose window is complete."""
+        """States at the slot ending at `end`, for series whose window is complete.
+
+        Series are independent, so they are scored a block at a time: the same results,
+        with the scoring's transient arrays bounded by the block, not the fleet."""
         ready = [item for item in self._series if self._rows[self._row_of[item.slo.id]].ready]
-        if not ready:
-            return {}
+        states: dict[str, AnomalyState] = {}
+        for lo in range(0, len(ready), SCORE_BLOCK):
+            states.update(self._score_block(ready[lo : lo + SCORE_BLOCK], end))
+        return states
+
+    def _score_block(self, ready: list[AnomalySeries], end: int) -> dict[str, AnomalyState]:
         keys = list(dict.fromkeys(self._row_of[item.slo.id] for item in ready))
         width = max(self._rows[k].length for k in keys)
         # Rows right-aligned on the same grid; a shorter window's older part stays NaN, which
@@ -364,6 +374,7 @@ class LiveAnomalyTracker:
         states: dict[str, AnomalyState] = {}
         for group in score_step_rates(ready, rows, times, RESOLUTION, bad, total):
             (column,) = group.scores.state_index(at)
+            assert column == width - 1, "the newest slot is the window's last column"
             sustained = group.sustained()[:, column]
             for a, item in enumerate(group.series):
                 score = float(group.scores.score[a, column])
