@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.generate.pipeline import generate
+from engine.generate.pipeline import generate, rule_file_text
 from engine.spec.loader import load_specs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +22,22 @@ needs_promtool = pytest.mark.skipif(
 )
 
 
+SLOTH_EXAMPLE = ROOT / "examples" / "sloth-checkout.yml"
+
+
 def generated_rule_files(spec_dir: Path) -> dict[str, str]:
     loaded = load_specs([spec_dir])
     assert loaded.ok, loaded.errors
     return {f.path: f.text for f in generate(loaded.slos) if f.path.endswith(".rules.yml")}
+
+
+def unit_test_rule_files() -> dict[str, str]:
+    """Every rule file the promtool unit tests read: tests/promtool/specs, and the Sloth
+    example under its own name (its service, checkout, is taken by specs/checkout.yaml)."""
+    loaded = load_specs([SLOTH_EXAMPLE])
+    assert loaded.ok, loaded.errors
+    sloth = rule_file_text("checkout", loaded.slos)
+    return {**generated_rule_files(PROMTOOL_DIR / "specs"), "sloth-checkout.rules.yml": sloth}
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -37,10 +49,11 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_unit_test_rule_files_are_the_current_generator_output() -> None:
     # The unit tests run against committed copies so `promtool test rules` works by hand;
     # this keeps those copies from drifting away from what the generator produces.
-    for name, text in generated_rule_files(PROMTOOL_DIR / "specs").items():
+    for name, text in unit_test_rule_files().items():
         assert (PROMTOOL_DIR / name).read_text(encoding="utf-8") == text, (
             f"tests/promtool/{name} is stale — regenerate with: slo-engine generate "
-            "--specs tests/promtool/specs --rules-dir tests/promtool --dashboards-dir <tmp>"
+            "--specs tests/promtool/specs --rules-dir tests/promtool --dashboards-dir <tmp> "
+            "(sloth-checkout.rules.yml: from examples/sloth-checkout.yml, renamed)"
         )
 
 
@@ -75,7 +88,7 @@ def test_committed_rules_pass_promtool_check() -> None:
 @pytest.mark.parametrize("test_file", sorted(PROMTOOL_DIR.glob("*.test.yml")), ids=lambda p: p.name)
 def test_promtool_unit_tests_prove_alert_timings(test_file: Path, tmp_path: Path) -> None:
     # Run against freshly generated rules, not just the committed copies.
-    for name, text in generated_rule_files(PROMTOOL_DIR / "specs").items():
+    for name, text in unit_test_rule_files().items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     shutil.copy(test_file, tmp_path / test_file.name)
     result = promtool("test", "rules", tmp_path / test_file.name)

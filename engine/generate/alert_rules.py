@@ -41,10 +41,18 @@ from engine.generate.rules import (
     slo_labels,
     total_events_metric,
 )
+from engine.incidents.alerts import (
+    ALERT_NAME,
+    burn_alert_name,
+    severity_annotations,
+    severity_labels,
+)
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
-BURN_ALERT = "SLOErrorBudgetBurn"
+# The default name of the burn-rate alerts, the daemon's; a spec's `alerting.name`
+# replaces it (burn_alert_name). Dashboards match on the names in use.
+BURN_ALERT = ALERT_NAME
 NO_DATA_ALERT = "SLONoData"
 NO_DATA_SEVERITY = "ticket"
 DEFAULT_GRAFANA_URL = "http://localhost:3000"
@@ -122,6 +130,9 @@ def burn_alert(slo: SLO, policy: AlertPolicy, rule: BurnRateRule, grafana_url: s
     share = rule.budget_spent_when_firing(policy.period) * 100
     labels = {
         **slo_labels(slo),
+        # The spec's page_labels/ticket_labels, as the daemon adds them; reserved names are
+        # carried as spec_<name>, so they never replace the labels below or slo_labels'.
+        **severity_labels(slo, rule.severity),
         "severity": rule.severity,
         "long_window": str(long_w),
         "short_window": str(short_w),
@@ -137,9 +148,10 @@ def burn_alert(slo: SLO, policy: AlertPolicy, rule: BurnRateRule, grafana_url: s
         ),
         **_links(slo, grafana_url),
         **dict(sorted(slo.alerting.annotations.items())),
+        **severity_annotations(slo, rule.severity),
     }
     return {
-        "alert": BURN_ALERT,
+        "alert": burn_alert_name(slo),
         "expr": expr,
         "for": str(for_duration(rule)),
         "labels": labels,
@@ -169,7 +181,12 @@ def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
         "alert": NO_DATA_ALERT,
         "expr": f"absent({series})",
         "for": str(window),
-        "labels": {**slo_labels(slo), "severity": NO_DATA_SEVERITY},
+        # A ticket like any other: it goes where the spec sends its tickets.
+        "labels": {
+            **slo_labels(slo),
+            **severity_labels(slo, NO_DATA_SEVERITY),
+            "severity": NO_DATA_SEVERITY,
+        },
         "annotations": {
             "summary": f"{slo.id} has had no SLI data for {window}",
             "description": (
@@ -179,6 +196,7 @@ def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
             ),
             **_links(slo, grafana_url),
             **dict(sorted(slo.alerting.annotations.items())),
+            **severity_annotations(slo, NO_DATA_SEVERITY),
         },
     }
 

@@ -43,6 +43,7 @@ from engine.generate.rules import (
     rolling_windows,
     total_events_metric,
 )
+from engine.incidents.alerts import burn_alert_name
 from engine.sli import bad_rate, total_rate
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
@@ -210,7 +211,9 @@ def overview_dashboard(slos: Sequence[SLO]) -> model.Dashboard:
     services = sorted({s.service for s in slos})
     windows = _union_windows([policy_for(s) for s in slos])
     sel = '{service=~"$service"}'
-    alerts = f'alertname=~"{BURN_ALERT}|{NO_DATA_ALERT}", alertstate="firing", service=~"$service"'
+    # Specs may name their burn-rate alerts (alerting.name): match every name in use.
+    burn = "|".join(sorted({burn_alert_name(s) for s in slos} or {BURN_ALERT}))
+    alerts = f'alertname=~"{burn}|{NO_DATA_ALERT}", alertstate="firing", service=~"$service"'
 
     def count(matchers: str) -> str:
         return f"count(ALERTS{{{matchers}}}) or vector(0)"
@@ -251,7 +254,7 @@ def overview_dashboard(slos: Sequence[SLO]) -> model.Dashboard:
         .with_panel(
             _stat(
                 "Tickets firing",
-                count(f'{alerts}, severity="ticket", alertname="{BURN_ALERT}"'),
+                count(f'{alerts}, severity="ticket", alertname!="{NO_DATA_ALERT}"'),
                 "none",
                 ((None, "green"), (1.0, "orange")),
             ).span(4)
@@ -482,7 +485,7 @@ def _slo_row(slo: SLO) -> list[Builder]:
         .datasource(DATASOURCE)
         .with_target(
             _query(
-                f'max by (severity, long_window, short_window) (ALERTS{{alertname="{BURN_ALERT}", {alert_matchers}}})',
+                f'max by (severity, long_window, short_window) (ALERTS{{alertname="{burn_alert_name(slo)}", {alert_matchers}}})',
                 "{{severity}} {{long_window}}/{{short_window}}",
                 "A",
             )

@@ -23,6 +23,46 @@ AlertSeverity = Literal["page", "ticket", "anomaly"]
 
 ALERT_NAME = "SLOErrorBudgetBurn"
 
+# Labels that routing (severity), inhibition (service, slo), incident identity and the
+# generated rules (long_window, short_window) rely on. A spec's per-severity labels never
+# replace them: a reserved name is carried as `spec_<name>` instead (Sloth specs often set
+# `severity: critical` on the page alert; here severity is page|ticket). The loader warns.
+RESERVED_ALERT_LABELS = frozenset(
+    {"alertname", "service", "slo", "severity", "tier", "long_window", "short_window"}
+)
+RENAMED_LABEL_PREFIX = "spec_"
+
+
+def burn_alert_name(slo: SLO) -> str:
+    """The burn-rate alerts' name: the spec's `alerting.name` (Sloth's), else the default."""
+    return slo.alerting.name or ALERT_NAME
+
+
+def severity_labels(slo: SLO, severity: str) -> dict[str, str]:
+    """The spec's extra labels for one severity (`page_labels` / `ticket_labels`), reserved
+    names renamed to `spec_<name>`; a label the spec sets under that name itself wins.
+
+    Shared by the daemon's alerts and the generated Prometheus rules, so both carry the
+    same labels. Empty for SLOs without per-severity labels (fingerprints unchanged).
+    """
+    alerting = slo.alerting
+    extra = {"page": alerting.page_labels, "ticket": alerting.ticket_labels}.get(severity, {})
+    renamed = {
+        f"{RENAMED_LABEL_PREFIX}{name}": value
+        for name, value in extra.items()
+        if name in RESERVED_ALERT_LABELS
+    }
+    kept = {name: value for name, value in extra.items() if name not in RESERVED_ALERT_LABELS}
+    return dict(sorted({**renamed, **kept}.items()))
+
+
+def severity_annotations(slo: SLO, severity: str) -> dict[str, str]:
+    """The spec's extra annotations for one severity (`page_annotations` / ...)."""
+    alerting = slo.alerting
+    extra = {"page": alerting.page_annotations, "ticket": alerting.ticket_annotations}
+    return dict(sorted(extra.get(severity, {}).items()))
+
+
 _FNV64_OFFSET = 14695981039346656037
 _FNV64_PRIME = 1099511628211
 _MASK64 = (1 << 64) - 1
@@ -122,7 +162,9 @@ def alerts_from_evaluation(
         burn = None if long_value is None else long_value.burn_rate
         labels = {
             **{k: v for k, v in slo.labels.items()},
-            "alertname": ALERT_NAME,
+            # Per-severity labels win over the SLO's, never over the reserved ones below.
+            **severity_labels(slo, severity),
+            "alertname": burn_alert_name(slo),
             "service": slo.service,
             "slo": slo.name,
             "severity": severity,
@@ -131,6 +173,7 @@ def alerts_from_evaluation(
         burn_text = "no data" if burn is None else f"{burn:.1f}x"
         annotations = {
             **slo.alerting.annotations,
+            **severity_annotations(slo, severity),
             "summary": f"{slo.id}: error budget burning at {burn_text} "
             f"({strongest.long_window}/{strongest.short_window} rule)",
             "description": (

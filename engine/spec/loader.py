@@ -25,6 +25,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from engine.incidents.alerts import RENAMED_LABEL_PREFIX, RESERVED_ALERT_LABELS
 from engine.spec import promql
 from engine.spec.document import Document, NativeUnit, Origins, did_you_mean
 from engine.spec.errors import SpecError, split_hint
@@ -115,6 +116,7 @@ def load_specs(paths: Sequence[Path]) -> LoadResult:
     bad_ids = _check_promql(validated, result)
     _assemble(validated, bad_ids, result)
     _check_depends_on(validated, result)
+    _check_reserved_severity_labels(validated, result)
     # Importers may file a warning among their errors; sort each into its place, once.
     everything = set(result.errors) | set(result.warnings)
     result.errors = sorted(e for e in everything if e.severity == "error")
@@ -478,6 +480,38 @@ def _check_depends_on(validated: list[tuple[NativeUnit, ServiceSpec]], result: L
                     severity="warning",
                 )
             )
+
+
+def _check_reserved_severity_labels(
+    validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadResult
+) -> None:
+    """A per-severity label named like one the alert routing owns is kept, renamed: warn.
+
+    Native specs only. In a Sloth file, `severity: critical|warning` on page_alert or
+    ticket_alert is the norm, and carrying it as `spec_severity` is the documented import
+    mapping (docs/readme/generate.md), not a mistake in the file.
+    """
+    for unit, spec in validated:
+        if unit.doc.data.get("apiVersion") != NATIVE_API_VERSION:
+            continue
+        for i, slo in enumerate(spec.slos):
+            for key in ("page_labels", "ticket_labels"):
+                labels = getattr(slo.alerting, key)
+                for name in sorted(set(labels) & RESERVED_ALERT_LABELS):
+                    doc, path = unit.origins.resolve(("slos", i, "alerting", key, name))
+                    renamed = f"{RENAMED_LABEL_PREFIX}{name}"
+                    result.warnings.append(
+                        doc.error(
+                            path,
+                            f"alert label '{name}' is reserved; the alert carries "
+                            f"{renamed}={labels[name]!r} instead",
+                            "routing, inhibition and incidents rely on service, slo, tier and "
+                            "severity=page|ticket; match on "
+                            f"{renamed} in your Alertmanager routes, or drop the label",
+                            at_key=True,
+                            severity="warning",
+                        )
+                    )
 
 
 @dataclass(frozen=True)
