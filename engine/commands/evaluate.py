@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -172,14 +173,28 @@ def evaluate(
     ] = None,
     client_key: Annotated[Path | None, typer.Option(help="Key of the client certificate.")] = None,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 10.0,
+    scrape_interval: Annotated[
+        str,
+        typer.Option(
+            "--scrape-interval",
+            help="How often Prometheus scrapes the SLIs' series. The finest evaluation step "
+            "is the smallest step ≥ 2 × this (≥ 1m) dividing every window: 60s gives 2m30s.",
+        ),
+    ] = "15s",
 ) -> None:
     """Evaluate every SLO once: burn rates per window, error budget remaining, alerts."""
-    from engine.evaluation import Evaluator
+    from engine.evaluation import Evaluator, sparse_fine_steps_message
     from engine.source.prometheus import PrometheusSource
+    from engine.source.resolution import ResolutionError
+    from engine.spec.durations import DurationError
     from engine.spec.loader import load_specs
 
     if output_format not in ("table", "json"):
         raise _fail(f"--format must be table or json, not {output_format!r}", EXIT_CANNOT_RUN)
+    try:
+        scrape = Duration.parse(scrape_interval)
+    except DurationError as exc:
+        raise _fail(f"--scrape-interval: {exc}", EXIT_CANNOT_RUN) from None
     if (prometheus_url is None) == (openmetrics is None):
         raise _fail(
             "give exactly one of --prometheus-url URL or --openmetrics FILE", EXIT_CANNOT_RUN
@@ -224,9 +239,22 @@ def evaluate(
         source = _WatchedSource(inner)
         when = time.time() if at is None else at
         try:
-            evaluations = Evaluator(loaded.slos, source).evaluate(when)
+            evaluator = Evaluator(loaded.slos, source, scrape_interval=scrape)
+        except ResolutionError as exc:
+            raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+        try:
+            evaluations = evaluator.evaluate(when)
         except SourceUnavailable as exc:
             raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
+        # Fine steps empty where coarse ones have data: the scrape interval is longer than
+        # assumed. Say so (the numbers stay what they are: no data is no data).
+        sparse = evaluator.sparse_fine_steps()
+    warn = Console(stderr=True)
+    for slo_id, coverage in sparse.items():
+        message = sparse_fine_steps_message(
+            slo_id, coverage, evaluator.resolution, "--scrape-interval"
+        )
+        warn.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
     # The evaluator floors the instant to its finest step; report the instant it used.
     evaluated_at = evaluations[0].evaluated_at if evaluations else when
 

@@ -78,6 +78,13 @@ def run(
     query_timeout: Annotated[
         str | None, typer.Option(help="Per-request timeout for Prometheus [10s].")
     ] = None,
+    scrape_interval: Annotated[
+        str | None,
+        typer.Option(
+            help="How often Prometheus scrapes the SLIs' series; sets the finest evaluation "
+            "step (≥ 2 scrapes per step: 60s → 2m30s) [15s]."
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option(help="Prometheus requests in flight at once [4].")
     ] = None,
@@ -122,6 +129,7 @@ def run(
         "api_token_file": None if api_token_file is None else str(api_token_file),
         "blind_after_cycles": blind_after_cycles,
         "query_timeout": query_timeout,
+        "scrape_interval": scrape_interval,
         "concurrency": concurrency,
         "delivery_interval": delivery_interval,
         "dashboard_url": dashboard_url,

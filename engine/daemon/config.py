@@ -76,6 +76,10 @@ class DaemonConfig(_Section):
     client_cert: Path | None = None
     client_key: Path | None = None
     source_breaker: SourceBreakerConfig = Field(default_factory=SourceBreakerConfig)
+    # How often Prometheus scrapes the SLIs' series. rate() needs two samples per step, so
+    # the finest evaluation step is the smallest step ≥ 2 × this (and ≥ 1m) dividing every
+    # window: 15s/30s → 1m, 60s → 2m30s (engine/source/resolution.py).
+    scrape_interval: DurationField = Field(default_factory=lambda: _d("15s"))
 
     # -- the daemon ---------------------------------------------------------------------
     state_dir: Path
@@ -118,6 +122,13 @@ class DaemonConfig(_Section):
     def _interval(cls, value: Duration) -> Duration:
         if value.ms < 1000:
             raise ValueError("must be at least 1s — e.g. 30s")
+        return value
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _scrape_interval(cls, value: Duration) -> Duration:
+        if value.ms < 1000 or value.ms % 1000:
+            raise ValueError("must be a whole number of seconds, at least 1s — e.g. 60s")
         return value
 
     @model_validator(mode="after")

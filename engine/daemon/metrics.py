@@ -217,6 +217,18 @@ class DaemonMetrics:
             "Anomaly detection steps that failed (last state kept; burn rates unaffected).",
             registry=r,
         )
+        self.fine_step_seconds = Gauge(
+            "slo_engine_fine_step_seconds",
+            "The finest evaluation step (set by scrape_interval: ≥ 2 scrapes per step).",
+            registry=r,
+        )
+        self.fine_step_coverage = Gauge(
+            "slo_engine_slo_fine_step_coverage",
+            "Share of an SLO's fine evaluation steps with data where its coarse steps have "
+            "data; only SLOs below 0.75 are listed (scrape interval longer than configured).",
+            ["slo"],
+            registry=r,
+        )
         self.anomaly_history_bytes = Gauge(
             "slo_engine_anomaly_history_bytes",
             "Memory held by the anomaly detector's history windows.",
@@ -319,6 +331,12 @@ class DaemonMetrics:
             if n:
                 self.notifications.labels(outcome).inc(n)
                 self._otel_notifications.add(n, {"outcome": outcome})
+
+    def sparse_fine_steps(self, coverage: dict[str, float]) -> None:
+        """Replace the per-SLO fine-step coverage series with this cycle's flagged SLOs."""
+        self.fine_step_coverage.clear()
+        for slo_id, value in coverage.items():
+            self.fine_step_coverage.labels(slo_id).set(value)
 
     def anomaly_failure(self) -> None:
         self.anomaly_failures.inc()

@@ -35,7 +35,7 @@ from engine.daemon.config import DaemonConfig, read_headers_file
 from engine.daemon.metrics import DaemonMetrics
 from engine.daemon.source_guard import GuardedSource
 from engine.daemon.specs import SpecWatcher
-from engine.evaluation import Evaluator
+from engine.evaluation import Evaluator, sparse_fine_steps_message
 from engine.generate.links import slo_dashboard_url
 from engine.incidents.alerts import Alert, alerts_from_evaluation
 from engine.incidents.engine import IncidentEngine, IncidentError
@@ -46,6 +46,7 @@ from engine.notify.base import Notifier, build_notifiers
 from engine.notify.delivery import Deliverer, DeliveryReport
 from engine.notify.retry import CircuitBreaker
 from engine.source.base import EventSource
+from engine.source.resolution import ResolutionError
 from engine.spec.models import SLO
 from engine.store.base import StaleStateError, StoreError
 from engine.store.sqlite import SQLiteStore
@@ -200,7 +201,18 @@ class Runtime:
             clock=clock,
         )
         self.source = GuardedSource(source, breaker, self._tracer, self.metrics)
-        self._evaluator = Evaluator(loaded.slos, self.source)
+        try:
+            self._evaluator = Evaluator(
+                loaded.slos, self.source, scrape_interval=config.scrape_interval
+            )
+        except ResolutionError as exc:
+            # The specs' windows cannot be measured at this scrape interval: nothing to run.
+            raise SpecsInvalid([str(exc)]) from None
+        # SLOs whose fine steps are mostly empty (scrape interval longer than assumed),
+        # each logged once until it recovers; see `_check_sampling`.
+        self._sparse_fine: dict[str, float] = {}
+        self._spec_status["sampling"] = self._sampling_status()
+        self.metrics.fine_step_seconds.set(self._evaluator.resolution.fine_step.seconds)
         # The raw source: anomaly fetches stay off the burn-rate path's breaker (see there).
         self.anomalies = DaemonAnomalies(
             source, loaded.slos, self._tracer, self.metrics, self._dashboard
@@ -289,6 +301,8 @@ class Runtime:
                 span.set_status(Status(StatusCode.ERROR, source_error))
             span.set_attribute("slo_engine.results", len(results))
         self._results = results
+        if source_error is None:
+            self._check_sampling()
         self._source_error = source_error
         self.metrics.circuit_open.set(1 if self.source.circuit_open else 0)
 
@@ -460,7 +474,20 @@ class Runtime:
                 for error in errors:
                     log.error("spec reload rejected, keeping the last good specs: %s", error)
                 return errors
-            self._evaluator.set_slos(loaded.slos)
+            try:
+                self._evaluator.set_slos(loaded.slos)
+            except ResolutionError as exc:
+                # Valid specs whose windows cannot be measured at the scrape interval: same
+                # treatment as invalid specs — keep evaluating the last good set.
+                self._spec_status["last_error"] = str(exc)
+                self._spec_status["errors"] = [str(exc)]
+                self.metrics.spec_reload_errors.inc()
+                self.metrics.specs_valid.set(0)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.error("spec reload rejected, keeping the last good specs: %s", exc)
+                return [str(exc)]
+            self._spec_status["sampling"] = self._sampling_status()
+            self.metrics.fine_step_seconds.set(self._evaluator.resolution.fine_step.seconds)
             self.anomalies.set_slos(loaded.slos)
             self._spec_status.update(
                 loaded_at=now,
@@ -477,6 +504,34 @@ class Runtime:
 
     def spec_status(self) -> dict[str, Any]:
         return dict(self._spec_status, errors=list(self._spec_status["errors"]))
+
+    # ------------------------------------------------------------------ sampling
+
+    def _sampling_status(self) -> dict[str, Any]:
+        sparse = getattr(self, "_sparse_fine", {})
+        return {
+            **self._evaluator.resolution.describe(),
+            "sparse_fine_steps": {k: round(v, 3) for k, v in sorted(sparse.items())},
+        }
+
+    def _check_sampling(self) -> None:
+        """The safety net for a wrong `scrape_interval`: fine steps without data where the
+        coarse tier has data. Reported (log once per SLO, metric, spec status), never turned
+        into numbers: those windows stay "no data". Not a readiness failure — the daemon
+        still evaluates everything it can, and taking it out of service would blind more."""
+        sparse = self._evaluator.sparse_fine_steps()
+        for slo_id in sorted(sparse.keys() - self._sparse_fine.keys()):
+            log.warning(
+                "%s",
+                sparse_fine_steps_message(
+                    slo_id, sparse[slo_id], self._evaluator.resolution, "`scrape_interval:`"
+                ),
+            )
+        for slo_id in sorted(self._sparse_fine.keys() - sparse.keys()):
+            log.info("%s: its fine evaluation steps have data again", slo_id)
+        self._sparse_fine = sparse
+        self.metrics.sparse_fine_steps(sparse)
+        self._spec_status["sampling"] = self._sampling_status()
 
     # ------------------------------------------------------------------ reads (API)
 

@@ -121,6 +121,12 @@ class _TierStore:
         self.fetched_until: list[int | None] = [None] * n_slos
 
     @property
+    def start_time(self) -> int:
+        """The time the oldest stored step begins."""
+        assert self.end is not None
+        return self.end - self.length * self.step
+
+    @property
     def oldest(self) -> int:
         """Grid time of the oldest stored step."""
         assert self.end is not None
@@ -239,6 +245,15 @@ class MultiResolutionCache:
         return sum(store.nbytes for store in self._stores)
 
     @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return self._tier_specs
+
+    @property
+    def fine_step(self) -> Duration:
+        """The finest tier's step: the evaluation grid (see engine.source.resolution)."""
+        return self._tier_specs[0].step
+
+    @property
     def tier_lengths(self) -> tuple[int, ...]:
         return tuple(store.length for store in self._stores)
 
@@ -346,6 +361,42 @@ class MultiResolutionCache:
             if good:
                 store.fetched_until[row] = end
         return {s.id: rates.errors[s.id] for s in slos if s.id in rates.errors}
+
+    def fine_step_coverage(self, min_coarse_steps: int = 3) -> np.ndarray:
+        """float64[S]: the share of finest-tier steps holding data, counted only inside the
+        settled steps of the next tier that hold data; NaN when there is too little to judge.
+
+        The symptom of a fine step shorter than two scrape intervals: `rate(x[1m])` over 60 s
+        scrapes sees one sample per step (no data) while `rate(x[5m])` sees five. A healthy
+        SLO scores about 1 whatever its traffic (the comparison is against the coarse tier,
+        so an SLO without data at all is NaN, not 0); ≪ 1 means the fine windows are blind.
+        Reads only what the cache holds — no query.
+        """
+        n = len(self._slos)
+        out = np.full(n, np.nan)
+        if len(self._stores) < 2 or n == 0:
+            return out
+        fine, coarse = self._stores[0], self._stores[1]
+        if fine.end is None or coarse.end is None:
+            return out
+        ratio = coarse.step // fine.step
+        # Coarse steps lying wholly inside the fine tier's storage, and settled (the newest
+        # coarse step may still be missing late scrapes; it is re-fetched next time).
+        first = max(
+            -(-fine.start_time // coarse.step) + 1, coarse.end // coarse.step - coarse.length + 1
+        )
+        last = min(coarse.end // coarse.step - 1, fine.end // coarse.step)
+        if last < first:
+            return out
+        numbers = np.arange(first, last + 1)
+        coarse_present = coarse.present[numbers % coarse.length]  # [C, S]
+        fine_numbers = ((numbers[:, None] - 1) * ratio + 1 + np.arange(ratio)[None, :]).ravel()
+        fine_present = fine.present[fine_numbers % fine.length].reshape(len(numbers), ratio, n)
+        counted = (fine_present & coarse_present[:, None, :]).sum(axis=(0, 1))
+        steps_with_data = coarse_present.sum(axis=0)
+        judged = steps_with_data >= min_coarse_steps
+        out[judged] = counted[judged] / (steps_with_data[judged] * ratio)
+        return out
 
     def _compose(self, now: int, errors: dict[str, str]) -> WindowEvents:
         grids = [store.grid() for store in self._stores]
