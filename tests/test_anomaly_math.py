@@ -12,7 +12,6 @@ from engine.burn.anomaly import (
     detect,
     intervals,
     scale_floor,
-    score_latest,
     signal_values,
     to_slots,
 )
@@ -159,20 +158,6 @@ def test_missing_data_has_no_score_and_never_alerts() -> None:
     assert not scores.active[0, n - PER_DAY :].any()
     ratio = signal_values("errors", np.zeros(3), np.array([0.0, np.nan, 2.0]), RES)
     assert np.isnan(ratio[0]) and np.isnan(ratio[1]) and ratio[2] == 0.0
-
-
-def test_live_form_equals_batch_form() -> None:
-    params = AnomalyParams()
-    n = 5 * PER_WEEK
-    totals = np.vstack([poisson_traffic(seasonal_rate(n, b), s) for b, s in [(40, 1), (5, 2)]])
-    totals[0, n - 10 :] *= 0.2
-    y = traffic_signal(totals)
-    batch = detect(y, MONDAY // RES, ["low", "low"], [0.05, 0.05], params)
-    live = score_latest(y, MONDAY // RES, ["low", "low"], [0.05, 0.05], params, last=4)
-    assert live.first_slot == MONDAY // RES + n - 4
-    np.testing.assert_allclose(live.score, batch.score[:, -4:])
-    np.testing.assert_array_equal(live.active, batch.active[:, -4:])
-    assert live.active[0].all() and not live.active[1].any()
 
 
 def test_to_slots_averages_aligned_complete_slots() -> None:

@@ -10,8 +10,8 @@ What runs, step by step, is what the daemon runs each cycle:
 2. alerts — at every step, each SLO with a firing rule is packaged as the `SLOEvaluation` the
    daemon would have produced at that instant and turned into alerts by the daemon's
    `alerts_from_evaluation`; held alerts are recorded but, as in the daemon, open nothing;
-3. anomaly detection — `engine.burn.anomaly` over the fetched history (the batch form gives
-   the same scores as the daemon's live form, see `score_latest`), as `anomaly_alert`s;
+3. anomaly detection — `score_step_rates` over the fetched history, the function the
+   daemon's live tracker (`engine.burn.anomaly_live`) calls each cycle, as `anomaly_alert`s;
 4. incidents — one `IncidentEngine` fed with `observe(now, alerts, evaluations)` at every
    step, `now` being the simulated clock. Notifications are counted, never delivered.
 

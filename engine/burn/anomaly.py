@@ -311,7 +311,7 @@ def detect(
     floors: Sequence[float] | np.ndarray,
     params: AnomalyParams,
 ) -> AnomalyScores:
-    """Score every slot of `y` (S, N) and flag anomalies (batch form, used by backtest)."""
+    """Score every slot of `y` (S, N) and flag anomalies."""
     y = np.asarray(y, dtype=np.float64)
     s_count = y.shape[0]
     if len(directions) != s_count or len(floors) != s_count:
@@ -329,38 +329,6 @@ def detect(
         breach = score >= params.sensitivity
     active = _run_lengths(breach) >= params.min_slots
     return AnomalyScores(first_slot, params.resolution, y, expected, scale, score, breach, active)
-
-
-def score_latest(
-    y: np.ndarray,
-    first_slot: int,
-    directions: Sequence[Direction],
-    floors: Sequence[float] | np.ndarray,
-    params: AnomalyParams,
-    last: int = 1,
-) -> AnomalyScores:
-    """Live form: score only the newest `last` slots of a history `y` (S, N).
-
-    Reads exactly the history those slots depend on, so the result equals the batch
-    `detect` over the whole array for those columns (and costs a few weeks per series, not
-    the whole history). `active` accounts for breaches just before the returned slots."""
-    y = np.asarray(y, dtype=np.float64)
-    n = y.shape[1]
-    last = min(last, n)
-    need = last + params.min_slots - 1 + params.lookback_slots
-    cut = max(0, n - need)
-    scored = detect(y[:, cut:], first_slot + cut, directions, floors, params)
-    keep = slice(scored.observed.shape[1] - last, None)
-    return AnomalyScores(
-        first_slot + n - last,
-        params.resolution,
-        scored.observed[:, keep],
-        scored.expected[:, keep],
-        scored.scale[:, keep],
-        scored.score[:, keep],
-        scored.breach[:, keep],
-        scored.active[:, keep],
-    )
 
 
 def intervals(scores: AnomalyScores, from_slot: int | None = None) -> list[AnomalyInterval]:
