@@ -396,7 +396,7 @@ def test_live_tracker_agrees_with_backtest_on_the_same_data(backtest_step: str) 
         anomaly={"enabled": True, "sensitivity": 3, "history": "2w", "sustained": "15m"},
     )
     start, end = DROP - 20 * HOUR, DROP + 8 * HOUR
-    # A warm-up longer than the default (5w): backtest's first steps then read all they need.
+    # A warm-up longer than the default (35 days 1h35m): more history changes nothing.
     plan = make_plan(slos, start, end, Duration.parse(backtest_step), Duration.parse("6w"))
     rates = fetch_history(source, slos, plan)
     result = replay(slos, rates, plan)
@@ -448,6 +448,96 @@ def test_live_tracker_agrees_with_backtest_on_the_same_data(backtest_step: str) 
     assert fired > 20 and sustained_seen > 10
     kinds = {(iv.slo_id.split("/")[0], iv.signal) for iv in intervals}
     assert ("checkout", "traffic") in kinds and ("search", "errors") in kinds
+
+
+def _backtest_scores(
+    slos: list[SLO], source: SeasonalSource, plan: Any
+) -> tuple[Any, dict[str, tuple[Any, np.ndarray, int]]]:
+    """Replay `plan`, and backtest's anomaly state from the public functions it uses:
+    key -> (scores, sustained row, row index)."""
+    rates = fetch_history(source, slos, plan)
+    result = replay(slos, rates, plan)
+    rows = {s.id: i for i, s in enumerate(slos)}
+    batch = {}
+    for group in score_step_rates(
+        anomaly_series(slos), rows, rates.times, rates.step.seconds, rates.bad, rates.total
+    ):
+        for a, item in enumerate(group.series):
+            batch[item.key] = (group.scores, group.sustained()[a], a)
+    return result, batch
+
+
+@pytest.mark.parametrize(("backtest_step", "offset"), [("5m", 0), ("1m", 2 * MIN)])
+def test_backtest_default_warmup_gives_the_first_step_the_live_window(
+    backtest_step: str, offset: int
+) -> None:
+    """Backtest's default warm-up holds exactly the tracker's window before the first step:
+    every slot the first state reads is scored as with unlimited history, and that state
+    (score, firing, sustained) equals the live tracker's.
+
+    The replay starts 95 minutes into a traffic drop, so the first state (slot 15:30–15:35)
+    is firing and sustained. Its `sustained` reads the 7 slots back to 14:55, the last slot
+    of the previous hour band, whose scale pools that band from 14:00: the worst case the
+    window is sized for. Sparse traffic (0.2 req/s) keeps the residual scale above its floor,
+    so any history cut from those pools changes a score. Ten weeks of data, so a warm-up
+    too short cuts real history."""
+    source = SeasonalSource(MONDAY - 3 * WEEK, weeks=10, bases={"checkout": 0.2, "search": 40.0})
+    source.drop_from, source.drop_until = DROP, DROP + 3 * HOUR
+    slos = service_slos() + service_slos(
+        "search", tier="standard", anomaly={"enabled": True, "history": "2w"}
+    )
+    start = DROP + HOUR + 35 * MIN + offset
+    step = Duration.parse(backtest_step)
+    plan = make_plan(slos, start, start + HOUR, step, None)
+    # The longest window (3w history: 10,099 slots) reaches back from the end of the last
+    # slot completed at `start`: the part of the current slot already elapsed comes on top.
+    longest = max(window_slots(item) for item in anomaly_series(slos))
+    assert longest == 10_099
+    assert plan.warmup == Duration.of_seconds(longest * RES + offset)
+    result, batch = _backtest_scores(slos, source, plan)
+    _, unlimited = _backtest_scores(
+        slos, source, make_plan(slos, start, start + HOUR, step, Duration.parse("7w"))
+    )
+    first = np.array([plan.start])
+    for item in anomaly_series(slos):
+        scores, sustained, a = batch[item.key]
+        long_scores, long_sustained, b = unlimited[item.key]
+        (column,) = scores.state_index(first)
+        (long_column,) = long_scores.state_index(first)
+        # The slots whose breaches the first state's `active` and `sustained` read.
+        reads = item.history_slots - item.params.lookback_slots
+        assert reads == 8
+        np.testing.assert_allclose(
+            scores.score[a, column - reads + 1 : column + 1],
+            long_scores.score[b, long_column - reads + 1 : long_column + 1],
+            rtol=1e-12,
+            atol=0,
+        )
+        assert scores.active[a, column] == long_scores.active[b, long_column]
+        assert sustained[column] == long_sustained[long_column]
+        # The traffic drop fires (and is sustained); errors stay quiet.
+        assert sustained[column] == (item.signal == "traffic")
+
+    tracker = LiveAnomalyTracker(source, slos)
+    for k in range(5):  # the cold fill, a few chunks per update
+        if tracker.update(start + k).warming == 0:
+            break
+    fired = sustained_seen = 0
+    for now, update in run(tracker, start, start + 3 * RES, RES):
+        assert update.warming == 0
+        for state in update.states:
+            scores, sustained, a = batch[state.series.key]
+            (column,) = scores.state_index(np.array([now]))
+            assert state.active == bool(scores.active[a, column])
+            assert state.sustained == bool(sustained[column])
+            assert state.score is not None
+            assert state.score == pytest.approx(scores.score[a, column], rel=1e-12, abs=1e-12)
+            fired += state.active
+            sustained_seen += state.sustained
+    # Both services' traffic anomalies are firing and sustained from the first step on.
+    assert fired == sustained_seen == 2 * 4
+    firing_from = {a.slo_id: a.start for a in result.alerts if a.severity == "anomaly"}
+    assert firing_from == {"checkout/s0": plan.start, "search/s0": plan.start}
 
 
 def test_scoring_in_blocks_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -182,4 +182,5 @@ def test_params_reject_misaligned_resolution() -> None:
     with pytest.raises(ValueError, match="divide a day"):
         AnomalyParams(resolution=7)
     assert AnomalyParams().min_slots == 2
-    assert AnomalyParams(history_weeks=3).warmup_seconds == 3 * WEEK + 14 * DAY
+    # Weekly profile, correction and scale pools, and the band back to its first slot.
+    assert AnomalyParams(history_weeks=3).warmup_seconds == 3 * WEEK + 14 * DAY + 55 * 60

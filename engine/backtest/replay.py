@@ -17,8 +17,9 @@ What runs, step by step, is what the daemon runs each cycle:
 
 Warm-up: windows reaching before `start` read history fetched before it. By default the
 warm-up is the longest window any SLO evaluates (its period, usually 30d) so budgets and the
-"budget exhausted" severity rule are exact from the first step, plus the anomaly detector's
-history when a service enables it (`AnomalyParams.warmup_seconds`, 5 weeks by default).
+"budget exhausted" severity rule are exact from the first step, or — when a service enables
+anomaly detection and it is longer — the history the anomaly state at the first step depends
+on (`anomaly_warmup`: the live tracker's window, 35 days 1h35m by default).
 A shorter `--warmup` (at least the longest alert window, 3d by default) is faster; budgets
 then only count events since the warm-up began.
 """
@@ -35,7 +36,7 @@ from typing import Literal
 import numpy as np
 
 from engine.burn.alerts import evaluation_windows, held_reason
-from engine.burn.anomaly import SeriesScores, anomaly_series, score_step_rates
+from engine.burn.anomaly import AnomalySeries, SeriesScores, anomaly_series, score_step_rates
 from engine.burn.budget import budget_consumed, burn_rate, error_ratio
 from engine.burn.evaluate import STATUS_CODE, STATUSES, plan_evaluation, window_values
 from engine.burn.policy import policy_for
@@ -92,15 +93,27 @@ class ReplayPlan:
         return round((self.end - self.start) / self.step.seconds) + 1
 
 
-def required_warmup(slos: Sequence[SLO]) -> Duration:
-    """The longest window any SLO evaluates (its period), and the anomaly history."""
+def required_warmup(slos: Sequence[SLO], start: float) -> Duration:
+    """The longest window any SLO evaluates (its period), and the anomaly history that the
+    state at `start` depends on."""
     windows = evaluation_windows([policy_for(s) for s in slos])
     longest = max(windows, default=Duration(0))
-    series = anomaly_series(slos)
-    if series:
-        anomaly = max(s.params.warmup_seconds for s in series)
-        longest = max(longest, Duration.of_seconds(anomaly))
+    for item in anomaly_series(slos):
+        longest = max(longest, anomaly_warmup(item, start))
     return longest
+
+
+def anomaly_warmup(item: AnomalySeries, start: float) -> Duration:
+    """History before `start` holding every slot the anomaly state at `start` reads.
+
+    That state is the one of the last slot completed by `start`, and it depends on the
+    `history_slots` slots ending there — exactly the window the daemon's live tracker keeps,
+    so the first replayed step sees what the daemon would have seen. When `start` falls
+    inside a slot, the part of that slot already elapsed comes on top."""
+    resolution = item.params.resolution
+    newest_end = math.floor(start / resolution) * resolution
+    seconds = start - (newest_end - item.history_slots * resolution)
+    return Duration(math.ceil(seconds * 1000))
 
 
 def minimum_warmup(slos: Sequence[SLO]) -> Duration:
@@ -122,7 +135,7 @@ def make_plan(
     aligned_end = math.floor(end / step_s) * step_s
     if aligned_end < aligned_start:
         raise ValueError(f"no {step} step lies between --start and --end")
-    need = required_warmup(slos) if warmup is None else warmup
+    need = required_warmup(slos, aligned_start) if warmup is None else warmup
     floor = minimum_warmup(slos)
     if need < floor:
         raise ValueError(

@@ -33,8 +33,9 @@ epoch so phases are stable across runs):
 
 No data is its own state: a slot without samples has no score and never breaches, and
 history gaps just leave fewer values for the medians. Scores start once there is one week +
-one day of history; full strength needs `history_weeks` weeks + 2 × `recent_days` days
-(`AnomalyParams.warmup_seconds`).
+one day of history; full strength needs `history_weeks` weeks + 2 × `recent_days` days +
+`band` − 1 slot (`AnomalyParams.warmup_seconds`), and a slot's `active` and `sustained`
+flags read the slots before it as well (`AnomalySeries.history_slots`).
 
 A slot is scored once it is complete, so at an evaluation time `t` the state is that of the
 slot that ended at or before `t` (`state_index`); detection therefore lags the signal by up
@@ -112,8 +113,15 @@ class AnomalyParams:
 
     @property
     def lookback_slots(self) -> int:
-        """History one scored slot depends on: profile + correction + scale pools."""
-        return self.history_weeks * self.slots_per_week + 2 * self.recent_days * self.slots_per_day
+        """Slots before a scored slot that its score depends on: the weekly profile, then the
+        correction and the scale pools (`recent_days` each), and `band − 1` more because a
+        slot late in its band pools residuals from the band's first slot onwards."""
+        return (
+            self.history_weeks * self.slots_per_week
+            + 2 * self.recent_days * self.slots_per_day
+            + self.band // self.resolution
+            - 1
+        )
 
     @property
     def warmup_seconds(self) -> int:
@@ -383,6 +391,18 @@ class AnomalySeries:
     @property
     def params(self) -> AnomalyParams:
         return params_for(self.slo)
+
+    @property
+    def history_slots(self) -> int:
+        """Slots of history, the newest included, that the newest slot's whole state (score,
+        `active`, `sustained`) depends on: what the daemon's live tracker keeps, and what
+        backtest fetches before its first step."""
+        p = self.params
+        # Same count as SeriesScores.sustained: active for `sustained` = one more active slot.
+        sustained = math.ceil(self.slo.anomaly.sustained.seconds / p.resolution) + 1
+        # The oldest of those active slots needs `min_slots − 1` breaching slots before it,
+        # and the oldest of those its lookback.
+        return p.lookback_slots + p.min_slots - 1 + sustained
 
 
 def params_for(slo: SLO) -> AnomalyParams:

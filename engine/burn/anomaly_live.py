@@ -65,12 +65,10 @@ _KEY_WINDOW = Duration.parse("5m")
 
 def window_slots(item: AnomalySeries) -> int:
     """Slots of history the newest state of `item` depends on (see the module docstring)."""
-    p = item.params
-    if p.resolution != RESOLUTION:
-        raise ValueError(f"the live tracker works on {RESOLUTION}s slots, not {p.resolution}s")
-    # Same count as SeriesScores.sustained: active for `sustained` = one more active slot.
-    sustained = math.ceil(item.slo.anomaly.sustained.seconds / p.resolution) + 1
-    return p.lookback_slots + p.band // p.resolution - 1 + p.min_slots - 1 + sustained
+    resolution = item.params.resolution
+    if resolution != RESOLUTION:
+        raise ValueError(f"the live tracker works on {RESOLUTION}s slots, not {resolution}s")
+    return item.history_slots
 
 
 def _row_key(slo: SLO) -> tuple[str, str, str]:
