@@ -146,9 +146,7 @@ def test_generated_mount_paths_exist_once_generated(services: dict[str, Any]) ->
         if Path(src).parts[0] in GENERATED_ROOTS and not (ROOT / src).exists()
     ]
     if missing:
-        pytest.skip(
-            f"not generated yet (run `slo-engine generate`): {', '.join(missing)}"
-        )
+        pytest.skip(f"not generated yet (run `slo-engine generate`): {', '.join(missing)}")
 
 
 def test_named_volumes_and_secrets_are_declared(
@@ -272,9 +270,7 @@ def test_alertmanager_reads_the_generated_config(services: dict[str, Any]) -> No
     assert "alertmanager.yml" in OWNED_PATTERNS["rules"]
     generated = ROOT / "alerts" / "alertmanager.yml"
     if not generated.exists():
-        pytest.skip(
-            "alerts/alertmanager.yml not generated yet (run `slo-engine generate`)"
-        )
+        pytest.skip("alerts/alertmanager.yml not generated yet (run `slo-engine generate`)")
     assert "route" in _load(generated)
 
 
@@ -292,9 +288,7 @@ def test_grafana_provisioning_matches_the_generator(services: dict[str, Any]) ->
     _assert_reaches(services, datasource["url"], "grafana datasource")
     provider = ROOT / "dashboards" / "provisioning" / "dashboards" / "slo-engine.yml"
     if not provider.exists():
-        pytest.skip(
-            "dashboards/provisioning not generated yet (run `slo-engine generate`)"
-        )
+        pytest.skip("dashboards/provisioning not generated yet (run `slo-engine generate`)")
     (entry,) = _load(provider)["providers"]
     assert entry["options"]["path"] == DASHBOARDS_PATH
 
