@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -17,6 +15,7 @@ from engine.backtest.report import render_report, write_report
 from engine.source.base import StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import ServiceSpec
+from engine.testing.browser import MISSING, chromium_binary, screenshot
 
 T0 = 1_704_067_200
 HOUR = 3600
@@ -86,32 +85,11 @@ def test_report_escapes_user_text_and_shows_summary_and_plots() -> None:
 
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    if chromium_binary() is None:
+        pytest.skip(MISSING)
     report = write_report(_result(), tmp_path / "report.html")
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "backtest-report.png"
-    shot.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1280,2000",
-            report.resolve().as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    shot = screenshot(report.resolve().as_uri(), ARTIFACTS / "backtest-report.png", (1280, 2000))
     assert shot.stat().st_size > 50_000
     pixels = mpimg.imread(shot)
     assert pixels.shape[:2] == (2000, 1280)

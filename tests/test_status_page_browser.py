@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from engine.incidents.alerts import alerts_from_evaluations
 from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
 from engine.store.sqlite import SQLiteStore
+from engine.testing.browser import MISSING, chromium_binary, dump_dom, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -32,31 +31,9 @@ HOSTILE = (
 )
 
 
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
-
-
-def run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
-    # A safety net against a wedged browser, not a speed assertion.
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+def require_chromium() -> None:
+    if chromium_binary() is None:
+        pytest.skip(MISSING)
 
 
 @pytest.fixture
@@ -75,12 +52,10 @@ def status_server(tmp_path: Path):
         yield url, runtime, incident
 
 
-def test_a_person_sees_status_budgets_and_the_notice(status_server, tmp_path: Path):
-    binary = chromium()
+def test_a_person_sees_status_budgets_and_the_notice(status_server):
+    require_chromium()
     url, runtime, incident = status_server
-    result = run_chromium(binary, tmp_path / "profile", "--dump-dom", f"{url}/status")
-    assert result.returncode == 0, result.stderr[-2000:]
-    dom = result.stdout
+    dom = dump_dom(f"{url}/status")
     # The payload never ran: the title is still ours.
     titles = re.findall(r"<title>(.*?)</title>", dom, flags=re.S)
     assert titles == ["Service status"]
@@ -102,22 +77,13 @@ def test_a_person_sees_status_budgets_and_the_notice(status_server, tmp_path: Pa
     assert incident.id in squashed
 
 
-def test_screenshot_is_kept_and_not_blank(status_server, tmp_path: Path):
+def test_screenshot_is_kept_and_not_blank(status_server):
     from PIL import Image, ImageStat
 
-    binary = chromium()
+    require_chromium()
     url, _, _ = status_server
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "status-page.png"
-    shot.unlink(missing_ok=True)
-    result = run_chromium(
-        binary,
-        tmp_path / "profile",
-        f"--screenshot={shot}",
-        "--window-size=1280,1600",
-        f"{url}/status",
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    shot = screenshot(f"{url}/status", ARTIFACTS / "status-page.png", (1280, 1600))
     assert shot.is_file() and shot.stat().st_size > 10_000
     with Image.open(shot) as image:
         assert image.size == (1280, 1600)
