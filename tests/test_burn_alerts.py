@@ -11,21 +11,8 @@ import pytest
 from engine.burn.alerts import decide_alerts, evaluation_windows, held_reason, rule_matrix
 from engine.burn.policy import policy_for
 from engine.spec.durations import Duration
-from engine.spec.models import SLO, LowTrafficSpec, ServiceSpec
-
-
-def make_slo(name: str = "availability", objective: str = "99.9", **extra: Any) -> SLO:
-    body = {
-        "name": name,
-        "objective": objective,
-        "sli": {"events": {"bad": "sum(rate(e[{{window}}]))", "total": "sum(rate(t[{{window}}]))"}},
-        **extra,
-    }
-    spec = ServiceSpec.model_validate(
-        {"apiVersion": "slo-engine/v1", "service": "api", "slos": [body]}
-    )
-    return spec.slo_records()[0]
-
+from engine.spec.models import LowTrafficSpec
+from engine.testing.specs import events_slo
 
 D = Duration.parse
 
@@ -46,7 +33,7 @@ def busy(ratio_by_window: dict[str, float], total: float = 1e6) -> dict[str, tup
 
 
 def test_thresholds_are_strict_and_need_both_windows() -> None:
-    policy = policy_for(make_slo())
+    policy = policy_for(events_slo())
     matrix = rule_matrix([policy])
     assert [float(r.threshold) for r in policy.rules] == [0.0144, 0.006, 0.003, 0.001]
     windows = matrix.windows
@@ -62,7 +49,7 @@ def test_thresholds_are_strict_and_need_both_windows() -> None:
 
 
 def test_no_data_never_fires() -> None:
-    matrix = rule_matrix([policy_for(make_slo())])
+    matrix = rule_matrix([policy_for(events_slo())])
     bad = np.full((1, len(matrix.windows)), np.nan)
     decision = decide_alerts(matrix, bad, bad.copy())
     assert not decision.fire.any()
@@ -71,9 +58,9 @@ def test_no_data_never_fires() -> None:
 
 
 def test_mixed_policies_share_one_window_list() -> None:
-    default = make_slo("a")
-    tight_28d = make_slo("b", objective="99.99", period="28d")
-    custom = make_slo(
+    default = events_slo("a")
+    tight_28d = events_slo("b", objective="99.99", period="28d")
+    custom = events_slo(
         "c",
         objective="99",
         alerting={
@@ -103,7 +90,7 @@ def test_mixed_policies_share_one_window_list() -> None:
 
 
 def guard_case(bad: float, total: float, objective: str = "99.9", **guard: Any):
-    slo = make_slo(objective=objective, alerting={"low_traffic": guard} if guard else {})
+    slo = events_slo(objective=objective, alerting={"low_traffic": guard} if guard else {})
     matrix = rule_matrix([policy_for(slo)])
     rows = [{"1h": (bad, total), "5m": (bad, total)}]
     return matrix, decide_alerts(matrix, *window_events(matrix.windows, rows))
@@ -163,7 +150,7 @@ def test_guard_rounds_fractional_counts() -> None:
 
 def test_decisions_over_time_match_decisions_at_each_instant() -> None:
     rng = np.random.default_rng(11)
-    slos = [make_slo("a"), make_slo("b", objective="99"), make_slo("c", period="28d")]
+    slos = [events_slo("a"), events_slo("b", objective="99"), events_slo("c", period="28d")]
     matrix = rule_matrix([policy_for(s) for s in slos])
     n_windows, n_steps = len(matrix.windows), 40
     total = rng.choice([5.0, 20.0, 1e4], size=(3, n_windows, n_steps))

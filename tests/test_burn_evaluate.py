@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,23 +16,11 @@ from engine.evaluation import Evaluator
 from engine.source.base import SourceUnavailable, StepRates
 from engine.source.cache import WindowEvents
 from engine.spec.durations import Duration
-from engine.spec.models import SLO, ServiceSpec
+from engine.spec.models import SLO
+from engine.testing.specs import events_slo
 
 D = Duration.parse
 AT = 1_700_000_040.0
-
-
-def make_slo(name: str, objective: str = "99.9", **extra: Any) -> SLO:
-    body = {
-        "name": name,
-        "objective": objective,
-        "sli": {"events": {"bad": "sum(rate(e[{{window}}]))", "total": "sum(rate(t[{{window}}]))"}},
-        **extra,
-    }
-    spec = ServiceSpec.model_validate(
-        {"apiVersion": "slo-engine/v1", "service": "api", "slos": [body]}
-    )
-    return spec.slo_records()[0]
 
 
 def events_for(
@@ -53,7 +40,7 @@ def events_for(
 
 
 def test_status_of_each_kind() -> None:
-    slos = [make_slo(n) for n in ("ok", "ticket", "page", "exhausted", "no-data", "failed")]
+    slos = [events_slo(n) for n in ("ok", "ticket", "page", "exhausted", "no-data", "failed")]
     ratios = [
         {},
         {"1d": 0.004, "2h": 0.004},  # 4× over a day: ticket
@@ -88,7 +75,7 @@ def test_precedence() -> None:
 
 
 def test_windows_are_the_policy_windows_plus_period() -> None:
-    slos = [make_slo("a"), make_slo("b", period="28d")]
+    slos = [events_slo("a"), events_slo("b", period="28d")]
     result = evaluate_window_events(slos, events_for(slos, [{}, {}]))
     expected = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
     assert [str(w) for w in sorted(result[0].windows)] == [*expected, "30d"]
@@ -99,7 +86,7 @@ def test_windows_are_the_policy_windows_plus_period() -> None:
 
 
 def test_held_alerts_are_listed_but_do_not_page() -> None:
-    slos = [make_slo("quiet")]
+    slos = [events_slo("quiet")]
     events = events_for(slos, [{"1h": 0.1, "5m": 0.1, "6h": 0.1, "30m": 0.1}], total=10)
     (result,) = evaluate_window_events(slos, events)
     assert result.status == "ok"
@@ -110,7 +97,7 @@ def test_held_alerts_are_listed_but_do_not_page() -> None:
 
 
 def test_time_to_exhaustion_projects_the_1h_burn() -> None:
-    slos = [make_slo("a")]
+    slos = [events_slo("a")]
     events = events_for(slos, [{"1h": 0.02, "5m": 0.02, "30d": 0.0005}])
     (result,) = evaluate_window_events(slos, events)
     # Half the budget left, burning at 20×: 0.5 × 30 d ÷ 20 = 18 h.
@@ -119,7 +106,7 @@ def test_time_to_exhaustion_projects_the_1h_burn() -> None:
 
 
 def test_slo_without_the_1h_window_still_gets_a_projection() -> None:
-    slo = make_slo(
+    slo = events_slo(
         "custom",
         alerting={
             "burn_rates": [
@@ -139,7 +126,7 @@ class Unreachable:
 
 
 def test_unreachable_source_makes_every_slo_an_error_never_ok() -> None:
-    slos = [make_slo("a"), make_slo("b")]
+    slos = [events_slo("a"), events_slo("b")]
     results = Evaluator(slos, Unreachable()).evaluate(AT + 17)
     assert [r.status for r in results] == ["error", "error"]
     assert all("connection refused" in (r.error or "") for r in results)
@@ -148,16 +135,16 @@ def test_unreachable_source_makes_every_slo_an_error_never_ok() -> None:
 
 
 def test_rows_are_matched_by_id_and_missing_ones_rejected() -> None:
-    a, b = make_slo("a"), make_slo("b")
+    a, b = events_slo("a"), events_slo("b")
     events = events_for([a, b], [{"1h": 0.5, "5m": 0.5}, {}])
     results = evaluate_window_events([b, a], events)
     assert [r.status for r in results] == ["ok", "page"]
     with pytest.raises(ValueError, match="no window events for api/c"):
-        evaluate_window_events([make_slo("c")], events)
+        evaluate_window_events([events_slo("c")], events)
 
 
 def test_recent_evidence_is_a_top_level_json_field() -> None:
-    slos = [make_slo("a"), make_slo("b"), make_slo("failed")]
+    slos = [events_slo("a"), events_slo("b"), events_slo("failed")]
     plain = events_for(slos, [{"1h": 0.02, "5m": 0.2}, {}, {}], errors={"api/failed": "422"})
     # Without recent sums (e.g. a hand-built WindowEvents) nothing is claimed.
     assert [r.to_json()["recent"] for r in evaluate_window_events(slos, plain)] == [None] * 3

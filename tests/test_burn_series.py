@@ -3,8 +3,6 @@ single-instant path the daemon uses."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
@@ -13,23 +11,11 @@ from engine.burn.series import evaluate_series, iter_series, window_steps
 from engine.source.base import StepRates
 from engine.source.cache import WindowEvents
 from engine.spec.durations import Duration
-from engine.spec.models import SLO, ServiceSpec
+from engine.spec.models import SLO
+from engine.testing.specs import events_slo
 
 D = Duration.parse
 START = 1_700_000_000.0
-
-
-def make_slo(name: str = "availability", objective: str = "99.9", **extra: Any) -> SLO:
-    body = {
-        "name": name,
-        "objective": objective,
-        "sli": {"events": {"bad": "sum(rate(e[{{window}}]))", "total": "sum(rate(t[{{window}}]))"}},
-        **extra,
-    }
-    spec = ServiceSpec.model_validate(
-        {"apiVersion": "slo-engine/v1", "service": "api", "slos": [body]}
-    )
-    return spec.slo_records()[0]
 
 
 def incident_rates(error_ratio: float, onset: int, recovery: int | None, steps: int) -> StepRates:
@@ -52,7 +38,7 @@ ONSET = 7 * 3600  # 7 h of clean traffic first, so every page window starts clea
 
 def test_total_outage_pages_after_52_seconds_and_clears_5_minutes_after_recovery() -> None:
     recovery = ONSET + 600
-    result = evaluate_series([make_slo()], incident_rates(1.0, ONSET, recovery, recovery + 900))
+    result = evaluate_series([events_slo()], incident_rates(1.0, ONSET, recovery, recovery + 900))
     # 1h at 14.4 × 0.1 %: d/3600 > 0.0144 → d > 51.84 s; the step ending 52 s in fires.
     assert first_firing(result, "page-1h-5m") - ONSET + 1 == 52
     r = [rule.name for rule in result.rules[0]].index("page-1h-5m")
@@ -66,13 +52,13 @@ def test_total_outage_pages_after_52_seconds_and_clears_5_minutes_after_recovery
 def test_two_percent_errors_page_on_the_1h_rule_after_43_minutes_and_6h_after_108() -> None:
     # REFERENCE.md says the 1h rule "never" fires at 2 %; by its own detection-time formula
     # (budget ÷ error ratio × window × factor = 0.001/0.02 × 1h × 14.4) it fires at 43.2 min.
-    result = evaluate_series([make_slo()], incident_rates(0.02, ONSET, None, ONSET + 7000))
+    result = evaluate_series([events_slo()], incident_rates(0.02, ONSET, None, ONSET + 7000))
     assert first_firing(result, "page-1h-5m") - ONSET + 1 == 2593  # 43.2 min = 2592 s, strict >
     assert first_firing(result, "page-6h-30m") - ONSET + 1 == 6481  # 108 min
 
 
 def test_one_percent_errors_never_page_on_the_1h_rule_and_page_6h_after_216_minutes() -> None:
-    result = evaluate_series([make_slo()], incident_rates(0.01, ONSET, None, ONSET + 13_500))
+    result = evaluate_series([events_slo()], incident_rates(0.01, ONSET, None, ONSET + 13_500))
     assert first_firing(result, "page-1h-5m") is None  # 10× < 14.4×
     assert first_firing(result, "page-6h-30m") - ONSET + 1 == 12_961  # 216 min
 
@@ -97,10 +83,10 @@ def random_rates(slos: list[SLO], steps: int, seed: int) -> StepRates:
 
 def test_every_step_path_agrees_with_the_single_instant_path() -> None:
     slos = [
-        make_slo("a"),
-        make_slo("b", objective="99"),
-        make_slo("c", objective="99.5", period="7d"),
-        make_slo("d", alerting={"low_traffic": {"enabled": False}}),
+        events_slo("a"),
+        events_slo("b", objective="99"),
+        events_slo("c", objective="99.5", period="7d"),
+        events_slo("d", alerting={"low_traffic": {"enabled": False}}),
     ]
     rates = random_rates(slos, 3000, seed=5)
     result = evaluate_series(slos, rates)
@@ -145,7 +131,8 @@ def test_every_step_path_agrees_with_the_single_instant_path() -> None:
 
 def test_chunks_equal_one_pass() -> None:
     slos = [
-        make_slo(f"s{i}", objective=o) for i, o in enumerate(["99.9", "99", "99.95", "95", "99.9"])
+        events_slo(f"s{i}", objective=o)
+        for i, o in enumerate(["99.9", "99", "99.95", "95", "99.9"])
     ]
     rates = random_rates(slos, 800, seed=9)
     whole = evaluate_series(slos, rates)
@@ -160,7 +147,7 @@ def test_chunks_equal_one_pass() -> None:
 
 
 def test_failed_and_silent_slos_never_alert() -> None:
-    slos = [make_slo("failed"), make_slo("silent"), make_slo("burning")]
+    slos = [events_slo("failed"), events_slo("silent"), events_slo("burning")]
     steps = 200
     times = START + 60.0 * np.arange(steps)
     total = np.full((3, steps), 10.0)
@@ -178,7 +165,7 @@ def test_failed_and_silent_slos_never_alert() -> None:
 
 def test_recent_window_is_the_newest_minute_at_every_step() -> None:
     rates = incident_rates(1.0, ONSET, None, ONSET + 400)
-    result = evaluate_series([make_slo()], rates)
+    result = evaluate_series([events_slo()], rates)
     assert result.recent_window == D("1m")  # 60 one-second steps
     # Steps are (t − 1 s, t]: the step at ONSET + k − 1 ends k seconds into the outage.
     for seconds in (1, 30, 52, 60, 61, 300):
@@ -194,7 +181,7 @@ def test_recent_window_is_the_newest_minute_at_every_step() -> None:
 
 
 def test_recent_window_on_coarse_steps_is_the_newest_step() -> None:
-    slos = [make_slo("a")]
+    slos = [events_slo("a")]
     rates = random_rates(slos, 500, seed=3)
     coarse = StepRates(
         D("5m"), rates.times[4::5], rates.bad[:, 4::5], rates.total[:, 4::5], rates.errors
