@@ -15,8 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.api.app import create_app
 from engine.api.middleware import STRICT_CSP
 from engine.api.security import load_tokens
-from engine.api.testing import FakeClock, StoreRuntime, sample_results
-from engine.incidents.alerts import alerts_from_evaluations
+from engine.api.testing import FakeClock, StoreRuntime, sample_results, sample_runtime
 from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
 from engine.store.sqlite import SQLiteStore
@@ -37,11 +36,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def runtime(tmp_path: Path, clock: FakeClock) -> StoreRuntime:
-    runtime = StoreRuntime(SQLiteStore(tmp_path / "incidents.sqlite3"), clock=clock)
-    results = sample_results(load_specs([SPECS]).slos, T0)
-    runtime.set_results(results)
-    runtime.observe(alerts_from_evaluations(results), now=T0)
-    return runtime
+    return sample_runtime(tmp_path / "incidents.sqlite3", load_specs([SPECS]).slos, clock, T0)
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
 from engine.api.security import load_tokens
-from engine.api.testing import FakeClock, StoreRuntime, sample_results, serve
-from engine.incidents.alerts import alerts_from_evaluations
+from engine.api.testing import FakeClock, StoreRuntime, sample_runtime, serve
 from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
-from engine.store.sqlite import SQLiteStore
 
 ADMIN = "admin-token-Zq8w3n5v9k2m"
 OTHER_ADMIN = "second-admin-Lk3j5h7g9f1d"
@@ -37,11 +35,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def runtime(tmp_path: Path, clock: FakeClock) -> StoreRuntime:
-    runtime = StoreRuntime(SQLiteStore(tmp_path / "incidents.sqlite3"), clock=clock)
-    results = sample_results(load_specs([SPECS]).slos, T0)
-    runtime.set_results(results)
-    runtime.observe(alerts_from_evaluations(results), now=T0)
-    return runtime
+    return sample_runtime(tmp_path / "incidents.sqlite3", load_specs([SPECS]).slos, clock, T0)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from fastapi.testclient import TestClient
 from engine.api.app import create_app
 from engine.api.middleware import STRICT_CSP
 from engine.api.status_page import build_view, slo_row
-from engine.api.testing import FakeClock, StoreRuntime, evaluation, sample_results
-from engine.incidents.alerts import alerts_from_evaluations
+from engine.api.testing import FakeClock, StoreRuntime, evaluation, sample_runtime
 from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
 from engine.store.sqlite import SQLiteStore
@@ -60,10 +59,7 @@ def slos():
 @pytest.fixture
 def runtime(tmp_path: Path, slos) -> StoreRuntime:
     clock = FakeClock(T0 + 1800)
-    runtime = StoreRuntime(SQLiteStore(tmp_path / "incidents.sqlite3"), clock=clock)
-    results = sample_results(slos, T0)
-    runtime.set_results(results)
-    runtime.observe(alerts_from_evaluations(results), now=T0)
+    runtime = sample_runtime(tmp_path / "incidents.sqlite3", slos, clock, T0)
     (incident,) = runtime.list_incidents("investigating", None)
     runtime.comment(incident.id, "alice", "Rolled back deploy 42. " + HOSTILE)
     return runtime

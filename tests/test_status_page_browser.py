@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 
 from engine.api.app import create_app
-from engine.api.testing import FakeClock, StoreRuntime, sample_results, serve
-from engine.incidents.alerts import alerts_from_evaluations
+from engine.api.testing import FakeClock, sample_runtime, serve
 from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
-from engine.store.sqlite import SQLiteStore
 from engine.testing.browser import MISSING, chromium_binary, dump_dom, screenshot
 
 pytestmark = pytest.mark.browser
@@ -41,10 +39,7 @@ def status_server(tmp_path: Path):
     slos = load_specs([ROOT / "slo_specs"]).slos
     slos[1] = dataclasses.replace(slos[1], description="Latency objective. " + HOSTILE)
     clock = FakeClock(T0 + 1800)
-    runtime = StoreRuntime(SQLiteStore(tmp_path / "incidents.sqlite3"), clock=clock)
-    results = sample_results(slos, T0)
-    runtime.set_results(results)
-    runtime.observe(alerts_from_evaluations(results), now=T0)
+    runtime = sample_runtime(tmp_path / "incidents.sqlite3", slos, clock, T0)
     (incident,) = runtime.list_incidents("investigating", None)
     runtime.comment(incident.id, "alice", "Rolled back deploy 42; errors falling. " + HOSTILE)
     incident = runtime.get_incident(incident.id)

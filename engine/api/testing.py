@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import prometheus_client
 
 from engine.burn.result import AlertSignal, SLOEvaluation, Status, WindowValue
-from engine.incidents.alerts import Alert
+from engine.incidents.alerts import Alert, alerts_from_evaluations
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine, IncidentError
 from engine.incidents.model import Incident
@@ -236,6 +237,18 @@ def sample_results(slos: Sequence[SLO], at: float) -> list[SLOEvaluation]:
         evaluation(slo, at, **shapes[i % len(shapes)])  # type: ignore[arg-type]
         for i, slo in enumerate(slos)
     ]
+
+
+def sample_runtime(
+    database: str | Path, slos: Sequence[SLO], clock: Callable[[], float], at: float
+) -> StoreRuntime:
+    """A StoreRuntime on a fresh SQLite store at `database`, holding `sample_results(slos,
+    at)` and the incidents their alerts opened at `at` (one per paging service)."""
+    runtime = StoreRuntime(SQLiteStore(database), clock=clock)
+    results = sample_results(slos, at)
+    runtime.set_results(results)
+    runtime.observe(alerts_from_evaluations(results), now=at)
+    return runtime
 
 
 @contextmanager
