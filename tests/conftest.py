@@ -21,16 +21,9 @@ def free_port() -> int:
 PrometheusFactory = Callable[..., LocalPrometheus]
 
 
-@pytest.fixture
-def prometheus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusFactory]:
-    """Factory: `prometheus_for(scenario_or_openmetrics_path, rule_files=(), **kwargs)`.
-
-    Backfills the data into a fresh TSDB directory, starts a real Prometheus on a free
-    loopback port (kwargs go to `LocalPrometheus`), and stops every server it started when
-    the test ends. Skips the test when prometheus or promtool is not installed.
-    """
-    started: list[LocalPrometheus] = []
-
+def _prometheus_factory(
+    tmp_path_factory: pytest.TempPathFactory, started: list[LocalPrometheus]
+) -> PrometheusFactory:
     def factory(
         source: Scenario | str | Path,
         rule_files: Sequence[str | Path] = (),
@@ -47,6 +40,30 @@ def prometheus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometh
         started.append(server)
         return server.start()
 
-    yield factory
+    return factory
+
+
+@pytest.fixture
+def prometheus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusFactory]:
+    """Factory: `prometheus_for(scenario_or_openmetrics_path, rule_files=(), **kwargs)`.
+
+    Backfills the data into a fresh TSDB directory, starts a real Prometheus on a free
+    loopback port (kwargs go to `LocalPrometheus`), and stops every server it started when
+    the test ends. Skips the test when prometheus or promtool is not installed.
+    """
+    started: list[LocalPrometheus] = []
+    yield _prometheus_factory(tmp_path_factory, started)
+    for server in started:
+        server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def module_prometheus_for(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PrometheusFactory]:
+    """`prometheus_for` for module-scoped fixtures: one backfill and one server shared by
+    every test of a module, stopped when the module ends."""
+    started: list[LocalPrometheus] = []
+    yield _prometheus_factory(tmp_path_factory, started)
     for server in started:
         server.cleanup()

@@ -4,7 +4,6 @@ JSON contract. One scenario holds one service per case so Prometheus is backfill
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ from engine.cli import _register, app
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.loader import load_specs
-from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.testing.localprom import LocalPrometheus
+from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
+from engine.testing.specs import DATABASE_UP_SPEC, http_events_spec
 
 pytestmark = pytest.mark.prometheus
 
@@ -83,55 +83,21 @@ def _scenario() -> Scenario:
     )
 
 
-def _events_spec(service: str, tier: str = "standard", depends_on: tuple[str, ...] = ()) -> str:
-    deps = f"depends_on: [{', '.join(depends_on)}]\n" if depends_on else ""
-    return f"""apiVersion: slo-engine/v1
-service: {service}
-tier: {tier}
-{deps}slos:
-  - name: availability
-    objective: 99.9
-    sli:
-      events:
-        bad: sum(rate(http_requests_total{{job="{service}",code="500"}}[{{{{window}}}}]))
-        total: sum(rate(http_requests_total{{job="{service}"}}[{{{{window}}}}]))
-"""
-
-
-DATABASE_SPEC = """apiVersion: slo-engine/v1
-service: database
-tier: critical
-slos:
-  - name: up
-    objective: 99.9
-    sli:
-      availability:
-        metric: pg_up{job="database"}
-"""
-
-
 @pytest.fixture(scope="module")
 def specs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("specs")
-    (root / "api.yaml").write_text(_events_spec("api", "critical"))
-    (root / "blip.yaml").write_text(_events_spec("blip", "critical"))
-    (root / "lonely.yaml").write_text(_events_spec("lonely", "critical"))
-    (root / "flappy.yaml").write_text(_events_spec("flappy", "important"))
-    (root / "shop.yaml").write_text(_events_spec("shop", "critical", ("database",)))
-    (root / "database.yaml").write_text(DATABASE_SPEC)
+    (root / "api.yaml").write_text(http_events_spec("api", "critical"))
+    (root / "blip.yaml").write_text(http_events_spec("blip", "critical"))
+    (root / "lonely.yaml").write_text(http_events_spec("lonely", "critical"))
+    (root / "flappy.yaml").write_text(http_events_spec("flappy", "important"))
+    (root / "shop.yaml").write_text(http_events_spec("shop", "critical", ("database",)))
+    (root / "database.yaml").write_text(DATABASE_UP_SPEC)
     return root
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrometheus]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    work = tmp_path_factory.mktemp("backtest-prom")
-    tsdb = backfill(write_openmetrics(_scenario(), work / "data.om"), work / "tsdb")
-    server = LocalPrometheus(tsdb).start()
-    yield server
-    server.cleanup()
+def prometheus(module_prometheus_for) -> LocalPrometheus:
+    return module_prometheus_for(_scenario())
 
 
 @pytest.fixture(scope="module")

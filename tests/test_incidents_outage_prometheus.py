@@ -6,9 +6,6 @@ minute, so the low-traffic guard holds its page until the 5m window says "outage
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from engine.backtest.replay import fetch_history, make_plan, replay
@@ -20,8 +17,9 @@ from engine.incidents.model import Severity
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.loader import load_specs
-from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.testing.localprom import LocalPrometheus
+from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
+from engine.testing.specs import DATABASE_UP_SPEC, http_events_spec
 
 pytestmark = pytest.mark.prometheus
 
@@ -33,48 +31,19 @@ OUTAGE = 5 * DAY + 12 * HOUR + 8  # offset from T0: 8 s into a minute
 END = OUTAGE + 5 * MIN
 
 
-def _events_spec(service: str) -> str:
-    return f"""apiVersion: slo-engine/v1
-service: {service}
-tier: critical
-slos:
-  - name: availability
-    objective: 99.9
-    sli:
-      events:
-        bad: sum(rate(http_requests_total{{job="{service}",code="500"}}[{{{{window}}}}]))
-        total: sum(rate(http_requests_total{{job="{service}"}}[{{{{window}}}}]))
-"""
-
-
-DATABASE_SPEC = """apiVersion: slo-engine/v1
-service: database
-tier: critical
-slos:
-  - name: up
-    objective: 99.9
-    sli:
-      availability:
-        metric: pg_up{job="database"}
-"""
-
-
 @pytest.fixture(scope="module")
 def slos(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("specs")
-    (root / "api.yaml").write_text(_events_spec("api"))
-    (root / "partial.yaml").write_text(_events_spec("partial"))
-    (root / "database.yaml").write_text(DATABASE_SPEC)
+    (root / "api.yaml").write_text(http_events_spec("api", "critical"))
+    (root / "partial.yaml").write_text(http_events_spec("partial", "critical"))
+    (root / "database.yaml").write_text(DATABASE_UP_SPEC)
     loaded = load_specs([root])
     assert not loaded.errors, loaded.errors
     return loaded.slos
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrometheus]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
+def prometheus(module_prometheus_for) -> LocalPrometheus:
     scenario = Scenario(
         start=T0,
         duration=END + 5 * MIN,
@@ -95,11 +64,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPromet
         ],
         database=DatabaseLoad(outages=[(OUTAGE, END + 5 * MIN)]),
     )
-    work: Path = tmp_path_factory.mktemp("outage-prom")
-    tsdb = backfill(write_openmetrics(scenario, work / "data.om"), work / "tsdb")
-    server = LocalPrometheus(tsdb).start()
-    yield server
-    server.cleanup()
+    return module_prometheus_for(scenario)
 
 
 def test_daemon_cycle_pages_each_outage_once_at_its_final_severity(slos, prometheus) -> None:

@@ -3,6 +3,7 @@ models (so defaults such as the 30d period and the alert policy are the shipped 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from engine.spec.models import SLO, ServiceSpec
@@ -20,3 +21,33 @@ def events_slo(
         {"apiVersion": "slo-engine/v1", "service": service, "slos": [body]}
     )
     return spec.slo_records()[0]
+
+
+def http_events_spec(service: str, tier: str = "standard", depends_on: Sequence[str] = ()) -> str:
+    """Spec YAML for a service of the synthetic scenario (`engine.testing.scenario`): one
+    99.9 % availability SLO, bad = its `http_requests_total{job=service}` with code 500."""
+    deps = f"depends_on: [{', '.join(depends_on)}]\n" if depends_on else ""
+    return f"""apiVersion: slo-engine/v1
+service: {service}
+tier: {tier}
+{deps}slos:
+  - name: availability
+    objective: 99.9
+    sli:
+      events:
+        bad: sum(rate(http_requests_total{{job="{service}",code="500"}}[{{{{window}}}}]))
+        total: sum(rate(http_requests_total{{job="{service}"}}[{{{{window}}}}]))
+"""
+
+
+# The scenario's database (`DatabaseLoad`): a critical service whose SLI counts probe samples.
+DATABASE_UP_SPEC = """apiVersion: slo-engine/v1
+service: database
+tier: critical
+slos:
+  - name: up
+    objective: 99.9
+    sli:
+      availability:
+        metric: pg_up{job="database"}
+"""
