@@ -187,10 +187,13 @@ def test_daemon_alerts_carry_the_same_extra_labels_as_the_rules(
     for severity in ("page", "ticket"):
         ours, theirs = daemon[severity].labels, rules[severity]["labels"]
         assert ours["alertname"] == rules[severity]["alert"] == "CheckoutHighErrorRate"
-        # Everything but the daemon's short slo name and the rule-only window labels agrees.
-        rule_only = {"long_window", "short_window", "slo"}
-        assert {k: v for k, v in ours.items() if k not in rule_only | {"alertname"}} == {
-            k: v for k, v in theirs.items() if k not in rule_only
+        # The same label set, slo="<service>/<name>" included, but for the windows a rule
+        # names (the daemon's one page alert stands for both page rules).
+        assert ours["slo"] == theirs["slo"] == "checkout/requests-availability"
+        rule_only = {"long_window", "short_window"}
+        assert ours == {
+            "alertname": rules[severity]["alert"],
+            **{k: v for k, v in theirs.items() if k not in rule_only},
         }
     assert daemon["page"].labels["routing_key"] == "payments-oncall"
     assert daemon["page"].labels["spec_severity"] == "critical"
@@ -205,12 +208,20 @@ def test_daemon_labels_unchanged_without_the_new_fields() -> None:
         "team": "web",
         "alertname": "SLOErrorBudgetBurn",
         "service": "api",
-        "slo": "availability",
+        "slo": "api/availability",
         "severity": "page",
         "tier": "critical",
     }
     assert page.labels == expected
     assert page.fingerprint == fingerprint(expected)
+    # And the generated page rule carries the same labels (plus the windows it names).
+    rule = _burn(alert_rules(slo))[0]
+    assert rule["alert"] == expected["alertname"]
+    assert {**rule["labels"], "alertname": rule["alert"]} == {
+        **expected,
+        "long_window": "1h",
+        "short_window": "5m",
+    }
 
 
 NATIVE = """\

@@ -8,7 +8,13 @@ from decimal import Decimal
 import pytest
 
 from engine.burn.result import AlertSignal, SLOEvaluation, WindowValue
-from engine.incidents.alerts import ALERT_NAME, Alert, alerts_from_evaluation, fingerprint
+from engine.incidents.alerts import (
+    ALERT_NAME,
+    Alert,
+    alerts_from_evaluation,
+    anomaly_alert,
+    fingerprint,
+)
 from engine.incidents.testing import T0
 from engine.spec.durations import Duration
 from engine.spec.models import ServiceSpec
@@ -113,7 +119,7 @@ def test_both_page_rules_collapse_into_one_page_alert_with_context():
     assert page.labels == {
         "alertname": ALERT_NAME,
         "service": "api",
-        "slo": "availability",
+        "slo": "api/availability",
         "severity": "page",
         "tier": "critical",
         "team": "payments",
@@ -127,6 +133,8 @@ def test_both_page_rules_collapse_into_one_page_alert_with_context():
     assert page.annotations["runbook_url"] == "https://runbooks.example/api"
     assert page.availability is None  # events SLI
     assert page.fingerprint == fingerprint(page.labels)
+    # The slo label is the SLO id, as on the generated rules; FNV-1a over the set above.
+    assert page.fingerprint == "09f166b2f27f0d7a"
 
 
 def test_alerts_carry_the_newest_minute():
@@ -191,3 +199,19 @@ def test_anomaly_alerts_are_accepted_and_bad_severity_rejected():
     assert len(anomaly.fingerprint) == 16
     with pytest.raises(ValueError, match="page, ticket or anomaly"):
         Alert(labels={}, severity="critical", slo_id="a/b", service="a", starts_at=0)  # type: ignore[arg-type]
+
+
+def test_anomaly_alerts_name_the_slo_by_its_id_like_burn_alerts():
+    slo = _slo()
+    alert = anomaly_alert(slo, "traffic", T0, -9.5, sustained=False)
+    assert alert.labels == {
+        "team": "payments",
+        "alertname": "SLOAnomaly",
+        "service": "api",
+        "slo": "api/availability",
+        "severity": "anomaly",
+        "signal": "traffic",
+        "tier": "critical",
+    }
+    (page, _) = alerts_from_evaluation(_evaluation([PAGE_1H, TICKET_1D]))
+    assert alert.labels["slo"] == page.labels["slo"] == slo.id

@@ -7,6 +7,12 @@ keeps its identity. Alerts held by the low-traffic guard are not alerts at all h
 An alert's identity is its fingerprint, computed exactly as Alertmanager does (FNV-1a 64-bit
 over the label pairs sorted by name, each name and value followed by the byte 0xFF, printed
 as 16 hex digits), so an incident can be matched to what Alertmanager shows.
+
+The `slo` label is the SLO id, `<service>/<name>`, as on the generated Prometheus rules
+(engine.generate.rules.slo_labels): an Alertmanager receiving alerts from both sees one
+label scheme, and inhibition rules with `equal: [slo]` (alerts/alertmanager.yml) pair the
+daemon's alerts of one SLO as they pair Prometheus'. A bare name would also make two
+services' `availability` SLOs look like one.
 """
 
 from __future__ import annotations
@@ -166,7 +172,7 @@ def alerts_from_evaluation(
             **severity_labels(slo, severity),
             "alertname": burn_alert_name(slo),
             "service": slo.service,
-            "slo": slo.name,
+            "slo": slo.id,
             "severity": severity,
             "tier": slo.tier.value,
         }
@@ -241,7 +247,7 @@ def anomaly_alert(
         **slo.labels,
         "alertname": ANOMALY_ALERT_NAME,
         "service": slo.service,
-        "slo": slo.name,
+        "slo": slo.id,
         "severity": "anomaly",
         "signal": signal,
         "tier": slo.tier.value,

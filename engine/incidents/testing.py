@@ -30,7 +30,7 @@ def make_alert(
             **(labels or {}),
             "alertname": ALERT_NAME if severity != "anomaly" else "SLOAnomaly",
             "service": service,
-            "slo": slo,
+            "slo": f"{service}/{slo}",
             "severity": severity,
             "tier": tier,
         },
