@@ -8,7 +8,11 @@ Missing data rules (the same for `backtest` and the daemon):
 - A step whose *total* is NaN has no data: it adds nothing to a window's sums.
 - A step with a total but a NaN *bad* counts as 0 bad events. PromQL returns an empty
   result for `sum(rate(errors[5m]))` until the first error series exists, so "no bad series"
-  with traffic present is a healthy step, not a missing one.
+  with traffic present is a healthy step, not a missing one. This is about explicit `bad`
+  queries only: where bad is derived as total − good (latency SLIs, `good` queries), a
+  missing good series is not evidence of health, and the source reports such a step as no
+  data (NaN total) or the SLO as an error (`engine.source.prometheus`), so it never
+  reaches this rule.
 - A window in which no step has data is NaN (no data), never 0.
 """
 

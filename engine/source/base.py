@@ -31,6 +31,9 @@ class StepRates:
     # float64[T]: END time (unix seconds) of each step interval, ascending, spaced by step.
     times: np.ndarray
     # float64[S, T]: bad events per second averaged over (times[t] − step, times[t]].
+    # NaN with a known total means "no bad series" and counts as 0 bad events; a source
+    # reports a step of an SLI whose bad events are total − good and whose good series is
+    # missing as NaN in both arrays instead (engine.sli.derives_bad), never as 0 bad.
     bad: np.ndarray
     # float64[S, T]: total events per second over the same intervals.
     total: np.ndarray

@@ -170,7 +170,8 @@ class _TierStore:
         """Store per-second rates [len(rows), len(grid_times)] as per-step counts.
 
         Same missing-data rules as `normalize_step_counts`: no total = no data; a missing bad
-        with a known total is 0 bad events.
+        with a known total is 0 bad events (a source never sends that for a missing *good*
+        series: see `StepRates.bad`).
         """
         slots = self.slots(grid_times)
         every_slo = rows.size == self.bad.shape[1] and np.array_equal(rows, np.arange(rows.size))

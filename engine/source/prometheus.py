@@ -13,6 +13,14 @@ Failure semantics, because a failed query must never look like a healthy or dead
 - 400/422 (a PromQL parse or execution error) are not retried: the batch is bisected until
   the offending SLOs are isolated; only those get an entry in `errors`, the rest get data.
 - An SLO absent from the result has no data: its row stays NaN, never 0.
+- An SLO whose bad events are total − good (`engine.sli.derives_bad`) and whose good series
+  is missing at a step with a total has no data at that step (bad *and* total NaN): the
+  evaluation's rule "a missing bad rate with a known total is 0 bad events" is meant for
+  error counters that do not exist yet, and must not make a missing good series look like a
+  perfect SLO. For a latency SLI whose newest step with traffic has no bucket at the
+  threshold, the SLO gets an `errors` entry naming the histogram, the threshold and the
+  bounds the histogram does have: the threshold is not a bucket bound, which no amount of
+  waiting fixes.
 - When nothing could be fetched at all (refused connection, retries exhausted everywhere,
   authentication rejected), `fetch` raises `SourceUnavailable`.
 """
@@ -37,7 +45,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from engine.sli import bad_rate, total_rate
+from engine.sli import bad_rate, derives_bad, missing_bucket_message, total_rate
 from engine.source.base import SourceUnavailable, StepRates
 from engine.source.query_plan import (
     SLO_LABEL,
@@ -49,7 +57,7 @@ from engine.source.query_plan import (
     ungrouped,
 )
 from engine.spec.durations import Duration
-from engine.spec.models import SLO
+from engine.spec.models import SLO, LatencySLI
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,15 @@ _PLANS_KEPT = 8
 # Opaque expressions × points per series in one `or` request (see `_batches`).
 _OPAQUE_POINTS_PER_REQUEST = 4000
 _STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+# Bucket bounds named in a "threshold is not a bucket" error, at most.
+_BOUNDS_SHOWN = 30
+
+
+def _bound_order(le: str) -> tuple[float, str]:
+    try:
+        return float(le), le
+    except ValueError:
+        return math.inf, le
 
 
 class _PromQLError(Exception):
@@ -296,7 +313,50 @@ class PrometheusSource:
                 errors.setdefault(slos[row].id, message)
                 bad[row, :] = np.nan
                 total[row, :] = np.nan
+        self._missing_good(slos, times, bad, total, errors)
         return StepRates(step=step, times=times, bad=bad, total=total, errors=errors)
+
+    def _missing_good(
+        self,
+        slos: Sequence[SLO],
+        times: np.ndarray,
+        bad: np.ndarray,
+        total: np.ndarray,
+        errors: dict[str, str],
+    ) -> None:
+        """Steps where a derived bad rate (total − good) is missing but the total is not.
+
+        PromQL's `(total) - (good)` is empty exactly when one side is, so these are the steps
+        whose good series is missing. They become no data (never 0 bad, never all bad: the
+        step could be a wrong selector as well as every request failing); a latency SLI
+        whose newest step with traffic has no bucket is an error (see the module docstring).
+        Modifies the arrays and `errors` in place.
+        """
+        derived = np.fromiter((derives_bad(s.sli) for s in slos), dtype=bool, count=len(slos))
+        if not derived.any():
+            return
+        gap = derived[:, None] & np.isnan(bad) & ~np.isnan(total)
+        for row in np.flatnonzero(gap.any(axis=1)).tolist():
+            latency = slos[row].sli.latency
+            newest = int(np.flatnonzero(~np.isnan(total[row]))[-1])
+            if latency is not None and gap[row, newest]:
+                bounds = self._bucket_bounds(latency, float(times[newest]))
+                errors[slos[row].id] = missing_bucket_message(latency, bounds)
+                bad[row, :] = np.nan
+                total[row, :] = np.nan
+            else:
+                total[row, gap[row]] = np.nan
+
+    def _bucket_bounds(self, sli: LatencySLI, at: float) -> tuple[str, ...]:
+        """The `le` values the SLI's histogram has at `at`, to name in the error message;
+        empty when they cannot be fetched (the message is still actionable without)."""
+        selector = f"{{{sli.selector}}}" if sli.selector else ""
+        try:
+            result = self.query_instant(f"count by (le) ({sli.histogram}_bucket{selector})", at)
+        except (_PromQLError, _Unreachable):
+            return ()
+        values = {str(series.get("metric", {}).get("le", "")) for series in result}
+        return tuple(sorted((v for v in values if v), key=_bound_order))[:_BOUNDS_SHOWN]
 
     def _plan(self, slos: Sequence[SLO], step: Duration) -> tuple[QueryPlan, np.ndarray]:
         # Availability SLIs count samples with *_over_time, whose ranges include both ends
