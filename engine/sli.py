@@ -48,12 +48,17 @@ def le_matcher(threshold: Duration) -> str:
     return f'le="{spellings[0]}"'
 
 
+def bucket_text(threshold: Duration) -> str:
+    """The bucket a threshold needs, for people: `le="0.5"`, `le="1" (or "1.0")`."""
+    first, *others = le_spellings(threshold)
+    return f'le="{first}"' + "".join(f' (or "{o}")' for o in others)
+
+
 def missing_bucket_message(sli: LatencySLI, bounds: Sequence[str] = ()) -> str:
     """What to tell a person whose latency threshold matches no bucket of the histogram
     (its `_count` has data, its `_bucket{le=threshold}` does not). `bounds`: the `le`
     values the histogram does have, when known."""
-    first, *others = le_spellings(sli.threshold)
-    bucket = f'le="{first}"' + "".join(f' (or "{o}")' for o in others)
+    bucket = bucket_text(sli.threshold)
     where = f" for selector {sli.selector}" if sli.selector else ""
     message = (
         f"histogram {sli.histogram} has no bucket {bucket}{where} while its _count has "

@@ -68,6 +68,63 @@ def test_windowed_rates_are_recorded_separately_for_bad_and_total() -> None:
     assert {k.removeprefix("slo:bad_events:rate") for k in exprs if "bad_events" in k} == windows
 
 
+LATENCY_SLI = {
+    "latency": {
+        "histogram": "http_request_duration_seconds",
+        "selector": 'job="api"',
+        "threshold": "300ms",
+    }
+}
+GOOD_SLI = {
+    "events": {
+        "good": 'sum(rate(http_requests_total{job="api",code!~"5.."}[{{window}}]))',
+        "total": 'sum(rate(http_requests_total{job="api"}[{{window}}]))',
+    }
+}
+
+
+@pytest.mark.parametrize("sli", [LATENCY_SLI, GOOD_SLI], ids=["latency", "good"])
+def test_derived_bad_has_no_zero_fallback_and_gates_the_total(sli: dict[str, Any]) -> None:
+    # bad = total − good: an empty bad side means the good series is missing, which must
+    # leave no ratio (SLONoData), not a perfect 0; the total is recorded only with it.
+    slo = make_slo(sli=sli)
+    window_group, period = recording_groups(slo)
+    exprs = {**records(window_group["rules"]), **records(period["rules"])}
+    total = {
+        "latency": 'sum(rate(http_request_duration_seconds_count{job="api"}[5m]))',
+        "good": 'sum(rate(http_requests_total{job="api"}[5m]))',
+    }["latency" if "latency" in sli else "good"]
+    good = {
+        "latency": 'sum(rate(http_request_duration_seconds_bucket{job="api",le="0.3"}[5m]))',
+        "good": 'sum(rate(http_requests_total{job="api",code!~"5.."}[5m]))',
+    }["latency" if "latency" in sli else "good"]
+    for bad_metric, total_metric in (
+        ("slo:bad_events:rate5m", "slo:total_events:rate5m"),
+        ("slo:bad_events:rate5m_every5m", "slo:total_events:rate5m_every5m"),
+    ):
+        assert exprs[bad_metric] == f"sum(({total}) - ({good}))"
+        assert exprs[total_metric] == (f'{total}\nand on() {bad_metric}{{slo="api/availability"}}')
+    assert not any("or 0 *" in expr for expr in exprs.values())
+    # Rules of a group run in order: each total reads the bad rate recorded just before.
+    for group in (window_group, period):
+        names = [r["record"] for r in group["rules"]]
+        for name in names:
+            if name.startswith("slo:total_events:") and "30d" not in name:
+                assert names.index(name.replace("total", "bad")) < names.index(name)
+
+
+def test_no_data_alert_names_the_likely_cause_of_a_missing_good_series() -> None:
+    def description(sli: dict[str, Any]) -> str:
+        (rule,) = [r for r in alert_rules(make_slo(sli=sli)) if r["alert"] == NO_DATA_ALERT]
+        return rule["annotations"]["description"]
+
+    latency = description(LATENCY_SLI)
+    assert 'no bucket le="0.3" — the threshold (300ms) must equal one of its bucket' in latency
+    assert 'count by (le) (http_request_duration_seconds_bucket{job="api"})' in latency
+    assert "wrong good selector, or every request failing" in description(GOOD_SLI)
+    assert description(EVENTS_SLI).startswith("No total events were recorded")
+
+
 def test_period_is_event_weighted_from_recorded_rates() -> None:
     _, period = recording_groups(make_slo())
     exprs = records(period["rules"])
@@ -273,8 +330,7 @@ def test_latency_and_availability_slis_reuse_engine_sli() -> None:
     fast_rules = records(recording_groups(fast)[0]["rules"])
     assert fast_rules["slo:bad_events:rate5m"] == (
         'sum((sum(rate(h_seconds_count{job="db"}[5m]))) - '
-        '(sum(rate(h_seconds_bucket{job="db",le=~"1|1.0"}[5m]))))\n'
-        'or 0 * sum(rate(h_seconds_count{job="db"}[5m]))'
+        '(sum(rate(h_seconds_bucket{job="db",le=~"1|1.0"}[5m]))))'
     )
     up_rules = records(recording_groups(up)[0]["rules"])
     assert up_rules["slo:total_events:rate1h"] == "sum(sum(count_over_time(pg_up[1h])) / 3600)"

@@ -47,6 +47,7 @@ from engine.incidents.alerts import (
     severity_annotations,
     severity_labels,
 )
+from engine.sli import bucket_text
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
@@ -169,8 +170,9 @@ def no_data_window(policy: AlertPolicy) -> Duration:
 def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
     window = no_data_window(policy)
     # No data means no total, as in the daemon: a missing bad-event series with a known
-    # total is recorded as 0 bad events (rules.bad_events_expr), so only the total can
-    # leave the SLO without an error ratio.
+    # total is recorded as 0 bad events (rules.bad_events_expr), and where bad is
+    # total − good the total is recorded only while the good side exists
+    # (rules.total_events_expr), so the total is missing exactly when the error ratio is.
     # `absent() for <window>` rather than `absent_over_time(...[window])`: the latter fires
     # at once on a fresh Prometheus (or for a new SLO) that has no history yet, a ticket
     # storm for every SLO before the first scrapes land; `for` waits the same window in
@@ -189,16 +191,41 @@ def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
         },
         "annotations": {
             "summary": f"{slo.id} has had no SLI data for {window}",
-            "description": (
-                f"No total events were recorded for {slo.id} in the last {window}: its "
-                "metrics are missing or the total query matches nothing, so burn-rate alerts "
-                "cannot fire. Check the exporter, the scrape job and the SLI query."
-            ),
+            "description": no_data_description(slo, window),
             **_links(slo, grafana_url),
             **dict(sorted(slo.alerting.annotations.items())),
             **severity_annotations(slo, NO_DATA_SEVERITY),
         },
     }
+
+
+def no_data_description(slo: SLO, window: Duration) -> str:
+    """Why an SLO may have recorded no error ratio, the likely cause for its kind of SLI."""
+    latency, events = slo.sli.latency, slo.sli.events
+    if latency is not None:
+        selector_text = f"{{{latency.selector}}}" if latency.selector else ""
+        return (
+            f"No error ratio was recorded for {slo.id} in the last {window}, so burn-rate "
+            f"alerts cannot fire. Likely cause: the histogram {latency.histogram} has no "
+            f"bucket {bucket_text(latency.threshold)} — the threshold ({latency.threshold}) "
+            "must equal one of its bucket bounds (list them: count by (le) "
+            f"({latency.histogram}_bucket{selector_text})). Otherwise "
+            f"{latency.histogram}_count{selector_text} matches nothing: check the exporter, "
+            "the scrape job and the selector."
+        )
+    if events is not None and events.good is not None:
+        return (
+            f"No error ratio was recorded for {slo.id} in the last {window}, so burn-rate "
+            "alerts cannot fire. Either the total query matches nothing, or the good query "
+            "matches nothing while the total does: a wrong good selector, or every request "
+            "failing since the good counter appeared (the two look alike; a bad query tells "
+            "them apart). Check the exporter, the scrape job and the SLI queries."
+        )
+    return (
+        f"No total events were recorded for {slo.id} in the last {window}: its "
+        "metrics are missing or the total query matches nothing, so burn-rate alerts "
+        "cannot fire. Check the exporter, the scrape job and the SLI query."
+    )
 
 
 def _links(slo: SLO, grafana_url: str) -> dict[str, str]:

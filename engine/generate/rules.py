@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.burn.policy import AlertPolicy, exact, policy_for
-from engine.sli import bad_rate, total_rate
+from engine.sli import bad_rate, derives_bad, total_rate
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
@@ -163,7 +163,8 @@ def _ratio_and_burn(slo: SLO, window: Duration, labels: dict[str, str]) -> list[
 
 
 def bad_events_expr(slo: SLO, window: Duration) -> str:
-    """The bad-event rate, or 0 when the bad query matches nothing but the total has data.
+    """The bad-event rate, or 0 when an explicit bad query matches nothing but the total
+    has data.
 
     Error counters such as `http_requests_total{code=~"5.."}` usually do not exist until
     the first error; the daemon counts such a step as 0 bad events
@@ -172,10 +173,31 @@ def bad_events_expr(slo: SLO, window: Duration) -> str:
     plain `sum(...)` without `by`, so each is one series with no labels and `or` matches
     them: the fallback applies exactly when the bad side is empty, and yields nothing when
     the total is empty too (no data stays no data).
+
+    No fallback where bad is total − good (latency SLIs, `good` queries): there an empty
+    bad side means the *good* series is missing — a latency threshold that is no bucket
+    bound, a wrong good selector — and 0 would show a perfect SLO (`engine.sli`).
     """
     bad = summed(bad_rate(slo.sli, window))
+    if derives_bad(slo.sli):
+        return bad
     total = summed(total_rate(slo.sli, window))
     return f"{bad}\nor 0 * {total}"
+
+
+def total_events_expr(slo: SLO, window: Duration, bad_metric: str) -> str:
+    """The total-event rate; where bad is total − good, only while the bad rate (recorded
+    just before, in the same group and evaluation, as `bad_metric`) exists.
+
+    The daemon reports a step whose good series is missing as no data, bad and total
+    alike (engine.source.prometheus); recording the total regardless would leave totals
+    without bad rates — a period rollup averaging different tiles for the two — and keep
+    SLONoData, which watches the total, quiet while no ratio can be computed.
+    """
+    total = summed(total_rate(slo.sli, window))
+    if not derives_bad(slo.sli):
+        return total
+    return f"{total}\nand on() {bad_metric}{selector(slo)}"
 
 
 def sli_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
@@ -183,16 +205,18 @@ def sli_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
 
     Each rate is wrapped in `sum()` exactly as the daemon's Prometheus source wraps it, so
     the recorded series is one per SLO whatever labels the SLI query keeps, and both modes
-    read identical numbers; a missing bad rate with a known total is 0, as in the daemon.
+    read identical numbers; a missing bad rate with a known total is 0 and a missing good
+    rate is no data, as in the daemon.
     """
     policy = policy or policy_for(slo)
     labels = slo_labels(slo)
     windows = rolling_windows(policy) or (FALLBACK_BASE_WINDOW,)
     rules: list[Rule] = []
     for window in windows:
-        rules.append(_record(bad_events_metric(window), bad_events_expr(slo, window), labels))
+        bad = bad_events_metric(window)
+        rules.append(_record(bad, bad_events_expr(slo, window), labels))
         rules.append(
-            _record(total_events_metric(window), summed(total_rate(slo.sli, window)), labels)
+            _record(total_events_metric(window), total_events_expr(slo, window, bad), labels)
         )
     for window in windows:
         rules.extend(_ratio_and_burn(slo, window, labels))
@@ -209,7 +233,11 @@ def period_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
     return [
         # Rules of a group run in order: the averages below already see this run's tile.
         _record(bad_tile_metric(tile), bad_events_expr(slo, tile), labels),
-        _record(total_tile_metric(tile), summed(total_rate(slo.sli, tile)), labels),
+        _record(
+            total_tile_metric(tile),
+            total_events_expr(slo, tile, bad_tile_metric(tile)),
+            labels,
+        ),
         _record(
             bad_events_metric(period),
             f"avg_over_time({bad_tile_metric(tile)}{sel}[{period}])",
