@@ -69,7 +69,7 @@ def run(
     ] = None,
     api_token_file: Annotated[
         Path | None,
-        typer.Option("--api-token-file", help="API tokens, one per line (`TOKEN [read-only]`)."),
+        typer.Option("--api-token-file", help="API tokens, one per line: TOKEN, or TOKEN followed by read-only."),
     ] = None,
     blind_after_cycles: Annotated[
         int | None,
@@ -112,7 +112,7 @@ def run(
     client_cert: Annotated[Path | None, typer.Option(help="Client certificate (mTLS).")] = None,
     client_key: Annotated[Path | None, typer.Option(help="Key of the client certificate.")] = None,
     log_level: Annotated[
-        str | None, typer.Option(help="debug, info, warning or error [info].")
+        str | None, typer.Option(help="debug, info, warning or error (default info).")
     ] = None,
 ) -> None:
     """Run the daemon: scheduled evaluation, incidents, notifications and the HTTP API."""
