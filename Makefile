@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := prometheus prometheus-alertmanager chromium
 DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool chromium
 
-.PHONY: test demo deps venv lint format bench generate check clean
+.PHONY: test demo deps venv lint format bench generate readme clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,24 +32,28 @@ deps:
 	fi
 
 test: deps venv
-	$(BIN)/ruff check engine tests bench
+	$(BIN)/ruff check engine tests bench tools
 	$(BIN)/slo-engine validate slo_specs
 	$(BIN)/slo-engine generate --check
+	$(BIN)/python tools/build_readme.py --check
 	$(BIN)/pytest -q
 
 demo: deps venv
 	$(BIN)/python -m engine.demo
 
 lint: venv
-	$(BIN)/ruff check engine tests bench
-	$(BIN)/ruff format --check engine tests bench
+	$(BIN)/ruff check engine tests bench tools
+	$(BIN)/ruff format --check engine tests bench tools
 
 format: venv
-	$(BIN)/ruff format engine tests bench
-	$(BIN)/ruff check --fix engine tests bench
+	$(BIN)/ruff format engine tests bench tools
+	$(BIN)/ruff check --fix engine tests bench tools
 
 generate: venv
 	$(BIN)/slo-engine generate
+
+readme: venv
+	$(BIN)/python tools/build_readme.py
 
 bench: deps venv
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
