@@ -730,3 +730,21 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(text)
     return path
+
+
+def test_one_round_reports_balance_and_ratio_errors_of_an_invalid_service(tmp_path: Path) -> None:
+    """A service that fails model validation still gets its queries bracket-checked and its
+    ratio-like objectives flagged, so the SRE sees every problem in one `validate` run."""
+    text = _sub(BASE, "tier: critical", "tier: critcal")
+    text = _sub(text, "[{{window}}]))\n        total", "[{{window}}])\n        total")
+    text = _sub(text, "objective: 99.9", "objective: 0.999")
+    found = _load(tmp_path, text)
+    assert (3, 7) in {(line, col) for line, col, _ in found}
+    assert any(
+        (line, col) == (9, 14) and "unbalanced PromQL" in msg and "add the matching ')'" in msg
+        for line, col, msg in found
+    ), found
+    assert any(
+        (line, col) == (6, 16) and "looks like a ratio" in msg and "write 99.9, not 0.999" in msg
+        for line, col, msg in found
+    ), found

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, get_args
 
@@ -111,6 +112,8 @@ def load_specs(paths: Sequence[Path]) -> LoadResult:
         if spec is not None:
             validated.append((unit, spec))
             result.warnings += unit.notes
+        else:
+            _check_raw_slos(unit, result)
 
     validated = _check_duplicate_ids(validated, result)
     bad_ids = _check_promql(validated, result)
@@ -295,16 +298,19 @@ def _validate(unit: NativeUnit, result: LoadResult) -> ServiceSpec | None:
         return None
     ratio_like = [i for i, slo in enumerate(spec.slos) if slo.objective < 1]
     for i in ratio_like:
-        doc, path = unit.origins.resolve(("slos", i, "objective"))
-        value = spec.slos[i].objective
-        result.errors.append(
-            doc.error(
-                path,
-                f"objective {value} looks like a ratio, but objectives are percentages",
-                f"write {(value * 100).normalize():f}, not {value}",
-            )
-        )
+        _report_ratio_like(unit, i, spec.slos[i].objective, result)
     return None if ratio_like else spec
+
+
+def _report_ratio_like(unit: NativeUnit, index: int, value: Decimal, result: LoadResult) -> None:
+    doc, path = unit.origins.resolve(("slos", index, "objective"))
+    result.errors.append(
+        doc.error(
+            path,
+            f"objective {value} looks like a ratio, but objectives are percentages",
+            f"write {(value * 100).normalize():f}, not {value}",
+        )
+    )
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
@@ -550,6 +556,37 @@ def _queries(unit: NativeUnit, spec: ServiceSpec) -> list[_Query]:
             doc, path = unit.origins.resolve(loc)
             found.append(_Query(slo_id, text, written, doc.file, doc.mark(path)))
     return found
+
+
+def _check_raw_slos(unit: NativeUnit, result: LoadResult) -> None:
+    """The checks that run after model validation (ratio-like objectives, bracket/quote
+    balance), applied to the raw SLOs of a service that failed it, so one `validate` round
+    reports everything instead of revealing these only after the other errors are fixed."""
+    slos = unit.data.get("slos")
+    for i, slo in enumerate(slos if isinstance(slos, list) else []):
+        objective = slo.get("objective") if isinstance(slo, dict) else None
+        if (
+            isinstance(objective, int | float)
+            and not isinstance(objective, bool)
+            and 0 < objective < 1
+        ):
+            _report_ratio_like(unit, i, Decimal(repr(objective)), result)
+        sli = slo.get("sli") if isinstance(slo, dict) else None
+        if not isinstance(sli, dict):
+            continue
+        for kind, keys in (
+            ("events", ("bad", "good", "total")),
+            ("latency", ("selector",)),
+            ("availability", ("metric",)),
+        ):
+            body = sli.get(kind)
+            for key in keys if isinstance(body, dict) else ():
+                written = body.get(key)
+                problem = promql.balance_problem(written) if isinstance(written, str) else None
+                if problem is not None:
+                    doc, path = unit.origins.resolve(("slos", i, "sli", kind, key))
+                    mark = doc.mark(path)
+                    result.errors.append(SpecError(doc.file, mark.line, mark.column, *problem))
 
 
 def _check_promql(validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadResult) -> set[str]:
