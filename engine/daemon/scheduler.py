@@ -48,41 +48,26 @@ class DaemonScheduler:
             executors={"default": ThreadPoolExecutor(3)},
             timezone=UTC,
         )
-        interval = config.interval.seconds
         now = datetime.now(UTC)
-        common = {"max_instances": 1, "coalesce": True}
-        self._scheduler.add_job(
-            _guard("evaluate", runtime.run_cycle),
-            "interval",
-            seconds=interval,
-            id="evaluate",
-            name="evaluate",
-            next_run_time=now,
-            misfire_grace_time=max(1, int(interval)),
-            **common,
+        # (job, what it runs, its period, whether the first run is at start-up)
+        jobs = (
+            ("evaluate", runtime.run_cycle, config.interval.seconds, True),
+            ("deliver", runtime.deliver, config.delivery_interval.seconds, False),
+            ("escalate", runtime.tick, config.escalation_interval.seconds, False),
         )
-        delivery = config.delivery_interval.seconds
-        self._scheduler.add_job(
-            _guard("deliver", runtime.deliver),
-            "interval",
-            seconds=delivery,
-            id="deliver",
-            name="deliver",
-            next_run_time=now + timedelta(seconds=delivery),
-            misfire_grace_time=max(1, int(delivery)),
-            **common,
-        )
-        escalation = config.escalation_interval.seconds
-        self._scheduler.add_job(
-            _guard("escalate", runtime.tick),
-            "interval",
-            seconds=escalation,
-            id="escalate",
-            name="escalate",
-            next_run_time=now + timedelta(seconds=escalation),
-            misfire_grace_time=max(1, int(escalation)),
-            **common,
-        )
+        for name, call, seconds, at_start in jobs:
+            self._scheduler.add_job(
+                _guard(name, call),
+                "interval",
+                seconds=seconds,
+                id=name,
+                name=name,
+                next_run_time=now if at_start else now + timedelta(seconds=seconds),
+                misfire_grace_time=max(1, int(seconds)),
+                # Never two runs of one job at once; missed runs collapse into one.
+                max_instances=1,
+                coalesce=True,
+            )
 
     def start(self) -> None:
         # APScheduler logs every run at INFO; the cycle's own log line says what matters.
