@@ -24,6 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from engine.burn.anomaly_live import AnomalyState, LiveAnomalyTracker, anomaly_alerts
+from engine.daemon.source_guard import counting_requests, fetch_attributes
 from engine.incidents.alerts import Alert
 from engine.source.base import EventSource, StepRates
 from engine.spec.durations import Duration
@@ -40,28 +41,12 @@ class _TracedSource:
         self._tracer = tracer
         self._metrics = metrics
 
-    def _requests(self) -> int | None:
-        value = getattr(self.inner, "http_requests", None)
-        return value if isinstance(value, int) else None
-
     def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
         with self._tracer.start_as_current_span(
-            "anomalies.fetch",
-            attributes={
-                "slo_engine.slos": len(slos),
-                "slo_engine.step": str(step),
-                "slo_engine.start": start,
-                "slo_engine.end": end,
-            },
+            "anomalies.fetch", attributes=fetch_attributes(slos, step, start, end)
         ) as span:
-            before = self._requests()
-            try:
+            with counting_requests(self.inner, span, self._metrics):
                 rates = self.inner.fetch(slos, step, start, end)
-            finally:
-                after = self._requests()
-                if before is not None and after is not None:
-                    span.set_attribute("slo_engine.http_requests", after - before)
-                    self._metrics.source_requests(after - before)
             span.set_attribute("slo_engine.query_errors", len(rates.errors))
             return rates
 

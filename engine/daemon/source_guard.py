@@ -14,7 +14,8 @@ with the default tiers), so a cycle may not touch the source at all. The probe (
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
@@ -24,6 +25,38 @@ from engine.notify.retry import BreakerState, CircuitBreaker
 from engine.source.base import EventSource, SourceUnavailable, StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
+
+
+def fetch_attributes(
+    slos: Sequence[SLO], step: Duration, start: float, end: float
+) -> dict[str, Any]:
+    """Span attributes describing one source fetch."""
+    return {
+        "slo_engine.slos": len(slos),
+        "slo_engine.step": str(step),
+        "slo_engine.start": start,
+        "slo_engine.end": end,
+    }
+
+
+@contextmanager
+def counting_requests(source: object, span: trace.Span, metrics: Any) -> Iterator[None]:
+    """Record the HTTP requests `source` made inside the block, on the span and in the
+    metrics, whether the block succeeds or raises (sources count them in `http_requests`)."""
+    before = _http_requests(source)
+    try:
+        yield
+    finally:
+        after = _http_requests(source)
+        if before is not None and after is not None:
+            span.set_attribute("slo_engine.http_requests", after - before)
+            if metrics is not None:
+                metrics.source_requests(after - before)
+
+
+def _http_requests(source: object) -> int | None:
+    value = getattr(source, "http_requests", None)
+    return value if isinstance(value, int) else None
 
 
 class GuardedSource:
@@ -84,24 +117,9 @@ class GuardedSource:
         with self._lock:
             self._cycle_ok = True
 
-    def _requests(self) -> int | None:
-        value = getattr(self.inner, "http_requests", None)
-        return value if isinstance(value, int) else None
-
-    def _count_requests(self, before: int | None) -> None:
-        after = self._requests()
-        if self._metrics is not None and before is not None and after is not None:
-            self._metrics.source_requests(after - before)
-
     def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
         with self._tracer.start_as_current_span(
-            "source.batch",
-            attributes={
-                "slo_engine.slos": len(slos),
-                "slo_engine.step": str(step),
-                "slo_engine.start": start,
-                "slo_engine.end": end,
-            },
+            "source.batch", attributes=fetch_attributes(slos, step, start, end)
         ) as span:
             if not self.breaker.allow():
                 error = self._refused()
@@ -110,18 +128,13 @@ class GuardedSource:
                 span.set_attribute("slo_engine.circuit", "open")
                 span.set_status(Status(StatusCode.ERROR, "circuit breaker open"))
                 raise error
-            before = self._requests()
             try:
-                rates = self.inner.fetch(slos, step, start, end)
+                with counting_requests(self.inner, span, self._metrics):
+                    rates = self.inner.fetch(slos, step, start, end)
             except SourceUnavailable as exc:
                 self._failed(str(exc))
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 raise
-            finally:
-                self._count_requests(before)
-                after = self._requests()
-                if before is not None and after is not None:
-                    span.set_attribute("slo_engine.http_requests", after - before)
             self._succeeded()
             span.set_attribute("slo_engine.query_errors", len(rates.errors))
             if self._metrics is not None and rates.errors:
@@ -141,17 +154,15 @@ class GuardedSource:
                     self._cycle_error = str(self._refused())
                 span.set_attribute("slo_engine.circuit", "open")
                 return
-            before = self._requests()
             try:
-                query("vector(1)", at)
+                with counting_requests(self.inner, span, self._metrics):
+                    query("vector(1)", at)
             except Exception as exc:  # the source's own errors are private classes
                 message = str(exc) or type(exc).__name__
                 self._failed(message)
                 span.set_status(Status(StatusCode.ERROR, message))
             else:
                 self._succeeded()
-            finally:
-                self._count_requests(before)
 
     @property
     def circuit_open(self) -> bool:
