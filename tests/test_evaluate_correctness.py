@@ -22,9 +22,10 @@ from engine.evaluation import Evaluator
 from engine.sli import bad_rate, total_rate
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
-from engine.spec.models import SLO, ServiceSpec
+from engine.spec.models import SLO
 from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
 from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.testing.specs import SCENARIO_DATABASE, SCENARIO_ERRORS, SCENARIO_LATENCY, shop_slos
 
 pytestmark = pytest.mark.prometheus
 
@@ -61,38 +62,10 @@ INSTANTS = {
 UNALIGNED = 3 * DAY + 2 * HOUR + 47 * MINUTE + 23
 
 
-def _spec(slos: list[dict[str, Any]]) -> list[SLO]:
-    return ServiceSpec.model_validate(
-        {"apiVersion": "slo-engine/v1", "service": "shop", "slos": slos}
-    ).slo_records()
-
-
-ERRORS = {
-    "name": "errors",
-    "objective": 99.9,
-    "sli": {
-        "events": {
-            "bad": 'sum(rate(http_requests_total{job="api",code="500"}[{{window}}]))',
-            "total": 'sum(rate(http_requests_total{job="api"}[{{window}}]))',
-        }
-    },
-}
-LATENCY = {
-    "name": "latency",
-    "objective": 99,
-    "sli": {
-        "latency": {
-            "histogram": "http_request_duration_seconds",
-            "selector": 'job="api"',
-            "threshold": "500ms",
-        }
-    },
-}
-DATABASE = {
-    "name": "db",
-    "objective": 99.5,
-    "sli": {"availability": {"metric": 'pg_up{job="database"}'}},
-}
+_spec = shop_slos
+ERRORS = SCENARIO_ERRORS
+LATENCY = SCENARIO_LATENCY
+DATABASE = SCENARIO_DATABASE
 MISSING = {
     "name": "missing",
     "objective": 99,

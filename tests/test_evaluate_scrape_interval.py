@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,9 +25,10 @@ from engine.sli import bad_rate, total_rate
 from engine.source.prometheus import PrometheusSource
 from engine.source.resolution import fine_step_for
 from engine.spec.durations import Duration
-from engine.spec.models import SLO, ServiceSpec
+from engine.spec.models import SLO
 from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
 from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.testing.specs import SCENARIO_DATABASE, SCENARIO_ERRORS, SCENARIO_LATENCY, shop_slos
 
 pytestmark = pytest.mark.prometheus
 
@@ -73,37 +73,11 @@ INSTANTS = {
 }
 
 
-def _spec(slos: list[dict[str, Any]]) -> list[SLO]:
-    return ServiceSpec.model_validate(
-        {"apiVersion": "slo-engine/v1", "service": "shop", "slos": slos}
-    ).slo_records()
-
-
-ERRORS = {
-    "name": "errors",
-    "objective": 99.9,
-    "sli": {
-        "events": {
-            "bad": 'sum(rate(http_requests_total{job="api",code="500"}[{{window}}]))',
-            "total": 'sum(rate(http_requests_total{job="api"}[{{window}}]))',
-        }
-    },
-}
-LATENCY = {
-    "name": "latency",
-    "objective": 99,
-    "sli": {
-        "latency": {
-            "histogram": "http_request_duration_seconds",
-            "selector": 'job="api"',
-            "threshold": "500ms",
-        }
-    },
-}
+_spec = shop_slos
+ERRORS = SCENARIO_ERRORS
+LATENCY = SCENARIO_LATENCY
 DATABASE = {
-    "name": "db",
-    "objective": 99.5,
-    "sli": {"availability": {"metric": 'pg_up{job="database"}'}},
+    **SCENARIO_DATABASE,
     # 60 s scrapes give a quarter of the samples (the SLI's events) of 15 s scrapes, so the
     # low-traffic guard rightly wants more minutes of evidence; off here to compare timing.
     "alerting": {"low_traffic": {"enabled": False}},

@@ -51,3 +51,39 @@ slos:
       availability:
         metric: pg_up{job="database"}
 """
+
+
+# SLO bodies over the scenario's api and database metrics, one per SLI kind.
+SCENARIO_ERRORS = {
+    "name": "errors",
+    "objective": 99.9,
+    "sli": {
+        "events": {
+            "bad": 'sum(rate(http_requests_total{job="api",code="500"}[{{window}}]))',
+            "total": 'sum(rate(http_requests_total{job="api"}[{{window}}]))',
+        }
+    },
+}
+SCENARIO_LATENCY = {
+    "name": "latency",
+    "objective": 99,
+    "sli": {
+        "latency": {
+            "histogram": "http_request_duration_seconds",
+            "selector": 'job="api"',
+            "threshold": "500ms",
+        }
+    },
+}
+SCENARIO_DATABASE = {
+    "name": "db",
+    "objective": 99.5,
+    "sli": {"availability": {"metric": 'pg_up{job="database"}'}},
+}
+
+
+def shop_slos(slos: Sequence[dict[str, Any]]) -> list[SLO]:
+    """SLO records of one standard-tier service `shop` holding the given SLO bodies."""
+    return ServiceSpec.model_validate(
+        {"apiVersion": "slo-engine/v1", "service": "shop", "slos": list(slos)}
+    ).slo_records()
