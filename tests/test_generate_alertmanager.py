@@ -4,9 +4,7 @@ real Alertmanager deciding which posted alerts are inhibited."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +16,10 @@ from engine.generate.alertmanager import alertmanager_config, dependency_edges
 from engine.generate.pipeline import generate
 from engine.spec.loader import load_specs
 from engine.spec.models import SLO, ServiceSpec
+from engine.testing.localam import ALERTMANAGER, SKIP_REASON, local_alertmanager
 
 ROOT = Path(__file__).resolve().parents[1]
 AMTOOL = shutil.which("amtool")
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
 def service(name: str, depends_on: list[str], slos: list[str]) -> list[SLO]:
@@ -93,55 +91,13 @@ def test_amtool_accepts_committed_and_generated_configs(tmp_path: Path) -> None:
 # --- a real Alertmanager ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
     if ALERTMANAGER is None:
-        pytest.skip(
-            "needs prometheus-alertmanager — sudo apt-get install -y prometheus-alertmanager"
-        )
+        pytest.skip(SKIP_REASON)
     config = next(f for f in generate(SLOS) if f.path == "alertmanager.yml")
-    (tmp_path / "alertmanager.yml").write_text(config.text)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "alertmanager.log").open("w")
-    proc = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    f"Alertmanager did not start: {(tmp_path / 'alertmanager.log').read_text()}"
-                )
-            time.sleep(0.2)
+    with local_alertmanager(config.text, tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _alert(service: str, slo: str, severity: str, window: str = "1h") -> dict:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,53 +9,22 @@ import requests
 
 from engine.incidents.alerts import fingerprint
 from engine.incidents.testing import make_alert
+from engine.testing.localam import ALERTMANAGER, local_alertmanager
 
-BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = [
     pytest.mark.alertmanager,
     pytest.mark.skipif(
-        BINARY is None, reason="Alertmanager binary not installed (Debian: prometheus-alertmanager)"
+        ALERTMANAGER is None,
+        reason="Alertmanager binary not installed (Debian: prometheus-alertmanager)",
     ),
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def alertmanager(tmp_path):
-    config = tmp_path / "alertmanager.yml"
-    config.write_text("route:\n  receiver: devnull\nreceivers:\n  - name: devnull\n")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            BINARY,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("Alertmanager did not become ready")
+    config = "route:\n  receiver: devnull\nreceivers:\n  - name: devnull\n"
+    with local_alertmanager(config, tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_fingerprints_match_a_real_alertmanager(alertmanager):

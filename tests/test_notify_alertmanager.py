@@ -4,9 +4,6 @@ Alertmanager (Debian's prometheus-alertmanager) receiving, listing and resolving
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +15,7 @@ from test_notify_receiver import always, notification, receiver_fixture, snapsho
 
 from engine.notify.alertmanager import ALERTNAME, AlertmanagerNotifier
 from engine.notify.base import parse_notifier_configs
+from engine.testing.localam import ALERTMANAGER, SKIP_REASON, local_alertmanager
 
 T0 = 1_740_830_400.0  # 2025-03-01T12:00:00Z
 
@@ -112,60 +110,14 @@ def test_sync_resends_every_interval_and_immediately_on_change(receiver) -> None
 
 # --- the real Alertmanager --------------------------------------------------------------
 
-BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
-    if BINARY is None:
-        pytest.skip(
-            "prometheus-alertmanager binary not installed (apt install prometheus-alertmanager)"
-        )
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(
-        "route:\n  receiver: blackhole\n  group_wait: 1h\nreceivers:\n  - name: blackhole\n"
-    )
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "alertmanager.log").open("wb")
-    process = subprocess.Popen(
-        [
-            BINARY,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        for _ in range(200):
-            if process.poll() is not None:
-                pytest.fail("alertmanager exited: " + (tmp_path / "alertmanager.log").read_text())
-            try:
-                with urllib.request.urlopen(url + "/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("alertmanager did not become ready")
+    if ALERTMANAGER is None:
+        pytest.skip(SKIP_REASON)
+    config = "route:\n  receiver: blackhole\n  group_wait: 1h\nreceivers:\n  - name: blackhole\n"
+    with local_alertmanager(config, tmp_path) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def active_alerts(url: str) -> list[dict]:

@@ -69,7 +69,10 @@ def run(
     ] = None,
     api_token_file: Annotated[
         Path | None,
-        typer.Option("--api-token-file", help="API tokens, one per line: TOKEN, or TOKEN followed by read-only."),
+        typer.Option(
+            "--api-token-file",
+            help="API tokens, one per line: TOKEN, or TOKEN followed by read-only.",
+        ),
     ] = None,
     blind_after_cycles: Annotated[
         int | None,
