@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import httpx
+from harness.api_runtime import FakeClock, StoreRuntime, sample_results, serve
+from harness.incidents import T0
 
+from engine.alerting.alerts import alerts_from_evaluations
 from engine.api.app import create_app
 from engine.api.security import load_tokens
-from engine.api.testing import FakeClock, StoreRuntime, sample_results, serve
-from engine.incidents.alerts import alerts_from_evaluations
-from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
 from engine.store.sqlite import SQLiteStore
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.backtest import replay as replay_module
 from engine.backtest.replay import fetch_history, make_plan, replay
-from engine.source.base import StepRates
+from engine.evaluation.source import StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
 
@@ -151,9 +151,9 @@ def bench_replay(n_slos: int, days: int, warmup: str | None, workers: int) -> di
 
 
 def bench_fetch(n_slos: int, days: int) -> dict:
+    from engine.demo.scenario import Scenario, ServiceLoad, write_openmetrics
+    from engine.source.localprom import LocalPrometheus, backfill, skip_reason
     from engine.source.prometheus import PrometheusSource
-    from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
-    from engine.testing.scenario import Scenario, ServiceLoad, write_openmetrics
 
     reason = skip_reason()
     if reason:

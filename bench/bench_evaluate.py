@@ -43,13 +43,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.burn.policy import policy_for  # noqa: E402
-from engine.evaluation import Evaluator  # noqa: E402
-from engine.sli import bad_rate, total_rate  # noqa: E402
+from engine.demo.openmetrics import open_openmetrics  # noqa: E402
+from engine.evaluation.evaluator import Evaluator  # noqa: E402
+from engine.evaluation.policy import policy_for  # noqa: E402
+from engine.source.localprom import LocalPrometheus, backfill  # noqa: E402
 from engine.source.prometheus import PrometheusSource  # noqa: E402
 from engine.spec.models import SLO, ServiceSpec  # noqa: E402
-from engine.testing.localprom import LocalPrometheus, backfill  # noqa: E402
-from engine.testing.openmetrics import open_openmetrics  # noqa: E402
+from engine.spec.sli import bad_rate, total_rate  # noqa: E402
 
 OBJECTIVES = (99.0, 99.5, 99.9, 99.95, 99.99)
 

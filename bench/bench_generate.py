@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_evaluate import machine, make_slos, write_data  # noqa: E402
 
+from engine.demo.openmetrics import open_openmetrics  # noqa: E402
 from engine.generate.pipeline import generate, service_rule_groups  # noqa: E402
 from engine.generate.render import to_yaml  # noqa: E402
 from engine.generate.rules import (  # noqa: E402
@@ -54,9 +55,8 @@ from engine.generate.rules import (  # noqa: E402
     sli_group_name,
     slo_labels,
 )
+from engine.source.localprom import LocalPrometheus, backfill  # noqa: E402
 from engine.spec.models import SLO  # noqa: E402
-from engine.testing.localprom import LocalPrometheus, backfill  # noqa: E402
-from engine.testing.openmetrics import open_openmetrics  # noqa: E402
 
 MINUTE = 60
 

@@ -11,9 +11,10 @@ import json
 import tempfile
 import time
 
+from harness.incidents import T0, make_alert
+
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.testing import T0, make_alert
 from engine.store.sqlite import SQLiteStore
 
 SERVICES = 50

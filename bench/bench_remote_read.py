@@ -166,7 +166,7 @@ def extrapolated_increase(
 
 # --------------------------------------------------------------------------- the data
 def write_history(path: Path, jobs: list[str], days: int, seed: int = 11) -> tuple[Path, int]:
-    from engine.testing.openmetrics import open_openmetrics
+    from engine.demo.openmetrics import open_openmetrics
 
     rng = np.random.default_rng(seed)
     ts = T0 + SCRAPE * np.arange(days * DAY // SCRAPE + 1, dtype=np.int64)
@@ -435,7 +435,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
+    from engine.source.localprom import LocalPrometheus, backfill, skip_reason
 
     reason = skip_reason()
     try:

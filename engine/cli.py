@@ -1,17 +1,10 @@
 """The `slo-engine` command line: parse, call the core, render. Each command lives in
-`engine/commands/<name>.py` and registers itself on the shared Typer app."""
+`engine/commands/<name>.py` and registers itself on the shared Typer app
+(`engine/commands/app.py`)."""
 
 from __future__ import annotations
 
-import typer
-
-app = typer.Typer(
-    name="slo-engine",
-    help="SLO evaluation, alerting and incidents for Prometheus.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from engine.commands.app import app
 
 
 def _register() -> None:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
-from engine.testing.localprom import free_port as _free_port
-from engine.testing.scenario import Scenario, write_openmetrics
+from engine.demo.scenario import Scenario, write_openmetrics
+from engine.source.localprom import LocalPrometheus, backfill, skip_reason
+from engine.source.localprom import free_port as _free_port
 
 
 @pytest.fixture
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (`engine.testing.localprom.free_port`)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (`engine.source.localprom.free_port`)."""
     return _free_port()
 
 

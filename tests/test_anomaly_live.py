@@ -12,18 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.backtest.replay import fetch_history, make_plan, replay
-from engine.burn.anomaly import AnomalyParams, anomaly_series, score_step_rates
-from engine.burn.anomaly_live import (
+from engine.alerting.alerts import anomaly_alerts
+from engine.anomaly.live import (
     BYTES_PER_SLOT,
     CHUNK_SLOTS,
     LiveAnomalyTracker,
-    anomaly_alerts,
     window_slots,
 )
+from engine.anomaly.scoring import AnomalyParams, anomaly_series, score_step_rates
+from engine.backtest.replay import fetch_history, make_plan, replay
+from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.incidents.classify import classify_alert
 from engine.incidents.config import SeverityRules
-from engine.source.base import SourceUnavailable, StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
 
@@ -542,7 +542,7 @@ def test_backtest_default_warmup_gives_the_first_step_the_live_window(
 
 def test_scoring_in_blocks_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Series are scored a block at a time to bound memory; any block size, same states."""
-    import engine.burn.anomaly_live as live
+    import engine.anomaly.live as live
 
     source = SeasonalSource(bases={"checkout": 40.0, "search": 3.0})
     source.drop_from, source.drop_until, source.drop_services = DROP, DROP + HOUR, {"search"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.burn.anomaly import (
+from engine.anomaly.scoring import (
     DAY,
     WEEK,
     AnomalyParams,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from engine.backtest.replay import fetch_history, make_plan, replay
+from engine.demo.scenario import Incident, Scenario, ServiceLoad
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.loader import load_specs
-from engine.testing.scenario import Incident, Scenario, ServiceLoad
 
 pytestmark = pytest.mark.prometheus
 

@@ -1,4 +1,4 @@
-"""HTTP API semantics on the real incident engine and SQLite store (engine.api.testing's
+"""HTTP API semantics on the real incident engine and SQLite store (harness.api_runtime's
 StoreRuntime): contracts, auth, validation, rate limits, probes, metrics, headers."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from harness.api_runtime import FakeClock, StoreRuntime, sample_results, sample_runtime
+from harness.incidents import T0
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.api.app import create_app
 from engine.api.middleware import STRICT_CSP
 from engine.api.security import load_tokens
-from engine.api.testing import FakeClock, StoreRuntime, sample_results, sample_runtime
-from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
 from engine.store.sqlite import SQLiteStore
 

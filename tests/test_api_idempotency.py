@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from harness.api_runtime import FakeClock, StoreRuntime, sample_runtime, serve
+from harness.incidents import T0
 
 from engine.api.app import create_app
 from engine.api.security import load_tokens
-from engine.api.testing import FakeClock, StoreRuntime, sample_runtime, serve
-from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
 
 ADMIN = "admin-token-Zq8w3n5v9k2m"

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from harness.api_runtime import FakeClock, serve
+from harness.browser import chromium_binary, dump_dom
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.api.app import create_app
 from engine.api.security import load_tokens
-from engine.api.testing import FakeClock, serve
+from engine.demo.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
 from engine.incidents.config import IncidentConfig
-from engine.testing.browser import chromium_binary, dump_dom
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
 
 pytestmark = pytest.mark.prometheus
 

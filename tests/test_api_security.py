@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harness.api_runtime import FakeClock
 
 from engine.api.security import (
     IdempotencyCache,
@@ -16,7 +17,6 @@ from engine.api.security import (
     load_tokens,
     request_fingerprint,
 )
-from engine.api.testing import FakeClock
 
 ADMIN = "admin-token-Zq8w3n5v9k2m"
 READER = "reader-token-Hp4t7y1u6r0e"

@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.specs import DATABASE_UP_SPEC, http_events_spec
 from typer.testing import CliRunner
 
 from engine.backtest.replay import ReplayResult, fetch_history, make_plan, replay
 from engine.cli import _register, app
+from engine.demo.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
+from engine.source.localprom import LocalPrometheus
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.loader import load_specs
-from engine.testing.localprom import LocalPrometheus
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
-from engine.testing.specs import DATABASE_UP_SPEC, http_events_spec
 
 pytestmark = pytest.mark.prometheus
 

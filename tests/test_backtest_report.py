@@ -7,15 +7,15 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from harness.browser import MISSING, chromium_binary, screenshot
 
 from engine.backtest.labels import parse_labels
 from engine.backtest.metrics import Detection, score_policy
 from engine.backtest.replay import ReplayResult, make_plan, replay
 from engine.backtest.report import render_report, write_report
-from engine.source.base import StepRates
+from engine.evaluation.source import StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import ServiceSpec
-from engine.testing.browser import MISSING, chromium_binary, screenshot
 
 T0 = 1_704_067_200
 HOUR = 3600

@@ -1,5 +1,5 @@
 """`backtest --step` and `evaluate --scrape-interval` obey the daemon's grid rule: a step of at
-least two scrape intervals dividing every window (engine.source.resolution). Both refuse a
+least two scrape intervals dividing every window (engine.evaluation.resolution). Both refuse a
 bad combination before contacting Prometheus."""
 
 from __future__ import annotations

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from engine.alerting.alerts import anomaly_alert
 from engine.backtest.labels import LabelsError, load_labels, parse_labels
 from engine.backtest.metrics import Detection, score_policy
 from engine.backtest.replay import _Evaluated, make_plan, replay
-from engine.burn.evaluate import evaluate_window_events
-from engine.burn.series import iter_series
 from engine.cli import _register, app
-from engine.incidents.alerts import anomaly_alert
+from engine.evaluation.burn import evaluate_window_events
+from engine.evaluation.cache import WindowEvents
+from engine.evaluation.series import iter_series
+from engine.evaluation.source import StepRates
 from engine.incidents.classify import classify_alert
 from engine.incidents.config import SeverityRules
-from engine.source.base import StepRates
-from engine.source.cache import WindowEvents
 from engine.spec.durations import Duration
 from engine.spec.models import ServiceSpec
 

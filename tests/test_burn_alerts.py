@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from harness.specs import events_slo
 
-from engine.burn.alerts import decide_alerts, evaluation_windows, held_reason, rule_matrix
-from engine.burn.policy import policy_for
+from engine.evaluation.decisions import decide_alerts, evaluation_windows, held_reason, rule_matrix
+from engine.evaluation.policy import policy_for
 from engine.spec.durations import Duration
 from engine.spec.models import LowTrafficSpec
-from engine.testing.specs import events_slo
 
 D = Duration.parse
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.burn.budget import (
+from engine.evaluation.budget import (
     budget_consumed,
     burn_rate,
     error_budget_remaining,

@@ -7,17 +7,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from harness.specs import events_slo
 
-from engine.burn.alerts import evaluation_windows
-from engine.burn.evaluate import STATUSES, evaluate_window_events, status_codes
-from engine.burn.policy import policy_for
-from engine.burn.result import WindowValue
-from engine.evaluation import Evaluator
-from engine.source.base import SourceUnavailable, StepRates
-from engine.source.cache import WindowEvents
+from engine.evaluation.burn import STATUSES, evaluate_window_events, status_codes
+from engine.evaluation.cache import WindowEvents
+from engine.evaluation.decisions import evaluation_windows
+from engine.evaluation.evaluator import Evaluator
+from engine.evaluation.policy import policy_for
+from engine.evaluation.result import WindowValue
+from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
-from engine.testing.specs import events_slo
 
 D = Duration.parse
 AT = 1_700_000_040.0

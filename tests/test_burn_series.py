@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from harness.specs import events_slo
 
-from engine.burn.evaluate import STATUS_CODE, evaluate_window_events
-from engine.burn.series import evaluate_series, iter_series, window_steps
-from engine.source.base import StepRates
-from engine.source.cache import WindowEvents
+from engine.evaluation.burn import STATUS_CODE, evaluate_window_events
+from engine.evaluation.cache import WindowEvents
+from engine.evaluation.series import evaluate_series, iter_series, window_steps
+from engine.evaluation.source import StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
-from engine.testing.specs import events_slo
 
 D = Duration.parse
 START = 1_700_000_000.0

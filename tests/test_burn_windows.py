@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.burn.windows import (
+from engine.evaluation.windows import (
     TierGrid,
     normalize_step_counts,
     plan_window,

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.evaluation import Evaluator
-from engine.source.base import SourceUnavailable, StepRates
-from engine.source.cache import DEFAULT_TIERS, MultiResolutionCache, Tier
+from engine.evaluation.cache import DEFAULT_TIERS, MultiResolutionCache, Tier
+from engine.evaluation.evaluator import Evaluator
+from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
 

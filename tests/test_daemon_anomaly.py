@@ -19,10 +19,10 @@ from test_anomaly_live import DROP, HOUR, MIN, RES, SeasonalSource
 from test_daemon_runtime import Clock, make_config
 
 from engine.daemon.runtime import CycleReport, Runtime
-from engine.incidents.model import Severity
-from engine.source.base import SourceUnavailable
+from engine.demo.webhook_sink import WebhookSink
+from engine.evaluation.source import SourceUnavailable
+from engine.incidents.incident import Severity
 from engine.telemetry import setup_telemetry
-from engine.testing.webhook_sink import WebhookSink
 
 SERVICE = """\
 apiVersion: slo-engine/v1

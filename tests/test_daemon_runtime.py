@@ -16,15 +16,16 @@ import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
+from engine.alerting.alerts import BLIND_ALERT_NAME
 from engine.daemon.config import DaemonConfig, load_config
-from engine.daemon.runtime import BLIND_ALERT_NAME, Runtime, SpecsInvalid
+from engine.daemon.runtime import Runtime, SpecsInvalid
+from engine.demo.webhook_sink import WebhookSink
+from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.incidents.config import IncidentConfig
-from engine.incidents.model import Severity
-from engine.source.base import SourceUnavailable, StepRates
+from engine.incidents.incident import Severity
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 from engine.telemetry import setup_telemetry
-from engine.testing.webhook_sink import WebhookSink
 
 ROOT = Path(__file__).resolve().parent.parent
 # 2024-03-01T00:00:00Z, on every cache grid.

@@ -15,7 +15,7 @@ import pytest
 
 from engine.daemon.config import ConfigError, load_config
 from engine.daemon.runtime import Runtime, SpecsInvalid
-from engine.source.base import StepRates
+from engine.evaluation.source import StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 from engine.telemetry import setup_telemetry

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import requests
 import yaml
+from harness.incidents import make_alert
 from typer.testing import CliRunner
 
 from engine.cli import _register, app
 from engine.daemon.config import load_config
+from engine.demo.webhook_sink import WebhookSink
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.testing import make_alert
+from engine.source.localprom import free_port
 from engine.store.sqlite import SQLiteStore
-from engine.testing.localprom import free_port
-from engine.testing.webhook_sink import WebhookSink
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "shutdown-test-token-0123456789"

@@ -34,12 +34,12 @@ import pytest
 import requests
 import yaml
 
+from engine.demo.scenario import Incident, write_openmetrics
+from engine.demo.simulator import Simulator, demo_scenario, serve
+from engine.demo.webhook_sink import WebhookSink
 from engine.incidents.config import IncidentConfig
+from engine.source.localprom import LocalPrometheus, free_port
 from engine.store.sqlite import SQLiteStore
-from engine.testing.localprom import LocalPrometheus, free_port
-from engine.testing.scenario import Incident, write_openmetrics
-from engine.testing.simulator import Simulator, demo_scenario, serve
-from engine.testing.webhook_sink import WebhookSink
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -132,7 +132,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     )
     history = dataclasses.replace(scenario, duration=now - 60 - start)
     om = write_openmetrics(history, tmp_path / "history.om")
-    from engine.testing.localprom import backfill
+    from engine.source.localprom import backfill
 
     tsdb = backfill(om, tmp_path / "tsdb")
 

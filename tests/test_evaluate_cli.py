@@ -18,8 +18,8 @@ import requests
 from typer.testing import CliRunner
 
 from engine.cli import _register, app
-from engine.testing.localprom import LocalPrometheus, backfill, free_port, skip_reason
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.demo.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.source.localprom import LocalPrometheus, backfill, free_port, skip_reason
 
 pytestmark = pytest.mark.prometheus
 

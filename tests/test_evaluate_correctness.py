@@ -15,17 +15,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from harness.specs import SCENARIO_DATABASE, SCENARIO_ERRORS, SCENARIO_LATENCY, shop_slos
 
-from engine.burn.policy import policy_for
-from engine.burn.result import SLOEvaluation
-from engine.evaluation import Evaluator
-from engine.sli import bad_rate, total_rate
+from engine.demo.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.evaluation.evaluator import Evaluator
+from engine.evaluation.policy import policy_for
+from engine.evaluation.result import SLOEvaluation
+from engine.source.localprom import LocalPrometheus, backfill, skip_reason
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
-from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
-from engine.testing.specs import SCENARIO_DATABASE, SCENARIO_ERRORS, SCENARIO_LATENCY, shop_slos
+from engine.spec.sli import bad_rate, total_rate
 
 pytestmark = pytest.mark.prometheus
 

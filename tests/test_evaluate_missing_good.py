@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.burn.result import SLOEvaluation
-from engine.evaluation import Evaluator
+from engine.demo.scenario import Scenario, ServiceLoad
+from engine.evaluation.evaluator import Evaluator
+from engine.evaluation.result import SLOEvaluation
+from engine.source.localprom import LocalPrometheus
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
-from engine.testing.localprom import LocalPrometheus
-from engine.testing.scenario import Scenario, ServiceLoad
 
 pytestmark = pytest.mark.prometheus
 

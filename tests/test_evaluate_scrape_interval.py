@@ -1,5 +1,5 @@
 """60 s scrapes off the minute grid, through a real Prometheus: the finest step must follow the
-scrape interval (engine.source.resolution).
+scrape interval (engine.evaluation.resolution).
 
 The data is what real Prometheus servers hold: one sample a minute, stamped at :17 of each
 minute (a target's scrape phase is arbitrary). `rate(x[1m])` over it sees one sample per
@@ -16,19 +16,19 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from harness.specs import SCENARIO_DATABASE, SCENARIO_ERRORS, SCENARIO_LATENCY, shop_slos
 
 from engine.backtest.replay import AlertInterval, fetch_history, make_plan, replay
-from engine.burn.policy import policy_for
-from engine.burn.result import SLOEvaluation
-from engine.evaluation import Evaluator
-from engine.sli import bad_rate, total_rate
+from engine.demo.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.evaluation.evaluator import Evaluator
+from engine.evaluation.policy import policy_for
+from engine.evaluation.resolution import fine_step_for
+from engine.evaluation.result import SLOEvaluation
+from engine.source.localprom import LocalPrometheus, backfill, skip_reason
 from engine.source.prometheus import PrometheusSource
-from engine.source.resolution import fine_step_for
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
-from engine.testing.localprom import LocalPrometheus, backfill, skip_reason
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
-from engine.testing.specs import SCENARIO_DATABASE, SCENARIO_ERRORS, SCENARIO_LATENCY, shop_slos
+from engine.spec.sli import bad_rate, total_rate
 
 pytestmark = pytest.mark.prometheus
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from harness.localam import ALERTMANAGER, SKIP_REASON, local_alertmanager
 
 from engine.generate.alertmanager import alertmanager_config, dependency_edges
 from engine.generate.pipeline import generate
 from engine.spec.loader import load_specs
 from engine.spec.models import SLO, ServiceSpec
-from engine.testing.localam import ALERTMANAGER, SKIP_REASON, local_alertmanager
 
 ROOT = Path(__file__).resolve().parents[1]
 AMTOOL = shutil.which("amtool")

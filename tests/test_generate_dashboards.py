@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.burn.policy import policy_for
-from engine.generate.links import UID_MAX, golden_signals_uid, service_dashboard_uid
+from engine.alerting.links import UID_MAX, golden_signals_uid, service_dashboard_uid
+from engine.evaluation.policy import policy_for
 from engine.generate.pipeline import generate
 from engine.spec.loader import load_specs
 from engine.spec.models import SLO

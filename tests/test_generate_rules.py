@@ -10,7 +10,7 @@ import pytest
 from scipy.special import gammaincinv
 from scipy.stats import binom
 
-from engine.burn.policy import policy_for
+from engine.evaluation.policy import policy_for
 from engine.generate.alert_rules import (
     BURN_ALERT,
     NO_DATA_ALERT,

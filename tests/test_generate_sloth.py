@@ -15,18 +15,18 @@ from typing import Any
 
 import pytest
 
-from engine.burn.result import AlertSignal, SLOEvaluation, WindowValue
-from engine.generate.alert_rules import BURN_ALERT, NO_DATA_ALERT, alert_rules
-from engine.generate.dashboards import dashboards
-from engine.generate.pipeline import rule_file_text
-from engine.generate.render import to_json
-from engine.incidents.alerts import (
-    RESERVED_ALERT_LABELS,
+from engine.alerting.alerts import (
     alerts_from_evaluation,
     fingerprint,
     severity_labels,
 )
+from engine.evaluation.result import AlertSignal, SLOEvaluation, WindowValue
+from engine.generate.alert_rules import BURN_ALERT, NO_DATA_ALERT, alert_rules
+from engine.generate.dashboards import dashboards
+from engine.generate.pipeline import rule_file_text
+from engine.generate.render import to_json
 from engine.spec.durations import Duration
+from engine.spec.labels import RESERVED_ALERT_LABELS
 from engine.spec.loader import load_specs
 from engine.spec.models import SLO, ServiceSpec
 

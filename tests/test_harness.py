@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.testing.localprom import LocalPrometheus, LocalPrometheusError, backfill, skip_reason
-from engine.testing.openmetrics import OpenMetricsError, OpenMetricsWriter
-from engine.testing.scenario import (
+from engine.demo.openmetrics import OpenMetricsError, OpenMetricsWriter
+from engine.demo.scenario import (
     LE_LABELS,
     DatabaseLoad,
     Incident,
@@ -23,6 +22,7 @@ from engine.testing.scenario import (
     write_openmetrics,
     write_scenario,
 )
+from engine.source.localprom import LocalPrometheus, LocalPrometheusError, backfill, skip_reason
 
 HOUR = 3600
 DAY = 86_400

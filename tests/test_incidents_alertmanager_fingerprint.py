@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from harness.incidents import make_alert
+from harness.localam import ALERTMANAGER, local_alertmanager
 
-from engine.incidents.alerts import fingerprint
-from engine.incidents.testing import make_alert
-from engine.testing.localam import ALERTMANAGER, local_alertmanager
+from engine.alerting.alerts import fingerprint
 
 pytestmark = [
     pytest.mark.alertmanager,

@@ -6,16 +6,16 @@ import dataclasses
 from decimal import Decimal
 
 import pytest
+from harness.incidents import T0
 
-from engine.burn.result import AlertSignal, SLOEvaluation, WindowValue
-from engine.incidents.alerts import (
+from engine.alerting.alerts import (
     ALERT_NAME,
     Alert,
     alerts_from_evaluation,
     anomaly_alert,
     fingerprint,
 )
-from engine.incidents.testing import T0
+from engine.evaluation.result import AlertSignal, SLOEvaluation, WindowValue
 from engine.spec.durations import Duration
 from engine.spec.models import ServiceSpec
 

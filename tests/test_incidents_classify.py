@@ -6,12 +6,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from harness.incidents import T0, make_alert
 
 from engine.incidents.classify import classify, classify_alert
 from engine.incidents.config import IncidentConfig, SeverityRules
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.model import Severity
-from engine.incidents.testing import T0, make_alert
+from engine.incidents.incident import Severity
 
 RULES = SeverityRules()
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from harness.incidents import T0, make_alert
 from typer.testing import CliRunner
 
 from engine.cli import _register, app
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.testing import T0, make_alert
 from engine.store.sqlite import SQLiteStore
 
 _register()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from harness.incidents import T0, make_alert
 
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.model import IncidentStatus, Severity
+from engine.incidents.incident import IncidentStatus, Severity
 from engine.incidents.state import EngineState
-from engine.incidents.testing import T0, make_alert
 from engine.store.sqlite import SQLiteStore
 
 MIN = 60.0

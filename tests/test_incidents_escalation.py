@@ -5,10 +5,10 @@ an acknowledgement stops it."""
 from __future__ import annotations
 
 import pytest
+from harness.incidents import T0, make_alert
 
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.testing import T0, make_alert
 
 MIN = 60.0
 CHAIN = ["team-lead", "engineering-manager", "vp-engineering", "cto"]

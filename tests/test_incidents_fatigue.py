@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from harness.incidents import T0, make_alert
 
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine, percent_state_change
-from engine.incidents.model import Severity
+from engine.incidents.incident import Severity
 from engine.incidents.silences import Matcher, MatcherError
-from engine.incidents.testing import T0, make_alert
 
 MIN = 60.0
 
@@ -294,7 +294,7 @@ def test_resolves_only_after_resolve_after_of_continuous_clear():
 
 
 def test_missing_data_never_resolves():
-    from engine.burn.result import SLOEvaluation
+    from engine.evaluation.result import SLOEvaluation
     from engine.spec.models import ServiceSpec
 
     slo = ServiceSpec.model_validate(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from harness.incidents import T0, make_alert
 
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine, IncidentError
-from engine.incidents.model import Incident, IncidentStatus, Notification, Severity
+from engine.incidents.incident import Incident, IncidentStatus, Notification, Severity
 from engine.incidents.state import EngineState
-from engine.incidents.testing import T0, make_alert
 
 MIN = 60.0
 

@@ -7,19 +7,19 @@ minute, so the low-traffic guard holds its page until the 5m window says "outage
 from __future__ import annotations
 
 import pytest
+from harness.specs import DATABASE_UP_SPEC, http_events_spec
 
+from engine.alerting.alerts import alerts_from_evaluations
 from engine.backtest.replay import fetch_history, make_plan, replay
-from engine.evaluation import Evaluator
-from engine.incidents.alerts import alerts_from_evaluations
+from engine.demo.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
+from engine.evaluation.evaluator import Evaluator
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.model import Severity
+from engine.incidents.incident import Severity
+from engine.source.localprom import LocalPrometheus
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.loader import load_specs
-from engine.testing.localprom import LocalPrometheus
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
-from engine.testing.specs import DATABASE_UP_SPEC, http_events_spec
 
 pytestmark = pytest.mark.prometheus
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from engine.alerting.alerts import Alert, alerts_from_evaluations
 from engine.backtest.replay import fetch_history, make_plan, replay
-from engine.burn.result import SLOEvaluation
-from engine.evaluation import Evaluator
-from engine.incidents.alerts import Alert, alerts_from_evaluations
+from engine.evaluation.evaluator import Evaluator
+from engine.evaluation.result import SLOEvaluation
+from engine.evaluation.source import StepRates
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.model import Notification, Severity
-from engine.source.base import StepRates
+from engine.incidents.incident import Notification, Severity
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
 

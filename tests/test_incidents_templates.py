@@ -3,11 +3,12 @@ autoescaped for HTML, overridable."""
 
 from __future__ import annotations
 
+from harness.incidents import T0, make_alert
+
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.model import Incident, IncidentStatus, Severity
-from engine.incidents.templates import TemplateRenderer
-from engine.incidents.testing import T0, make_alert
+from engine.incidents.incident import Incident, IncidentStatus, Severity
+from engine.incidents.render import TemplateRenderer
 
 
 def _incident(**kw) -> Incident:

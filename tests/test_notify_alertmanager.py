@@ -11,11 +11,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from harness.localam import ALERTMANAGER, SKIP_REASON, local_alertmanager
 from test_notify_receiver import always, notification, receiver_fixture, snapshot  # noqa: F401
 
 from engine.notify.alertmanager import ALERTNAME, AlertmanagerNotifier
 from engine.notify.base import parse_notifier_configs
-from engine.testing.localam import ALERTMANAGER, SKIP_REASON, local_alertmanager
 
 T0 = 1_740_830_400.0  # 2025-03-01T12:00:00Z
 
@@ -186,9 +186,9 @@ def test_real_alertmanager_lists_then_resolves_our_alerts(alertmanager) -> None:
 def test_deliverer_sync_feeds_alertmanager_incident_objects_and_honours_its_breaker(
     receiver,
 ) -> None:
-    from engine.incidents.model import Incident, IncidentStatus, Severity
+    from engine.incidents.incident import Incident, IncidentStatus, Severity
     from engine.notify.delivery import Deliverer
-    from engine.notify.retry import CircuitBreaker
+    from engine.retry import CircuitBreaker
 
     class NoOutbox:
         def due(self, now, limit=100):

@@ -17,11 +17,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from harness.incidents import T0, make_alert
 from test_notify_receiver import receiver_fixture  # noqa: F401
 
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.testing import T0, make_alert
 from engine.notify.base import build_notifiers
 from engine.notify.delivery import Deliverer
 from engine.store.sqlite import SQLiteStore
@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
     import json, os, signal, sys
     from engine.incidents.config import IncidentConfig
     from engine.incidents.engine import IncidentEngine
-    from engine.incidents.testing import T0, make_alert
+    from harness.incidents import T0, make_alert
     from engine.notify.base import build_notifiers
     from engine.notify.delivery import Deliverer
     from engine.store.sqlite import SQLiteStore
@@ -68,7 +68,7 @@ CHILD = textwrap.dedent(
 
 
 def run_child(db: Path, notifier: dict, crash_at: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(db), json.dumps(notifier), crash_at],
         env=env,

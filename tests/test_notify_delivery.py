@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from test_notify_receiver import always, notification, receiver_fixture, snapshot  # noqa: F401
 
-from engine.incidents.model import Notification
+from engine.incidents.incident import Notification
 from engine.incidents.state import Decision, EngineState
 from engine.notify.base import build_notifiers
 from engine.notify.delivery import Deliverer
-from engine.notify.retry import Backoff, BreakerState, CircuitBreaker
+from engine.retry import Backoff, BreakerState, CircuitBreaker
 from engine.store.base import OutboxItem
 from engine.store.sqlite import SQLiteStore
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.incidents.model import Notification
+from engine.incidents.incident import Notification
 
 
 @dataclass(frozen=True)

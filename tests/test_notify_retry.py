@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from engine.notify.retry import Backoff, BreakerState, CircuitBreaker
+from engine.retry import Backoff, BreakerState, CircuitBreaker
 
 
 class FakeClock:

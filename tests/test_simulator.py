@@ -14,9 +14,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.testing.localprom import free_port
-from engine.testing.scenario import LE_LABELS
-from engine.testing.simulator import Simulator, demo_scenario, history_start, serve
+from engine.demo.scenario import LE_LABELS
+from engine.demo.simulator import Simulator, demo_scenario, history_start, serve
+from engine.source.localprom import free_port
 
 T0 = 1_700_000_000
 
@@ -181,7 +181,7 @@ def test_cli_serves_and_takes_live_injections(tmp_path) -> None:
     port = free_port()
     log = open(tmp_path / "simulator.log", "wb")  # noqa: SIM115 — closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.testing.simulator", "--port", str(port)],
+        [sys.executable, "-m", "engine.demo.simulator", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

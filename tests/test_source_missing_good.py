@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.sli import derives_bad, good_rate, missing_bucket_message
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
+from engine.spec.sli import derives_bad, good_rate, missing_bucket_message
 
 NAN = np.nan
 

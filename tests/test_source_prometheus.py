@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import requests
 
-from engine.source.base import SourceUnavailable
+from engine.demo.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
+from engine.evaluation.source import SourceUnavailable
+from engine.source.localprom import LocalPrometheus, backfill, free_port, skip_reason
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
-from engine.testing.localprom import LocalPrometheus, backfill, free_port, skip_reason
-from engine.testing.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad, write_openmetrics
 
 pytestmark = pytest.mark.prometheus
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.sli import bad_rate, total_rate
 from engine.source.query_plan import decompose, or_tree, plan_queries
 from engine.spec.durations import Duration
 from engine.spec.models import SLI
+from engine.spec.sli import bad_rate, total_rate
 
 W = Duration.parse("1m")
 

@@ -1,4 +1,4 @@
-"""The finest evaluation step follows the scrape interval (engine.source.resolution), and the
+"""The finest evaluation step follows the scrape interval (engine.evaluation.resolution), and the
 cache flags SLOs whose fine steps are empty while coarse ones have data."""
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.evaluation import Evaluator, sparse_fine_steps_message
-from engine.source.base import StepRates
-from engine.source.cache import DEFAULT_TIERS, Tier
-from engine.source.resolution import (
+from engine.evaluation.cache import DEFAULT_TIERS, Tier
+from engine.evaluation.evaluator import Evaluator, sparse_fine_steps_message
+from engine.evaluation.resolution import (
     ResolutionError,
     check_step,
     fine_step_for,
@@ -20,6 +19,7 @@ from engine.source.resolution import (
     resolution_for,
     tiers_for,
 )
+from engine.evaluation.source import StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
 

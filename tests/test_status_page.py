@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from harness.api_runtime import FakeClock, StoreRuntime, evaluation, sample_runtime
+from harness.incidents import T0
 
 from engine.api.app import create_app
 from engine.api.middleware import STRICT_CSP
 from engine.api.status_page import build_view, slo_row
-from engine.api.testing import FakeClock, StoreRuntime, evaluation, sample_runtime
-from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
 from engine.store.sqlite import SQLiteStore
 

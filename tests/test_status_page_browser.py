@@ -12,12 +12,12 @@ import re
 from pathlib import Path
 
 import pytest
+from harness.api_runtime import FakeClock, sample_runtime, serve
+from harness.browser import MISSING, chromium_binary, dump_dom, screenshot
+from harness.incidents import T0
 
 from engine.api.app import create_app
-from engine.api.testing import FakeClock, sample_runtime, serve
-from engine.incidents.testing import T0
 from engine.spec.loader import load_specs
-from engine.testing.browser import MISSING, chromium_binary, dump_dom, screenshot
 
 pytestmark = pytest.mark.browser
 

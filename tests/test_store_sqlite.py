@@ -7,13 +7,13 @@ import sqlite3
 import threading
 
 import pytest
+from harness.incidents import T0, make_alert
 
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.model import IncidentStatus, Severity
+from engine.incidents.incident import IncidentStatus, Severity
 from engine.incidents.silences import Matcher, Silence
 from engine.incidents.state import Decision
-from engine.incidents.testing import T0, make_alert
 from engine.store.base import IncidentStore, Outbox, StaleStateError, StoreError
 from engine.store.sqlite import DB_FILENAME, MIGRATIONS, SCHEMA_VERSION, SQLiteStore
 

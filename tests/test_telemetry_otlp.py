@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from test_daemon_runtime import Clock, ScriptedSource, make_config
 
 from engine.daemon.runtime import Runtime
-from engine.testing.webhook_sink import WebhookSink
+from engine.demo.webhook_sink import WebhookSink
 
 
 class OTLPReceiver:

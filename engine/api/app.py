@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.middleware import STRICT_CSP, GuardMiddleware
-from engine.api.models import (
+from engine.api.schemas import (
     IDEMPOTENCY_KEY_RE,
     INCIDENT_ID_PATTERN,
     SILENCE_ID_PATTERN,
@@ -52,8 +52,8 @@ from engine.api.security import (
     request_fingerprint,
 )
 from engine.api.status_page import build_view, render_status_page
-from engine.burn.result import SLOEvaluation
-from engine.incidents.model import Incident, IncidentStatus
+from engine.evaluation.result import SLOEvaluation
+from engine.incidents.incident import Incident, IncidentStatus
 from engine.spec.durations import Duration
 from engine.spec.models import NAME_RE
 from engine.store.base import StoreError

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from engine.burn.result import SLOEvaluation, Status
-from engine.incidents.model import Incident, Severity
+from engine.evaluation.result import SLOEvaluation, Status
+from engine.incidents.incident import Incident, Severity
 
 # Text beside every colour, so the page reads the same for colour-blind people and in print.
 STATUS_LABEL: dict[Status, str] = {

@@ -5,13 +5,13 @@
 
 What runs, step by step, is what the daemon runs each cycle:
 
-1. evaluation — `engine.burn.series.iter_series` (the daemon's window sums, error ratios,
+1. evaluation — `engine.evaluation.series.iter_series` (the daemon's window sums, error ratios,
    budgets, multiwindow rules and low-traffic guard, vectorized over the time axis);
 2. alerts — at every step, each SLO with a firing rule is packaged as the `SLOEvaluation` the
    daemon would have produced at that instant and turned into alerts by the daemon's
    `alerts_from_evaluation`; held alerts are recorded but, as in the daemon, open nothing;
 3. anomaly detection — `score_step_rates` over the fetched history, the function the
-   daemon's live tracker (`engine.burn.anomaly_live`) calls each cycle, as `anomaly_alert`s;
+   daemon's live tracker (`engine.anomaly.live`) calls each cycle, as `anomaly_alert`s;
 4. incidents — one `IncidentEngine` fed with `observe(now, alerts, evaluations)` at every
    step, `now` being the simulated clock. Notifications are counted, never delivered.
 
@@ -35,19 +35,20 @@ from typing import Literal
 
 import numpy as np
 
-from engine.burn.alerts import evaluation_windows, held_reason
-from engine.burn.anomaly import AnomalySeries, SeriesScores, anomaly_series, score_step_rates
-from engine.burn.budget import budget_consumed, burn_rate, error_ratio
-from engine.burn.evaluate import STATUS_CODE, STATUSES, plan_evaluation, window_values
-from engine.burn.policy import policy_for
-from engine.burn.result import AlertSignal, SLOEvaluation, WindowValue
-from engine.burn.series import SeriesEvaluation, chunk_size, iter_series
-from engine.burn.windows import normalize_step_counts
-from engine.incidents.alerts import Alert, alerts_from_evaluation, anomaly_alert
+from engine.anomaly.live import AnomalyState
+from engine.anomaly.scoring import AnomalySeries, SeriesScores, anomaly_series, score_step_rates
+from engine.evaluation.budget import budget_consumed, burn_rate, error_ratio
+from engine.evaluation.burn import STATUS_CODE, STATUSES, plan_evaluation, window_values
+from engine.evaluation.decisions import evaluation_windows, held_reason
+from engine.evaluation.policy import policy_for
+from engine.evaluation.result import AlertSignal, SLOEvaluation, WindowValue
+from engine.evaluation.series import SeriesEvaluation, chunk_size, iter_series
+from engine.evaluation.source import EventSource, StepRates
+from engine.evaluation.windows import normalize_step_counts
 from engine.incidents.config import IncidentConfig, ReceiverConfig
+from engine.incidents.cycle import observe_cycle
 from engine.incidents.engine import IncidentEngine
-from engine.incidents.model import Incident
-from engine.source.base import EventSource, StepRates
+from engine.incidents.incident import Incident
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
@@ -484,7 +485,7 @@ class _Evaluated:
 
     def evaluation(self, fired: _Fired, i: int, now: float) -> SLOEvaluation:
         """The `SLOEvaluation` the daemon would have produced (same packaging as
-        `engine.burn.evaluate.evaluate_window_events`, from the same numbers)."""
+        `engine.evaluation.burn.evaluate_window_events`, from the same numbers)."""
         s = int(fired.rows[i])
         slo = self.slos[s]
         block = self._lists(fired, i)
@@ -711,27 +712,26 @@ def replay(
     progress("replay", 0, n_steps)
     for t in range(n_steps):
         now = float(times[t])
-        alerts: list[Alert] = []
+        evaluations: list[SLOEvaluation] = []
         while cursor < n_fired and fired is not None and fired.steps[cursor] == t:
-            evaluation = evaluated.evaluation(fired, cursor, now)
-            for alert in alerts_from_evaluation(evaluation):
-                fingerprints.setdefault(alert.fingerprint, (alert.slo_id, alert.severity))
-                alerts.append(alert)
+            evaluations.append(evaluated.evaluation(fired, cursor, now))
             cursor += 1
-        for track in tracks:
-            for a in np.flatnonzero(track.active[:, t]):
-                item = track.scores.series[a]
-                alert = anomaly_alert(
-                    item.slo,
-                    item.signal,
-                    now,
-                    _value(track.score[a, t]),
-                    bool(track.sustained[a, t]),
-                )
-                fingerprints.setdefault(alert.fingerprint, (alert.slo_id, "anomaly"))
-                alerts.append(alert)
-        unknown = _unknown_evaluations(engine, evaluated, unknown_starts, t, now)
-        decision = engine.observe(now, alerts, unknown)
+        anomalies = [
+            AnomalyState(
+                series=track.scores.series[a],
+                ready=True,
+                score=_value(track.score[a, t]),
+                active=True,
+                sustained=bool(track.sustained[a, t]),
+            )
+            for track in tracks
+            for a in np.flatnonzero(track.active[:, t])
+        ]
+        evaluations.extend(_unknown_evaluations(engine, evaluated, unknown_starts, t, now))
+        outcome = observe_cycle(engine, now, evaluations, anomalies)
+        decision = outcome.decision
+        for alert in outcome.alerts:
+            fingerprints.setdefault(alert.fingerprint, (alert.slo_id, alert.severity))
         for note in decision.notifications:
             if note.kind == "incident":
                 notifications[note.dedup_key] = notifications.get(note.dedup_key, 0) + 1

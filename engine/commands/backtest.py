@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.cli import app
+from engine.commands.app import app
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -210,10 +210,10 @@ def backtest(
     """Replay history through the alert policy and incident engine; nothing is sent."""
     from engine.backtest.labels import LabelsError, load_labels
     from engine.backtest.replay import fetch_history, make_plan, replay
+    from engine.evaluation.resolution import ResolutionError, check_step, fine_step_for
+    from engine.evaluation.source import SourceUnavailable
     from engine.incidents.config import load_incident_config
-    from engine.source.base import SourceUnavailable
     from engine.source.prometheus import PrometheusSource
-    from engine.source.resolution import ResolutionError, check_step, fine_step_for
     from engine.spec.durations import Duration, DurationError
     from engine.spec.loader import load_specs
 
@@ -249,7 +249,7 @@ def backtest(
         except (OSError, ValueError) as exc:
             raise _fail(f"{incident_config}: {exc}", EXIT_INVALID) from None
     try:
-        # The daemon's rule (engine.source.resolution): a step of at least two scrape
+        # The daemon's rule (engine.evaluation.resolution): a step of at least two scrape
         # intervals dividing every window. Omitted: the daemon's own finest step. Given but
         # too short: refused rather than silently raised — the user asked for that step.
         if step_d is None:

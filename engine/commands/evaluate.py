@@ -22,9 +22,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from engine.burn.result import SLOEvaluation
-from engine.cli import app
-from engine.source.base import SourceUnavailable, StepRates
+from engine.commands.app import app
+from engine.evaluation.result import SLOEvaluation
+from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
@@ -183,9 +183,9 @@ def evaluate(
     ] = "15s",
 ) -> None:
     """Evaluate every SLO once: burn rates per window, error budget remaining, alerts."""
-    from engine.evaluation import Evaluator, sparse_fine_steps_message
+    from engine.evaluation.evaluator import Evaluator, sparse_fine_steps_message
+    from engine.evaluation.resolution import ResolutionError
     from engine.source.prometheus import PrometheusSource
-    from engine.source.resolution import ResolutionError
     from engine.spec.durations import DurationError
     from engine.spec.loader import load_specs
 

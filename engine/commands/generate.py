@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from engine.cli import app
+from engine.commands.app import app
 from engine.generate.alert_rules import DEFAULT_GRAFANA_URL
 from engine.generate.pipeline import GenerateError, generate
 from engine.generate.writer import check, write

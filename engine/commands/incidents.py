@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.cli import app
+from engine.commands.app import app
 from engine.incidents.config import IncidentConfig, load_incident_config
 from engine.incidents.engine import IncidentEngine, IncidentError
-from engine.incidents.model import Incident, IncidentStatus, Severity, iso
+from engine.incidents.incident import Incident, IncidentStatus, Severity, iso
 from engine.incidents.state import Decision
 from engine.store.base import StaleStateError, StoreError
 from engine.store.sqlite import DB_FILENAME, SQLiteStore

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli import app
+from engine.commands.app import app
 
 EXIT_INVALID_SPECS = 1
 EXIT_BAD_CONFIG = 2

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from engine.cli import app
+from engine.commands.app import app
 from engine.spec.loader import load_specs
 
 

@@ -1,6 +1,6 @@
 """Anomaly detection inside the daemon's cycle, fenced off from the burn-rate path.
 
-The tracker (`engine.burn.anomaly_live`) does the work; this wrapper decides when it may
+The tracker (`engine.anomaly.live`) does the work; this wrapper decides when it may
 run and what happens when it fails, because anomaly work must never cost a burn-rate alert:
 
 - It reads the *unguarded* source, and only in a cycle whose evaluation reached the source
@@ -9,7 +9,7 @@ run and what happens when it fails, because anomaly work must never cost a burn-
   burn-rate path; and it never hammers a source that path has found down.
 - Any exception is logged, counted (`slo_engine_anomaly_failures_total`) and marked on the
   `anomalies` span; the cycle goes on.
-- While it cannot run (source down, or its own failure) the last known anomaly alerts are
+- While it cannot run (source down, or its own failure) the last known active anomalies are
   passed on unchanged: missing data must not resolve an anomaly incident, the same rule the
   incident engine applies to SLOs without data.
 """
@@ -17,16 +17,15 @@ run and what happens when it fails, because anomaly work must never cost a burn-
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from engine.burn.anomaly_live import AnomalyState, LiveAnomalyTracker, anomaly_alerts
+from engine.anomaly.live import AnomalyState, LiveAnomalyTracker
 from engine.daemon.source_guard import counting_requests, fetch_attributes
-from engine.incidents.alerts import Alert
-from engine.source.base import EventSource, StepRates
+from engine.evaluation.source import EventSource, StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
@@ -52,7 +51,7 @@ class _TracedSource:
 
 
 class DaemonAnomalies:
-    """The Runtime's anomaly step: `run(now, source_ok)` → anomaly alerts for this cycle."""
+    """The Runtime's anomaly step: `run(now, source_ok)` → this cycle's active anomalies."""
 
     def __init__(
         self,
@@ -60,13 +59,11 @@ class DaemonAnomalies:
         slos: Sequence[SLO],
         tracer: trace.Tracer,
         metrics: Any,
-        dashboard: Callable[[SLO], str | None] | None = None,
     ) -> None:
         self._tracer = tracer
         self._metrics = metrics
-        self._dashboard = dashboard
         self.tracker = LiveAnomalyTracker(_TracedSource(source, tracer, metrics))
-        self._alerts: list[Alert] = []
+        self._active: list[AnomalyState] = []
         self._states: tuple[AnomalyState, ...] = ()
         self.last_error: str | None = None
         self._reported: dict[str, str] = {}
@@ -85,33 +82,33 @@ class DaemonAnomalies:
         # Series that a reload removed stop being reported or held at once.
         keys = {s.key for s in self.tracker.series}
         self._states = tuple(s for s in self._states if s.series.key in keys)
-        self._alerts = [a for a in self._alerts if f"{a.slo_id}:{a.labels['signal']}" in keys]
+        self._active = [a for a in self._active if a.series.key in keys]
         self._metrics.anomaly_history_bytes.set(self.tracker.nbytes)
 
-    def run(self, now: float, source_ok: bool) -> list[Alert]:
+    def run(self, now: float, source_ok: bool) -> list[AnomalyState]:
         if not self.tracker.series:
             return []
         with self._tracer.start_as_current_span("anomalies") as span:
             span.set_attribute("slo_engine.anomaly_series", len(self.tracker.series))
             if not source_ok:
                 span.set_attribute("slo_engine.anomaly_skipped", "source unavailable")
-                return list(self._alerts)
+                return list(self._active)
             try:
                 update = self.tracker.update(now)
-                alerts = anomaly_alerts(update.states, now, self._dashboard)
+                active = [s for s in update.states if s.active]
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
                 self._failed(message)
                 span.set_status(Status(StatusCode.ERROR, message))
-                return list(self._alerts)
+                return list(self._active)
             self.last_error = None
-            self._states, self._alerts = update.states, alerts
+            self._states, self._active = update.states, active
             self._report_query_errors(update.errors)
             self._metrics.anomaly_history_bytes.set(self.tracker.nbytes)
             span.set_attribute("slo_engine.anomaly_requests", update.requests)
             span.set_attribute("slo_engine.anomaly_warming", update.warming)
-            span.set_attribute("slo_engine.anomalies_firing", len(alerts))
-            return list(alerts)
+            span.set_attribute("slo_engine.anomalies_firing", len(active))
+            return list(active)
 
     def _failed(self, message: str) -> None:
         self.last_error = message

@@ -78,7 +78,7 @@ class DaemonConfig(_Section):
     source_breaker: SourceBreakerConfig = Field(default_factory=SourceBreakerConfig)
     # How often Prometheus scrapes the SLIs' series. rate() needs two samples per step, so
     # the finest evaluation step is the smallest step ≥ 2 × this (and ≥ 1m) dividing every
-    # window: 15s/30s → 1m, 60s → 2m30s (engine/source/resolution.py).
+    # window: 15s/30s → 1m, 60s → 2m30s (engine/evaluation/resolution.py).
     scrape_interval: DurationField = Field(default_factory=lambda: _d("15s"))
 
     # -- the daemon ---------------------------------------------------------------------

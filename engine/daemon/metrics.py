@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from engine.burn.anomaly_live import AnomalyState
-from engine.burn.result import SLOEvaluation
+from engine.anomaly.live import AnomalyState
+from engine.evaluation.result import SLOEvaluation
 
 STATUSES = ("ok", "ticket", "page", "exhausted", "no_data", "error")
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")

@@ -29,24 +29,26 @@ from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
 
-from engine.burn.result import SLOEvaluation
+from engine.alerting.alerts import Alert
+from engine.alerting.cycle import Blindness
+from engine.alerting.links import slo_dashboard_url
 from engine.daemon.anomaly import DaemonAnomalies
 from engine.daemon.config import DaemonConfig, read_headers_file
 from engine.daemon.metrics import DaemonMetrics
 from engine.daemon.source_guard import GuardedSource
 from engine.daemon.specs import SpecWatcher
-from engine.evaluation import Evaluator, sparse_fine_steps_message
-from engine.generate.links import slo_dashboard_url
-from engine.incidents.alerts import Alert, alerts_from_evaluation
+from engine.evaluation.evaluator import Evaluator, sparse_fine_steps_message
+from engine.evaluation.resolution import ResolutionError
+from engine.evaluation.result import SLOEvaluation
+from engine.evaluation.source import EventSource
+from engine.incidents.cycle import CycleOutcome, observe_cycle
 from engine.incidents.engine import IncidentEngine, IncidentError
-from engine.incidents.model import Incident, IncidentStatus, Severity, iso
+from engine.incidents.incident import Incident, IncidentStatus, Severity, iso
 from engine.incidents.silences import Matcher, MatcherError
 from engine.incidents.state import Decision
 from engine.notify.base import Notifier, build_notifiers
 from engine.notify.delivery import Deliverer, DeliveryReport
-from engine.notify.retry import CircuitBreaker
-from engine.source.base import EventSource
-from engine.source.resolution import ResolutionError
+from engine.retry import CircuitBreaker
 from engine.spec.models import SLO
 from engine.store.base import StaleStateError, StoreError
 from engine.store.sqlite import SQLiteStore
@@ -54,9 +56,6 @@ from engine.telemetry import Telemetry, setup_telemetry
 
 log = logging.getLogger(__name__)
 
-BLIND_ALERT_NAME = "SLOEvaluationBlind"
-BLIND_SLO_ID = "slo-engine/evaluation"
-SELF_SERVICE = "slo-engine"
 # A decision refused as stale is recomputed from the reloaded state this many times.
 _STALE_RETRIES = 3
 
@@ -82,33 +81,6 @@ class CycleReport:
     blind: bool
     duration: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def blind_alert(since: float, cycles: int, error: str | None) -> Alert:
-    """The meta-alert raised while the engine cannot see its SLOs.
-
-    Paging-level on an "important" tier: the runbook makes that SEV2 — losing sight of every
-    SLO is serious, but it is not itself a customer-facing outage.
-    """
-    return Alert(
-        labels={
-            "alertname": BLIND_ALERT_NAME,
-            "service": SELF_SERVICE,
-            "severity": "page",
-            "tier": "important",
-        },
-        severity="page",
-        slo_id=BLIND_SLO_ID,
-        service=SELF_SERVICE,
-        starts_at=since,
-        tier="important",
-        annotations={
-            "summary": "SLO evaluation blind: the metrics source has failed for "
-            f"{cycles} consecutive cycles",
-            "description": f"No SLO can be evaluated; incidents are held open, none resolve "
-            f"on missing data. Last error: {error or 'unknown'}",
-        },
-    )
 
 
 def _error_results(slos: Sequence[SLO], evaluated_at: float, message: str) -> list[SLOEvaluation]:
@@ -214,9 +186,7 @@ class Runtime:
         self._spec_status["sampling"] = self._sampling_status()
         self.metrics.fine_step_seconds.set(self._evaluator.resolution.fine_step.seconds)
         # The raw source: anomaly fetches stay off the burn-rate path's breaker (see there).
-        self.anomalies = DaemonAnomalies(
-            source, loaded.slos, self._tracer, self.metrics, self._dashboard
-        )
+        self.anomalies = DaemonAnomalies(source, loaded.slos, self._tracer, self.metrics)
 
         self.state_dir = Path(config.state_dir)
         self.store = SQLiteStore.in_state_dir(self.state_dir)
@@ -323,24 +293,27 @@ class Runtime:
         self.metrics.blind.set(1 if blind else 0)
         self.metrics.failed_cycles.set(self._failed_cycles)
         source_ok = source_error is None and not self.source.circuit_open
-        anomaly_alerts = self.anomalies.run(now, source_ok)
+        anomaly_states = self.anomalies.run(now, source_ok)
 
-        with self._tracer.start_as_current_span("policy") as span:
-            alerts = [
-                alert
-                for result in results
-                for alert in alerts_from_evaluation(result, self._dashboard(result.slo))
-            ]
-            alerts.extend(anomaly_alerts)
-            if blind:
-                assert self._blind_since is not None
-                alerts.append(blind_alert(self._blind_since, self._failed_cycles, source_error))
-            span.set_attribute("slo_engine.alerts", len(alerts))
+        blindness = (
+            Blindness(self._blind_since, self._failed_cycles, source_error)
+            if blind and self._blind_since is not None
+            else None
+        )
+        outcomes: list[CycleOutcome] = []
+
+        def observe(at: float) -> Decision:
+            with self._tracer.start_as_current_span("policy") as span:
+                outcome = observe_cycle(
+                    self.engine, at, results, anomaly_states, blindness, self._dashboard
+                )
+                span.set_attribute("slo_engine.alerts", len(outcome.alerts))
+            outcomes.append(outcome)
+            return outcome.decision
 
         with self._tracer.start_as_current_span("incidents") as span:
-            decision = self._decide(
-                "cycle", lambda at: self.engine.observe(at, alerts, results), now
-            )
+            decision = self._decide("cycle", observe, now)
+            alerts = outcomes[-1].alerts if outcomes else []
             if decision is not None:
                 span.set_attribute("slo_engine.notifications", len(decision.notifications))
                 span.set_attribute("slo_engine.incidents_changed", len(decision.incidents))

@@ -21,8 +21,8 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from engine.notify.retry import BreakerState, CircuitBreaker
-from engine.source.base import EventSource, SourceUnavailable, StepRates
+from engine.evaluation.source import EventSource, SourceUnavailable, StepRates
+from engine.retry import BreakerState, CircuitBreaker
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 

@@ -27,8 +27,14 @@ from decimal import ROUND_CEILING, Decimal
 from statistics import NormalDist
 from typing import Any
 
-from engine.burn.policy import AlertPolicy, BurnRateRule, policy_for
-from engine.generate.links import slo_dashboard_url
+from engine.alerting.alerts import (
+    ALERT_NAME,
+    burn_alert_name,
+    severity_annotations,
+    severity_labels,
+)
+from engine.alerting.links import slo_dashboard_url
+from engine.evaluation.policy import AlertPolicy, BurnRateRule, policy_for
 from engine.generate.rules import (
     BUDGET_REMAINING_METRIC,
     Rule,
@@ -41,15 +47,9 @@ from engine.generate.rules import (
     slo_labels,
     total_events_metric,
 )
-from engine.incidents.alerts import (
-    ALERT_NAME,
-    burn_alert_name,
-    severity_annotations,
-    severity_labels,
-)
-from engine.sli import bucket_text
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
+from engine.spec.sli import bucket_text
 
 # The default name of the burn-rate alerts, the daemon's; a spec's `alerting.name`
 # replaces it (burn_alert_name). Dashboards match on the names in use.

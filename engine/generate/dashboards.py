@@ -28,9 +28,10 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from engine.burn.policy import AlertPolicy, policy_for
+from engine.alerting.alerts import burn_alert_name
+from engine.alerting.links import OVERVIEW_UID, golden_signals_uid, service_dashboard_uid
+from engine.evaluation.policy import AlertPolicy, policy_for
 from engine.generate.alert_rules import BURN_ALERT, NO_DATA_ALERT
-from engine.generate.links import OVERVIEW_UID, golden_signals_uid, service_dashboard_uid
 from engine.generate.provisioning import DATASOURCE_NAME, DATASOURCE_UID
 from engine.generate.rules import (
     BUDGET_REMAINING_METRIC,
@@ -43,10 +44,9 @@ from engine.generate.rules import (
     rolling_windows,
     total_events_metric,
 )
-from engine.incidents.alerts import burn_alert_name
-from engine.sli import bad_rate, total_rate
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
+from engine.spec.sli import bad_rate, total_rate
 
 TAG = "slo-engine"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")

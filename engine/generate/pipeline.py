@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Literal
 
-from engine.burn.policy import policy_for
+from engine.evaluation.policy import policy_for
 from engine.generate.alert_rules import DEFAULT_GRAFANA_URL, alert_rules
 from engine.generate.alertmanager import alertmanager_config
 from engine.generate.dashboards import dashboards

@@ -23,10 +23,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from engine.burn.policy import AlertPolicy, exact, policy_for
-from engine.sli import bad_rate, derives_bad, total_rate
+from engine.evaluation.policy import AlertPolicy, exact, policy_for
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
+from engine.spec.sli import bad_rate, derives_bad, total_rate
 
 # The period group runs every 5 minutes and records one 5-minute tile per run; it must not
 # run less often than Prometheus' 5m lookback, or its series would vanish from instant
@@ -168,7 +168,7 @@ def bad_events_expr(slo: SLO, window: Duration) -> str:
 
     Error counters such as `http_requests_total{code=~"5.."}` usually do not exist until
     the first error; the daemon counts such a step as 0 bad events
-    (`engine.burn.windows.normalize_step_counts`), and so must the rules, or a healthy SLO
+    (`engine.evaluation.windows.normalize_step_counts`), and so must the rules, or a healthy SLO
     would record no error ratio at all (SLONoData, blind burn alerts). Both operands are
     plain `sum(...)` without `by`, so each is one series with no labels and `or` matches
     them: the fallback applies exactly when the bad side is empty, and yields nothing when
@@ -176,7 +176,7 @@ def bad_events_expr(slo: SLO, window: Duration) -> str:
 
     No fallback where bad is total − good (latency SLIs, `good` queries): there an empty
     bad side means the *good* series is missing — a latency threshold that is no bucket
-    bound, a wrong good selector — and 0 would show a perfect SLO (`engine.sli`).
+    bound, a wrong good selector — and 0 would show a perfect SLO (`engine.spec.sli`).
     """
     bad = summed(bad_rate(slo.sli, window))
     if derives_bad(slo.sli):

@@ -33,9 +33,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from engine.incidents.alerts import Alert
+from engine.alerting.alerts import Alert
 from engine.incidents.config import SeverityRules
-from engine.incidents.model import Severity
+from engine.incidents.incident import Severity
 
 # Availability "at 0", allowing for float noise: backtest's windows are differences of
 # running sums over weeks of (not exactly representable) per-step counts, which can leave an

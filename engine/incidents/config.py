@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from engine.incidents.model import DEFAULT_RESPONSE_TARGETS, Severity
+from engine.incidents.incident import DEFAULT_RESPONSE_TARGETS, Severity
 from engine.spec.durations import Duration
 from engine.spec.models import DecimalField, DurationField, Strict, Tier
 

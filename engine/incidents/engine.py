@@ -32,11 +32,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.burn.result import SLOEvaluation
-from engine.incidents.alerts import Alert
+from engine.alerting.alerts import Alert
+from engine.evaluation.result import SLOEvaluation
 from engine.incidents.classify import classify_alert
 from engine.incidents.config import IncidentConfig, RateLimit
-from engine.incidents.model import (
+from engine.incidents.incident import (
     Incident,
     IncidentStatus,
     Notification,
@@ -46,6 +46,7 @@ from engine.incidents.model import (
     TimelineKind,
     iso,
 )
+from engine.incidents.render import TemplateRenderer
 from engine.incidents.silences import Matcher, Silence, parse_matchers
 from engine.incidents.state import (
     FLAP_HISTORY,
@@ -58,7 +59,6 @@ from engine.incidents.state import (
     SuppressionReason,
     TimelineRecord,
 )
-from engine.incidents.templates import TemplateRenderer
 
 # Rate limits protect people from storms of *new* information; acknowledgements and
 # resolutions close things at the receiver and always go out.

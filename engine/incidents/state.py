@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.incidents.model import Incident, Notification, TimelineEntry
+from engine.incidents.incident import Incident, Notification, TimelineEntry
 from engine.incidents.silences import Silence
 
 SuppressionReason = Literal[

@@ -32,7 +32,7 @@ from engine.notify.base import (
 from engine.notify.http import encode_json, post_json
 
 if TYPE_CHECKING:
-    from engine.incidents.model import Incident, Notification
+    from engine.incidents.incident import Incident, Notification
 
 ALERTNAME = "SLOEngineIncident"
 _EVENTS = frozenset({"triggered", "escalated", "updated", "acknowledged", "resolved"})

@@ -12,20 +12,20 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from engine.retry import Clock
 from engine.spec.durations import Duration
 from engine.spec.models import DurationField
 
 if TYPE_CHECKING:
-    from engine.incidents.model import Notification
+    from engine.incidents.incident import Notification
 
-Clock = Callable[[], float]
 log = logging.getLogger(__name__)
 
 

@@ -32,7 +32,7 @@ from engine.notify.base import (
     RetryableDeliveryError,
     StateSyncingNotifier,
 )
-from engine.notify.retry import Backoff, CircuitBreaker
+from engine.retry import Backoff, CircuitBreaker
 from engine.store.base import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)

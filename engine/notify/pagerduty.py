@@ -20,7 +20,7 @@ from engine.notify.base import (
 from engine.notify.http import encode_json, post_json
 
 if TYPE_CHECKING:
-    from engine.incidents.model import Notification
+    from engine.incidents.incident import Notification
 
 SEVERITY = {"SEV1": "critical", "SEV2": "error", "SEV3": "warning", "SEV4": "info"}
 ACTION = {

@@ -13,7 +13,7 @@ from engine.notify.base import PermanentDeliveryError, Secret, SlackConfig, head
 from engine.notify.http import encode_json, post_json
 
 if TYPE_CHECKING:
-    from engine.incidents.model import Notification
+    from engine.incidents.incident import Notification
 
 COLOUR = {"SEV1": "#b00020", "SEV2": "#e8590c", "SEV3": "#f2c744", "SEV4": "#3b82f6"}
 RESOLVED_COLOUR = "#2eb886"

@@ -23,7 +23,7 @@ from engine.notify.base import PermanentDeliveryError, Secret, WebhookConfig
 from engine.notify.http import encode_json, post_json
 
 if TYPE_CHECKING:
-    from engine.incidents.model import Notification
+    from engine.incidents.incident import Notification
 
 SIGNATURE_HEADER = "X-SLO-Engine-Signature"
 EVENTS = frozenset({"triggered", "escalated", "updated", "acknowledged", "resolved"})

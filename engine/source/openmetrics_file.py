@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from engine.source.base import SourceUnavailable, StepRates
+from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
@@ -34,7 +34,7 @@ class OpenMetricsFileSource:
         self.latest: float = 0.0
 
     def __enter__(self) -> OpenMetricsFileSource:
-        from engine.testing.localprom import LocalPrometheus, backfill
+        from engine.source.localprom import LocalPrometheus, backfill
 
         if not self.path.is_file():
             raise SourceUnavailable(f"OpenMetrics file {self.path} does not exist")

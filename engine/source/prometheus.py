@@ -13,7 +13,7 @@ Failure semantics, because a failed query must never look like a healthy or dead
 - 400/422 (a PromQL parse or execution error) are not retried: the batch is bisected until
   the offending SLOs are isolated; only those get an entry in `errors`, the rest get data.
 - An SLO absent from the result has no data: its row stays NaN, never 0.
-- An SLO whose bad events are total − good (`engine.sli.derives_bad`) and whose good series
+- An SLO whose bad events are total − good (`engine.spec.sli.derives_bad`) and whose good series
   is missing at a step with a total has no data at that step (bad *and* total NaN): the
   evaluation's rule "a missing bad rate with a known total is 0 bad events" is meant for
   error counters that do not exist yet, and must not make a missing good series look like a
@@ -45,8 +45,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from engine.sli import bad_rate, derives_bad, missing_bucket_message, total_rate
-from engine.source.base import SourceUnavailable, StepRates
+from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.source.query_plan import (
     SLO_LABEL,
     Part,
@@ -58,6 +57,7 @@ from engine.source.query_plan import (
 )
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, LatencySLI
+from engine.spec.sli import bad_rate, derives_bad, missing_bucket_message, total_rate
 
 log = logging.getLogger(__name__)
 

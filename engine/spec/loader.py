@@ -26,11 +26,11 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from engine.incidents.alerts import RENAMED_LABEL_PREFIX, RESERVED_ALERT_LABELS
 from engine.spec import promql
 from engine.spec.document import Document, NativeUnit, Origins, did_you_mean
 from engine.spec.errors import SpecError, split_hint
 from engine.spec.importers import openslo, sloth
+from engine.spec.labels import RENAMED_LABEL_PREFIX, RESERVED_ALERT_LABELS
 from engine.spec.models import SLO, ServiceSpec
 from engine.spec.yaml_lines import Mark, MarkedList, MarkedMap, parse_yaml
 

@@ -18,7 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from engine.incidents.model import Incident, IncidentStatus, Notification, Severity, TimelineEntry
+from engine.incidents.incident import (
+    Incident,
+    IncidentStatus,
+    Notification,
+    Severity,
+    TimelineEntry,
+)
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
 

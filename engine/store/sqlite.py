@@ -26,7 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.incidents.model import Incident, IncidentStatus, Notification, Severity, TimelineEntry
+from engine.incidents.incident import (
+    Incident,
+    IncidentStatus,
+    Notification,
+    Severity,
+    TimelineEntry,
+)
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
 from engine.store.base import OutboxItem, StaleStateError, StoreError
