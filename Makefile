@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Debian packages the tests and the demo run for real (promtool ships with prometheus).
-DEB_PACKAGES := prometheus prometheus-alertmanager chromium
-DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool chromium
+# Debian packages the tests and the demo run for real (promtool ships with prometheus;
+# PostgreSQL's server binaries live off PATH, in /usr/lib/postgresql/<version>/bin).
+DEB_PACKAGES := prometheus prometheus-alertmanager chromium postgresql victoria-metrics
+DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool chromium victoria-metrics
 
-.PHONY: test demo deps venv lint format bench generate readme clean
+.PHONY: test demo deps venv lint format bench generate clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +23,7 @@ venv: $(STAMP)
 # Installs the Debian packages when running as root; otherwise says exactly what to run.
 deps:
 	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing="$$missing initdb"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages for:$$missing"; \
@@ -32,28 +34,24 @@ deps:
 	fi
 
 test: deps venv
-	$(BIN)/ruff check engine tests bench tools
+	$(BIN)/ruff check engine tests bench
 	$(BIN)/slo-engine validate slo_specs
 	$(BIN)/slo-engine generate --check
-	$(BIN)/python tools/build_readme.py --check
 	$(BIN)/pytest -q
 
 demo: deps venv
 	$(BIN)/python -m engine.demo
 
 lint: venv
-	$(BIN)/ruff check engine tests bench tools
-	$(BIN)/ruff format --check engine tests bench tools
+	$(BIN)/ruff check engine tests bench
+	$(BIN)/ruff format --check engine tests bench
 
 format: venv
-	$(BIN)/ruff format engine tests bench tools
-	$(BIN)/ruff check --fix engine tests bench tools
+	$(BIN)/ruff format engine tests bench
+	$(BIN)/ruff check --fix engine tests bench
 
 generate: venv
 	$(BIN)/slo-engine generate
-
-readme: venv
-	$(BIN)/python tools/build_readme.py
 
 bench: deps venv
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done

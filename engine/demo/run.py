@@ -33,23 +33,28 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
-from rich.console import Console
-from rich.table import Table
 
-from engine.demo.webhook_sink import Received, WebhookSink
+from engine.demo.screen import (
+    console,
+    print_incident,
+    print_notification,
+    print_where,
+    slo_table,
+    step,
+)
+from engine.demo.webhook_sink import WebhookSink
 from engine.incidents.config import IncidentConfig
 from engine.source.localprom import LocalPrometheus, backfill, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HISTORY_DAYS = 30
 INTERVAL = "10s"
-# Piped (CI, a log file): no terminal width to respect; keep lines whole.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 class DemoError(RuntimeError):
@@ -131,10 +136,6 @@ def _alive(proc: subprocess.Popen[bytes], name: str, log: Path) -> None:
         raise DemoError(f"{name} exited with code {proc.returncode}:\n{tail}")
 
 
-def _step(text: str) -> None:
-    console.print(f"[bold cyan]▶[/bold cyan] {text}")
-
-
 def _rules(work: Path) -> tuple[Path, Path]:
     """The repository's generated rules when they match the specs, else fresh ones in `work`."""
     slo_engine = [sys.executable, "-m", "engine"]
@@ -153,42 +154,6 @@ def _rules(work: Path) -> tuple[Path, Path]:
     if done.returncode != 0:
         raise DemoError(f"`slo-engine generate` failed:\n{done.stderr or done.stdout}")
     return rules, dashboards
-
-
-def _slo_table(slos: list[dict[str, Any]]) -> Table:
-    table = Table(title="SLOs (from GET /api/v1/slos)", header_style="bold")
-    for column in ("SLO", "status", "burn 5m", "burn 1h", "budget left"):
-        table.add_column(column, justify="left" if column in ("SLO", "status") else "right")
-    style = {"ok": "green", "ticket": "yellow", "page": "bold red", "exhausted": "magenta"}
-    for slo in slos:
-        burn = slo.get("burn_rate") or {}
-
-        def cell(value: float | None, fmt: str, suffix: str = "×") -> str:
-            return "—" if value is None else format(value, fmt) + suffix
-
-        table.add_row(
-            slo["id"],
-            f"[{style.get(slo['status'], 'dim')}]{slo['status']}[/]",
-            cell(burn.get("5m"), ".1f"),
-            cell(burn.get("1h"), ".1f"),
-            cell(
-                None
-                if slo.get("error_budget_remaining") is None
-                else slo["error_budget_remaining"] * 100,
-                ".2f",
-                "%",
-            ),
-        )
-    return table
-
-
-def _print_notification(item: Received) -> None:
-    incident = item.incident
-    console.print(
-        f"  [bold magenta]webhook ←[/bold magenta] {item.event:<12} {incident.get('id')} "
-        f"[bold]{incident.get('severity')}[/bold] {incident.get('service')}: "
-        f"{incident.get('summary')}"
-    )
 
 
 def run(duration: float | None, keep: bool) -> int:
@@ -221,21 +186,48 @@ def run(duration: float | None, keep: bool) -> int:
 
 
 def _run(work: Path, processes: Processes, started: float, duration: float | None) -> int:
-    python = sys.executable
+    """The demo's phases, in order; each raises DemoError saying what failed."""
+    rules_dir, dashboards_dir, rule_files = _generated_rules(work)
+    sim_port = _start_simulator(work, processes)
+    injected_at = _inject_outage(sim_port)
+    tsdb = _backfill_history(work)
+    api_port = free_port()
+    prometheus = _start_prometheus(tsdb, rule_files, sim_port, api_port, processes)
+    daemon = _start_daemon(work, processes, prometheus.url, api_port)
+    console.print(slo_table(_get(f"{daemon.api}/api/v1/slos").json()["slos"]))  # type: ignore[union-attr]
+    opened = _wait_for_page(daemon, started, injected_at)
+    detail = _print_incident(daemon, opened["id"])
+    print_where(
+        daemon.api,
+        daemon.token,
+        detail["id"],
+        prometheus.url,
+        rules_dir,
+        dashboards_dir,
+        sim_port,
+        work,
+    )
+    return _keep_running(daemon, started, duration)
 
-    _step("generated rules and dashboards")
+
+def _generated_rules(work: Path) -> tuple[Path, Path, list[Path]]:
+    step("generated rules and dashboards")
     rules_dir, dashboards_dir = _rules(work)
     rule_files = sorted(rules_dir.glob("*.rules.yml"))
     if not rule_files:
         raise DemoError(f"no *.rules.yml in {rules_dir}")
+    return rules_dir, dashboards_dir, rule_files
 
+
+def _start_simulator(work: Path, processes: Processes) -> int:
+    """The live traffic simulator on a free port, once it answers /healthz; its port."""
     sim_port = free_port()
     sim_log = work / "simulator.log"
-    _step(f"starting the traffic simulator on http://127.0.0.1:{sim_port}/metrics")
+    step(f"starting the traffic simulator on http://127.0.0.1:{sim_port}/metrics")
     simulator = processes.popen(
         "simulator",
         [
-            python,
+            sys.executable,
             "-m",
             "engine.demo.simulator",
             f"--port={sim_port}",
@@ -252,8 +244,12 @@ def _run(work: Path, processes: Processes, started: float, duration: float | Non
         20,
         sim_log,
     )
+    return sim_port
 
-    _step("injecting a complete outage of the critical `api` service (all requests fail)")
+
+def _inject_outage(sim_port: int) -> float:
+    """Every api request fails from now on; when the outage started (monotonic)."""
+    step("injecting a complete outage of the critical `api` service (all requests fail)")
     injected = requests.post(
         f"http://127.0.0.1:{sim_port}/inject",
         params={"service": "api", "error_ratio": "1", "duration": "15m"},
@@ -263,12 +259,16 @@ def _run(work: Path, processes: Processes, started: float, duration: float | Non
         raise DemoError(f"the simulator refused the outage: {injected.text}")
     injected_at = time.monotonic()
     console.print("  every api request fails from now on, for 15 minutes")
+    return injected_at
 
-    _step(f"writing {HISTORY_DAYS} days of traffic history and backfilling it (promtool)")
+
+def _backfill_history(work: Path) -> Path:
+    """The scenario's last HISTORY_DAYS days as OpenMetrics, backfilled; the TSDB directory."""
+    step(f"writing {HISTORY_DAYS} days of traffic history and backfilling it (promtool)")
     history = work / "history.om"
     done = subprocess.run(
         [
-            python,
+            sys.executable,
             "-m",
             "engine.demo.simulator",
             f"--history-days={HISTORY_DAYS}",
@@ -282,9 +282,13 @@ def _run(work: Path, processes: Processes, started: float, duration: float | Non
         raise DemoError(f"writing the history failed:\n{done.stderr}")
     tsdb = backfill(history, work / "tsdb")
     history.unlink()
+    return tsdb
 
-    api_port = free_port()
-    _step("starting Prometheus (backfilled history + live scrape + generated rules)")
+
+def _start_prometheus(
+    tsdb: Path, rule_files: list[Path], sim_port: int, api_port: int, processes: Processes
+) -> LocalPrometheus:
+    step("starting Prometheus (backfilled history + live scrape + generated rules)")
     prometheus = LocalPrometheus(
         tsdb,
         rule_files=rule_files,
@@ -307,8 +311,26 @@ def _run(work: Path, processes: Processes, started: float, duration: float | Non
         prometheus.start()
     except Exception as exc:
         raise DemoError(f"Prometheus did not start: {exc}") from None
+    return prometheus
 
-    sink = WebhookSink(on_receive=_print_notification).start()
+
+@dataclass(frozen=True)
+class _Daemon:
+    """The running `slo-engine run`: its API, its log, its token and the sink it notifies."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    api: str
+    token: str
+    sink: WebhookSink
+
+    def check_alive(self) -> None:
+        _alive(self.proc, "slo-engine", self.log)
+
+
+def _start_daemon(work: Path, processes: Processes, prometheus_url: str, api_port: int) -> _Daemon:
+    """A webhook sink, then `slo-engine run` notifying it, once its first cycle is done."""
+    sink = WebhookSink(on_receive=print_notification).start()
     processes.add("webhook sink", sink.stop)
     token = secrets.token_hex(20)
     tokens = work / "api-tokens"
@@ -316,7 +338,7 @@ def _run(work: Path, processes: Processes, started: float, duration: float | Non
     tokens.chmod(0o600)
     config = {
         "specs": str(REPO / "slo_specs"),
-        "prometheus_url": prometheus.url,
+        "prometheus_url": prometheus_url,
         "state_dir": str(work / "state"),
         "listen": f"127.0.0.1:{api_port}",
         "interval": INTERVAL,
@@ -331,34 +353,39 @@ def _run(work: Path, processes: Processes, started: float, duration: float | Non
     config_file = work / "slo-engine.yml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     daemon_log = work / "slo-engine.log"
-    api = f"http://127.0.0.1:{api_port}"
-    _step(f"starting `slo-engine run` (interval {INTERVAL}), webhook sink at {sink.url}")
-    daemon = processes.popen(
-        "slo-engine", [python, "-m", "engine", "run", "--config", str(config_file)], daemon_log
+    step(f"starting `slo-engine run` (interval {INTERVAL}), webhook sink at {sink.url}")
+    proc = processes.popen(
+        "slo-engine",
+        [sys.executable, "-m", "engine", "run", "--config", str(config_file)],
+        daemon_log,
     )
+    daemon = _Daemon(proc, daemon_log, f"http://127.0.0.1:{api_port}", token, sink)
 
     def ready() -> bool:
-        _alive(daemon, "slo-engine", daemon_log)
-        response = _get(f"{api}/readyz")
+        daemon.check_alive()
+        response = _get(f"{daemon.api}/readyz")
         return response is not None and response.status_code == 200
 
     _wait("slo-engine to become ready (first evaluation cycle)", ready, 90, daemon_log)
-    slos = _get(f"{api}/api/v1/slos").json()["slos"]  # type: ignore[union-attr]
-    console.print(_slo_table(slos))
+    return daemon
+
+
+def _wait_for_page(daemon: _Daemon, started: float, injected_at: float) -> dict[str, Any]:
+    """Until the api incident is open and its page reached the sink; the incident."""
     console.print(
         "  waiting for the page: the 1h window must lose 1.44 % of its requests (14.4× the "
         "budget rate; about a minute of outage) while the 5m window confirms it…"
     )
 
     def incident() -> dict[str, Any] | None:
-        _alive(daemon, "slo-engine", daemon_log)
-        response = _get(f"{api}/api/v1/incidents", params={"status": "open"})
+        daemon.check_alive()
+        response = _get(f"{daemon.api}/api/v1/incidents", params={"status": "open"})
         if response is None or response.status_code != 200:
             return None
         found = [i for i in response.json()["incidents"] if i["service"] == "api"]
         return found[0] if found else None
 
-    opened = _wait("an api incident", incident, 240, daemon_log)
+    opened: dict[str, Any] = _wait("an api incident", incident, 240, daemon.log)
     console.print(
         f"  incident {opened['id']} opened ({opened['severity']}) after "
         f"{time.monotonic() - injected_at:.0f}s of outage, "
@@ -366,50 +393,37 @@ def _run(work: Path, processes: Processes, started: float, duration: float | Non
     )
 
     def notified() -> bool:
-        _alive(daemon, "slo-engine", daemon_log)
-        return bool(sink.events("triggered", service="api"))
+        daemon.check_alive()
+        return bool(daemon.sink.events("triggered", service="api"))
 
-    _wait("the page to reach the webhook sink", notified, 120, daemon_log)
+    _wait("the page to reach the webhook sink", notified, 120, daemon.log)
     console.print(f"  paged {time.monotonic() - started:.0f}s since the demo started")
-    time.sleep(1)
-    detail = _get(f"{api}/api/v1/incidents/{opened['id']}").json()  # type: ignore[union-attr]
-    slos = _get(f"{api}/api/v1/slos").json()["slos"]  # type: ignore[union-attr]
-    console.print(_slo_table(slos))
-    console.print(
-        f"[bold red]{detail['id']}[/bold red] [bold]{detail['severity']}[/bold] "
-        f"{detail['service']} — {detail['summary']}"
-    )
-    for entry in detail["timeline"]:
-        console.print(f"  {entry['time']}  {entry['kind']:<16} {entry['message']}")
-    pages = sink.events(service="api")
-    console.print(f"  notifications received by the webhook sink: {len(pages)}")
+    return opened
 
-    console.print()
-    console.print("[bold]Where things are[/bold]")
-    console.print(f"  API            {api}/api/v1/slos   {api}/api/v1/incidents   {api}/docs")
-    console.print(f"  status page    {api}/status")
-    console.print(f"  metrics        {api}/metrics   (readiness: {api}/readyz)")
-    console.print(f"  Prometheus     {prometheus.url}/alerts  (generated rules: {rules_dir})")
-    console.print(
-        f"  dashboards     {dashboards_dir}  (Grafana JSON; `docker compose up` serves them)"
-    )
-    console.print(f"  simulator      http://127.0.0.1:{sim_port}/metrics   (POST /inject for more)")
-    console.print(f"  logs           {work}")
-    console.print(
-        f"  acknowledge:   curl -X POST -H 'Authorization: Bearer {token}' "
-        f"-H 'Content-Type: application/json' -d '{{\"by\": \"you\"}}' "
-        f"{api}/api/v1/incidents/{detail['id']}/ack"
-    )
-    console.print()
+
+def _print_incident(daemon: _Daemon, incident_id: str) -> dict[str, Any]:
+    """Fetch the incident and the SLOs again a second after the page, and print them."""
+    time.sleep(1)
+    api = daemon.api
+    detail: dict[str, Any] = _get(f"{api}/api/v1/incidents/{incident_id}").json()  # type: ignore[union-attr]
+    slos = _get(f"{api}/api/v1/slos").json()["slos"]  # type: ignore[union-attr]
+    print_incident(detail, slos)
+    pages = daemon.sink.events(service="api")
+    console.print(f"  notifications received by the webhook sink: {len(pages)}")
+    return detail
+
+
+def _keep_running(daemon: _Daemon, started: float, duration: float | None) -> int:
+    """Until Ctrl-C, or until `duration` seconds after the start; stops if the daemon dies."""
     if duration is None:
         console.print("[bold]Running. Ctrl-C stops everything.[/bold]")
         while True:
-            _alive(daemon, "slo-engine", daemon_log)
+            daemon.check_alive()
             time.sleep(1)
     remaining = duration - (time.monotonic() - started)
     console.print(f"[bold]Running for {max(remaining, 0):.0f}s more (DEMO_DURATION).[/bold]")
     while time.monotonic() - started < duration:
-        _alive(daemon, "slo-engine", daemon_log)
+        daemon.check_alive()
         time.sleep(1)
     return 0
 

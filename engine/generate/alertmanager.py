@@ -24,7 +24,7 @@ from engine.spec.models import SLO
 
 PAGER_RECEIVER = "pager"
 TICKET_RECEIVER = "ticket"
-# Documented placeholders (docs/readme/generate.md); nothing listens there by default.
+# Documented placeholders (docs/generate.md); nothing listens there by default.
 PAGER_WEBHOOK_URL = "http://127.0.0.1:9095/alerts/page"
 TICKET_WEBHOOK_URL = "http://127.0.0.1:9095/alerts/ticket"
 

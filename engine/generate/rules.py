@@ -13,7 +13,7 @@ series for 30 days, where averaging the window group's 5m rates (recorded every 
 each span counted five times over) read 43,200; the budget still lags by at most one
 tile (5 minutes). Hourly tiles would read 720, but leave the budget up to an hour behind an
 outage, in the dashboards and in the page's "budget remaining", and the window groups cost
-far more than either (docs/readme/generate.md).
+far more than either (docs/generate.md).
 
 Everything here is pure: SLOs in, rule groups (plain dicts) out.
 """

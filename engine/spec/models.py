@@ -236,7 +236,7 @@ class AlertingSpec(Strict):
 
 
 class AnomalySpec(Strict):
-    """Seasonal anomaly detection for a service (engine/anomaly/scoring.py; docs/readme/anomaly.md).
+    """Seasonal anomaly detection for a service (engine/anomaly/scoring.py; docs/anomaly.md).
 
     Signals come from the service's SLOs: `traffic` = total event rate, `errors` = error
     ratio of events SLIs, `latency` = share of slow requests of latency SLIs.

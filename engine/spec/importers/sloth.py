@@ -1,6 +1,6 @@
 """Sloth `version: "prometheus/v1"` files → native model input.
 
-Mapping (documented in docs/readme/specs.md):
+Mapping (documented in docs/specs.md):
 - `service`, `labels` → the service; labels `tier`, `owner` (else `team`) and `depends_on`
   (comma-separated) also fill those service fields. Sloth has no period in the file; 30d.
 - `slos[].labels` and `alerting.labels` → `alerting.labels` (both end up on the SLO's rules).
@@ -118,85 +118,111 @@ def _convert_slo(
 ) -> tuple[dict[str, Any], list[SpecError], list[SpecError]]:
     base = ("slos", i)
     out: dict[str, Any] = {}
-    errors: list[SpecError] = []
-    notes: list[SpecError] = []
     for key in ("name", "objective", "description"):
         if key in slo:
             out[key] = slo[key]
     if slo.get("description") is None:
         out.pop("description", None)
 
+    errors: list[SpecError] = []
+    notes: list[SpecError] = []
     sli = slo.get("sli")
     if isinstance(sli, dict):
-        kinds = [k for k in ("events", "raw", "plugin") if k in sli]
-        if "plugin" in sli:
-            errors.append(
-                doc.error(
-                    (*base, "sli", "plugin"),
-                    "Sloth SLI plugins are not supported",
-                    "write the plugin's queries out as sli.events (error_query, total_query)",
-                    at_key=True,
-                )
-            )
-        elif len(kinds) > 1:
-            errors.append(
-                doc.error(
-                    (*base, "sli", kinds[1]),
-                    f"an sli has exactly one kind (found {', '.join(kinds)})",
-                    "keep either events or raw",
-                    at_key=True,
-                )
-            )
-        elif "events" in sli:
-            events = sli["events"] or {}
-            out["sli"] = {
-                "events": {
-                    k: window(events.get(src))
-                    for k, src in (("bad", "error_query"), ("total", "total_query"))
-                    if src in events
-                }
-            }
-            origins.add(
-                (*base, "sli", "events", "bad"), doc, (*base, "sli", "events", "error_query")
-            )
-            origins.add(
-                (*base, "sli", "events", "total"), doc, (*base, "sli", "events", "total_query")
-            )
-            origins.add((*base, "sli", "events"), doc, (*base, "sli", "events"))
-        elif "raw" in sli:
-            raw = sli["raw"] or {}
-            key = "error_ratio_query" if "error_ratio_query" in raw else "errorRatioQuery"
-            ratio = window(raw.get(key))
-            if not isinstance(ratio, str):
-                errors.append(
-                    doc.error(
-                        (*base, "sli", "raw"),
-                        "missing required key 'error_ratio_query'",
-                        "give a PromQL error ratio (0–1) using [{{.window}}]",
-                        at_key=True,
-                    )
-                )
-            else:
-                ratio = ratio.strip()
-                out["sli"] = {"events": {"bad": f"({ratio})", "total": f"({ratio}) * 0 + 1"}}
-                out.setdefault("alerting", {})["low_traffic"] = {"enabled": False}
-                for native_key in ("bad", "total"):
-                    origins.add(
-                        (*base, "sli", "events", native_key), doc, (*base, "sli", "raw", key)
-                    )
-                notes.append(
-                    doc.error(
-                        (*base, "sli", "raw"),
-                        "raw error-ratio SLI imported as a time-weighted ratio",
-                        "every second counts equally (not every request) and the low-traffic "
-                        "guard is off; prefer sli.events with error_query/total_query",
-                        at_key=True,
-                        severity="warning",
-                    )
-                )
+        errors, notes = _convert_sli(doc, base, sli, out, origins)
     if "sli" in slo:
         origins.add((*base, "sli"), doc, (*base, "sli"))
+    _convert_alerting(doc, base, slo, out, origins)
+    return out, errors, notes
 
+
+def _convert_sli(
+    doc: Document,
+    base: tuple[Any, ...],
+    sli: dict[str, Any],
+    out: dict[str, Any],
+    origins: Origins,
+) -> tuple[list[SpecError], list[SpecError]]:
+    """`sli.events` or `sli.raw` into `out["sli"]`; (errors, notes)."""
+    kinds = [k for k in ("events", "raw", "plugin") if k in sli]
+    if "plugin" in sli:
+        return [
+            doc.error(
+                (*base, "sli", "plugin"),
+                "Sloth SLI plugins are not supported",
+                "write the plugin's queries out as sli.events (error_query, total_query)",
+                at_key=True,
+            )
+        ], []
+    if len(kinds) > 1:
+        return [
+            doc.error(
+                (*base, "sli", kinds[1]),
+                f"an sli has exactly one kind (found {', '.join(kinds)})",
+                "keep either events or raw",
+                at_key=True,
+            )
+        ], []
+    if "events" in sli:
+        events = sli["events"] or {}
+        out["sli"] = {
+            "events": {
+                k: window(events.get(src))
+                for k, src in (("bad", "error_query"), ("total", "total_query"))
+                if src in events
+            }
+        }
+        origins.add((*base, "sli", "events", "bad"), doc, (*base, "sli", "events", "error_query"))
+        origins.add((*base, "sli", "events", "total"), doc, (*base, "sli", "events", "total_query"))
+        origins.add((*base, "sli", "events"), doc, (*base, "sli", "events"))
+    elif "raw" in sli:
+        return _convert_raw_sli(doc, base, sli["raw"] or {}, out, origins)
+    return [], []
+
+
+def _convert_raw_sli(
+    doc: Document,
+    base: tuple[Any, ...],
+    raw: dict[str, Any],
+    out: dict[str, Any],
+    origins: Origins,
+) -> tuple[list[SpecError], list[SpecError]]:
+    """A ready-made error ratio as bad = ratio, total = 1 per second (see the module doc)."""
+    key = "error_ratio_query" if "error_ratio_query" in raw else "errorRatioQuery"
+    ratio = window(raw.get(key))
+    if not isinstance(ratio, str):
+        return [
+            doc.error(
+                (*base, "sli", "raw"),
+                "missing required key 'error_ratio_query'",
+                "give a PromQL error ratio (0–1) using [{{.window}}]",
+                at_key=True,
+            )
+        ], []
+    ratio = ratio.strip()
+    out["sli"] = {"events": {"bad": f"({ratio})", "total": f"({ratio}) * 0 + 1"}}
+    out.setdefault("alerting", {})["low_traffic"] = {"enabled": False}
+    for native_key in ("bad", "total"):
+        origins.add((*base, "sli", "events", native_key), doc, (*base, "sli", "raw", key))
+    return [], [
+        doc.error(
+            (*base, "sli", "raw"),
+            "raw error-ratio SLI imported as a time-weighted ratio",
+            "every second counts equally (not every request) and the low-traffic "
+            "guard is off; prefer sli.events with error_query/total_query",
+            at_key=True,
+            severity="warning",
+        )
+    ]
+
+
+def _convert_alerting(
+    doc: Document,
+    base: tuple[Any, ...],
+    slo: dict[str, Any],
+    out: dict[str, Any],
+    origins: Origins,
+) -> None:
+    """Labels, annotations, the alert name and `page_alert`/`ticket_alert` into `alerting`."""
     alerting = slo.get("alerting") or {}
     native_alerting: dict[str, Any] = out.setdefault("alerting", {})
     labels: dict[str, Any] = {}
@@ -231,4 +257,3 @@ def _convert_slo(
                 native_alerting[f"{severity}_{part}"] = dict(alert[part])
                 origins.add((*base, "alerting", f"{severity}_{part}"), doc, (*src, part))
     origins.add((*base, "alerting"), doc, (*base, "alerting"))
-    return out, errors, notes
