@@ -15,7 +15,7 @@ from harness.localam import ALERTMANAGER, SKIP_REASON, local_alertmanager
 from test_notify_receiver import always, notification, receiver_fixture, snapshot  # noqa: F401
 
 from engine.notify.alertmanager import ALERTNAME, AlertmanagerNotifier
-from engine.notify.base import parse_notifier_configs
+from engine.notify.factory import parse_notifier_configs
 
 T0 = 1_740_830_400.0  # 2025-03-01T12:00:00Z
 

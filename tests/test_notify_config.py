@@ -19,9 +19,8 @@ from engine.notify.base import (
     Secret,
     SlackConfig,
     WebhookConfig,
-    build_notifiers,
-    parse_notifier_configs,
 )
+from engine.notify.factory import build_notifiers, parse_notifier_configs
 from engine.notify.pagerduty import PagerDutyNotifier
 from engine.notify.slack import SlackNotifier
 from engine.notify.webhook import WebhookNotifier

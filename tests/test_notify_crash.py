@@ -22,8 +22,8 @@ from test_notify_receiver import receiver_fixture  # noqa: F401
 
 from engine.incidents.config import IncidentConfig
 from engine.incidents.engine import IncidentEngine
-from engine.notify.base import build_notifiers
 from engine.notify.delivery import Deliverer
+from engine.notify.factory import build_notifiers
 from engine.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ CHILD = textwrap.dedent(
     from engine.incidents.config import IncidentConfig
     from engine.incidents.engine import IncidentEngine
     from harness.incidents import T0, make_alert
-    from engine.notify.base import build_notifiers
+    from engine.notify.factory import build_notifiers
     from engine.notify.delivery import Deliverer
     from engine.store.sqlite import SQLiteStore
 

@@ -13,8 +13,8 @@ from test_notify_receiver import always, notification, receiver_fixture, snapsho
 
 from engine.incidents.incident import Notification
 from engine.incidents.state import Decision, EngineState
-from engine.notify.base import build_notifiers
 from engine.notify.delivery import Deliverer
+from engine.notify.factory import build_notifiers
 from engine.retry import Backoff, BreakerState, CircuitBreaker
 from engine.store.base import OutboxItem
 from engine.store.sqlite import SQLiteStore

@@ -13,11 +13,8 @@ from pathlib import Path
 import pytest
 from test_notify_receiver import always, notification, receiver_fixture, snapshot  # noqa: F401
 
-from engine.notify.base import (
-    PermanentDeliveryError,
-    RetryableDeliveryError,
-    build_notifiers,
-)
+from engine.notify.base import PermanentDeliveryError, RetryableDeliveryError
+from engine.notify.factory import build_notifiers
 from engine.notify.http import USER_AGENT
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdef012345"

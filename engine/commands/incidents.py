@@ -29,7 +29,8 @@ from engine.incidents.config import IncidentConfig, load_incident_config
 from engine.incidents.engine import IncidentEngine, IncidentError
 from engine.incidents.incident import Incident, IncidentStatus, Severity, iso
 from engine.incidents.state import Decision
-from engine.store.base import StaleStateError, StoreError
+from engine.store.apply import StateKeptChanging, apply_with_retry
+from engine.store.base import StoreError
 from engine.store.sqlite import DB_FILENAME, SQLiteStore
 
 EXIT_OK = 0
@@ -231,18 +232,16 @@ def _act(
 ) -> Decision:
     config = _config(config_path)
     with _open_store(state_dir) as store:
-        for _ in range(5):
-            engine = IncidentEngine(config, store.load_state())
-            try:
-                decision = action(engine, time.time())
-            except IncidentError as exc:
-                raise _fail(str(exc), EXIT_NOT_FOUND) from None
-            try:
-                store.apply(decision)
-                return decision
-            except StaleStateError:
-                continue  # the daemon wrote in between: reload and redo
-    raise _fail(f"{incident_id}: the state kept changing underneath; try again", EXIT_CANNOT_RUN)
+        engine = IncidentEngine(config, store.load_state())
+        try:
+            # The daemon may write in between: the stale write is reloaded and redone.
+            return apply_with_retry(store, engine, action, time.time)
+        except IncidentError as exc:
+            raise _fail(str(exc), EXIT_NOT_FOUND) from None
+        except StateKeptChanging:
+            raise _fail(
+                f"{incident_id}: the state kept changing underneath; try again", EXIT_CANNOT_RUN
+            ) from None
 
 
 def _report(decision: Decision, verb: str, fmt: str) -> None:

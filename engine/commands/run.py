@@ -14,11 +14,18 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from engine.commands.app import app
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from engine.api.security import ApiToken
+    from engine.daemon.runtime import Runtime
+    from engine.daemon.scheduler import DaemonScheduler
 
 EXIT_INVALID_SPECS = 1
 EXIT_BAD_CONFIG = 2
@@ -41,82 +48,105 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+# The options of `run` (each a key of the config file; a flag given overrides the file).
+ConfigFileOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML config file; flags override its keys.")
+]
+SpecsOption = Annotated[
+    list[Path] | None,
+    typer.Option("--specs", help="SLO spec file or directory (repeatable)."),
+]
+PrometheusUrlOption = Annotated[
+    str | None, typer.Option("--prometheus-url", help="Prometheus base URL.")
+]
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Directory for the incident store (SQLite)."),
+]
+ListenOption = Annotated[
+    str | None, typer.Option("--listen", help="HOST:PORT of the HTTP API [127.0.0.1:8080].")
+]
+IntervalOption = Annotated[
+    str | None, typer.Option("--interval", help="Evaluation interval, e.g. 30s [30s].")
+]
+WebhookOption = Annotated[
+    list[str] | None,
+    typer.Option("--webhook", help="Generic webhook receiver URL (repeatable)."),
+]
+ApiTokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--api-token-file",
+        help="API tokens, one per line: TOKEN, or TOKEN followed by read-only.",
+    ),
+]
+BlindAfterCyclesOption = Annotated[
+    int | None,
+    typer.Option(help="Failed cycles before the 'SLO evaluation blind' incident [3]."),
+]
+QueryTimeoutOption = Annotated[
+    str | None, typer.Option(help="Per-request timeout for Prometheus [10s].")
+]
+ScrapeIntervalOption = Annotated[
+    str | None,
+    typer.Option(
+        help="How often Prometheus scrapes the SLIs' series; sets the finest evaluation "
+        "step (≥ 2 scrapes per step: 60s → 2m30s) [15s]."
+    ),
+]
+ConcurrencyOption = Annotated[
+    int | None, typer.Option(help="Prometheus requests in flight at once [4].")
+]
+DeliveryIntervalOption = Annotated[
+    str | None, typer.Option(help="How often the outbox is delivered [5s].")
+]
+DashboardUrlOption = Annotated[
+    str | None, typer.Option(help="Grafana base URL for dashboard links in alerts.")
+]
+ExternalUrlOption = Annotated[
+    str | None, typer.Option(help="This daemon's public URL (links to the status page).")
+]
+BearerTokenFileOption = Annotated[
+    Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
+]
+BasicAuthUserOption = Annotated[
+    str | None, typer.Option(help="Basic auth user name for Prometheus.")
+]
+BasicAuthPasswordFileOption = Annotated[
+    Path | None, typer.Option(help="File holding the basic auth password.")
+]
+CaBundleOption = Annotated[Path | None, typer.Option(help="CA bundle (PEM) to verify Prometheus.")]
+ClientCertOption = Annotated[Path | None, typer.Option(help="Client certificate (mTLS).")]
+ClientKeyOption = Annotated[Path | None, typer.Option(help="Key of the client certificate.")]
+LogLevelOption = Annotated[
+    str | None, typer.Option(help="debug, info, warning or error (default info).")
+]
+
+
 @app.command()
 def run(
-    config_file: Annotated[
-        Path | None, typer.Option("--config", help="YAML config file; flags override its keys.")
-    ] = None,
-    specs: Annotated[
-        list[Path] | None,
-        typer.Option("--specs", help="SLO spec file or directory (repeatable)."),
-    ] = None,
-    prometheus_url: Annotated[
-        str | None, typer.Option("--prometheus-url", help="Prometheus base URL.")
-    ] = None,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option("--state-dir", help="Directory for the incident store (SQLite)."),
-    ] = None,
-    listen: Annotated[
-        str | None, typer.Option("--listen", help="HOST:PORT of the HTTP API [127.0.0.1:8080].")
-    ] = None,
-    interval: Annotated[
-        str | None, typer.Option("--interval", help="Evaluation interval, e.g. 30s [30s].")
-    ] = None,
-    webhook: Annotated[
-        list[str] | None,
-        typer.Option("--webhook", help="Generic webhook receiver URL (repeatable)."),
-    ] = None,
-    api_token_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--api-token-file",
-            help="API tokens, one per line: TOKEN, or TOKEN followed by read-only.",
-        ),
-    ] = None,
-    blind_after_cycles: Annotated[
-        int | None,
-        typer.Option(help="Failed cycles before the 'SLO evaluation blind' incident [3]."),
-    ] = None,
-    query_timeout: Annotated[
-        str | None, typer.Option(help="Per-request timeout for Prometheus [10s].")
-    ] = None,
-    scrape_interval: Annotated[
-        str | None,
-        typer.Option(
-            help="How often Prometheus scrapes the SLIs' series; sets the finest evaluation "
-            "step (≥ 2 scrapes per step: 60s → 2m30s) [15s]."
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None, typer.Option(help="Prometheus requests in flight at once [4].")
-    ] = None,
-    delivery_interval: Annotated[
-        str | None, typer.Option(help="How often the outbox is delivered [5s].")
-    ] = None,
-    dashboard_url: Annotated[
-        str | None, typer.Option(help="Grafana base URL for dashboard links in alerts.")
-    ] = None,
-    external_url: Annotated[
-        str | None, typer.Option(help="This daemon's public URL (links to the status page).")
-    ] = None,
-    bearer_token_file: Annotated[
-        Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
-    ] = None,
-    basic_auth_user: Annotated[
-        str | None, typer.Option(help="Basic auth user name for Prometheus.")
-    ] = None,
-    basic_auth_password_file: Annotated[
-        Path | None, typer.Option(help="File holding the basic auth password.")
-    ] = None,
-    ca_bundle: Annotated[
-        Path | None, typer.Option(help="CA bundle (PEM) to verify Prometheus.")
-    ] = None,
-    client_cert: Annotated[Path | None, typer.Option(help="Client certificate (mTLS).")] = None,
-    client_key: Annotated[Path | None, typer.Option(help="Key of the client certificate.")] = None,
-    log_level: Annotated[
-        str | None, typer.Option(help="debug, info, warning or error (default info).")
-    ] = None,
+    config_file: ConfigFileOption = None,
+    specs: SpecsOption = None,
+    prometheus_url: PrometheusUrlOption = None,
+    state_dir: StateDirOption = None,
+    listen: ListenOption = None,
+    interval: IntervalOption = None,
+    webhook: WebhookOption = None,
+    api_token_file: ApiTokenFileOption = None,
+    blind_after_cycles: BlindAfterCyclesOption = None,
+    query_timeout: QueryTimeoutOption = None,
+    scrape_interval: ScrapeIntervalOption = None,
+    concurrency: ConcurrencyOption = None,
+    delivery_interval: DeliveryIntervalOption = None,
+    dashboard_url: DashboardUrlOption = None,
+    external_url: ExternalUrlOption = None,
+    bearer_token_file: BearerTokenFileOption = None,
+    basic_auth_user: BasicAuthUserOption = None,
+    basic_auth_password_file: BasicAuthPasswordFileOption = None,
+    ca_bundle: CaBundleOption = None,
+    client_cert: ClientCertOption = None,
+    client_key: ClientKeyOption = None,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Run the daemon: scheduled evaluation, incidents, notifications and the HTTP API."""
     from engine.daemon.config import ConfigError, load_config
@@ -125,11 +155,11 @@ def run(
     overrides: dict[str, Any] = {
         "specs": [str(p) for p in specs] if specs else None,
         "prometheus_url": prometheus_url,
-        "state_dir": None if state_dir is None else str(state_dir),
+        "state_dir": _text(state_dir),
         "listen": listen,
         "interval": interval,
         "webhooks": webhook or None,
-        "api_token_file": None if api_token_file is None else str(api_token_file),
+        "api_token_file": _text(api_token_file),
         "blind_after_cycles": blind_after_cycles,
         "query_timeout": query_timeout,
         "scrape_interval": scrape_interval,
@@ -137,14 +167,12 @@ def run(
         "delivery_interval": delivery_interval,
         "dashboard_url": dashboard_url,
         "external_url": external_url,
-        "bearer_token_file": None if bearer_token_file is None else str(bearer_token_file),
+        "bearer_token_file": _text(bearer_token_file),
         "basic_auth_user": basic_auth_user,
-        "basic_auth_password_file": None
-        if basic_auth_password_file is None
-        else str(basic_auth_password_file),
-        "ca_bundle": None if ca_bundle is None else str(ca_bundle),
-        "client_cert": None if client_cert is None else str(client_cert),
-        "client_key": None if client_key is None else str(client_key),
+        "basic_auth_password_file": _text(basic_auth_password_file),
+        "ca_bundle": _text(ca_bundle),
+        "client_cert": _text(client_cert),
+        "client_key": _text(client_key),
         "log_level": log_level,
     }
     try:
@@ -157,62 +185,27 @@ def run(
     )
 
 
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def serve(config: Any, config_dir: Path | None = None) -> int:
     """Start everything, block until SIGTERM/SIGINT, shut down in order; the exit code."""
-    import uvicorn
-
-    from engine.api.security import TokenFileError, load_tokens
-    from engine.daemon.config import ConfigError as DaemonConfigError
-    from engine.daemon.runtime import Runtime, SpecsInvalid
     from engine.daemon.scheduler import DaemonScheduler
-    from engine.notify.base import ConfigError as NotifierConfigError
-    from engine.store.base import StoreError
 
-    tokens = []
-    if config.api_token_file is not None:
-        try:
-            tokens = load_tokens(Path(config.api_token_file))
-        except TokenFileError as exc:
-            sys.stderr.write(f"error: {exc}\n")
-            return EXIT_BAD_CONFIG
-    if not tokens:
-        log.warning(
-            "no API tokens configured (--api-token-file): every change via the API is refused"
-        )
-
+    tokens = _api_tokens(config)
+    if tokens is None:
+        return EXIT_BAD_CONFIG
     try:
         sock = _bind(config.listen_host, config.listen_port)
     except OSError as exc:
         sys.stderr.write(f"error: cannot listen on {config.listen}: {exc.strerror}\n")
         return EXIT_BAD_CONFIG
+    runtime = _start_runtime(config, config_dir, sock)
+    if isinstance(runtime, int):
+        return runtime
 
-    try:
-        runtime = Runtime(config, config_dir=config_dir)
-    except SpecsInvalid as exc:
-        sock.close()
-        for error in exc.errors:
-            sys.stderr.write(f"{error}\n")
-        sys.stderr.write("error: the specs are invalid; fix them (see `slo-engine validate`)\n")
-        return EXIT_INVALID_SPECS
-    except (StoreError, NotifierConfigError, DaemonConfigError, OSError) as exc:
-        sock.close()
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_BAD_CONFIG
-
-    from engine.api.app import create_app
-
-    application = create_app(runtime, tokens)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application,
-            log_config=None,
-            access_log=config.log_level == "debug",
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
-    )
-    api_thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api")
-
+    server, api_thread = _api_server(runtime, tokens, config, sock)
     stop = threading.Event()
     received: list[int] = []
 
@@ -240,7 +233,80 @@ def serve(config: Any, config_dir: Path | None = None) -> int:
             break
 
     name = signal.Signals(received[0]).name if received else "HTTP server exit"
-    log.info("%s: stopping the scheduler and finishing the running cycle", name)
+    _shut_down(name, config, runtime, scheduler, server, api_thread)
+    return 0
+
+
+def _api_tokens(config: Any) -> list[ApiToken] | None:
+    """The API tokens (none: every change via the API is refused); None if unreadable."""
+    from engine.api.security import TokenFileError, load_tokens
+
+    tokens: list[ApiToken] = []
+    if config.api_token_file is not None:
+        try:
+            tokens = load_tokens(Path(config.api_token_file))
+        except TokenFileError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return None
+    if not tokens:
+        log.warning(
+            "no API tokens configured (--api-token-file): every change via the API is refused"
+        )
+    return tokens
+
+
+def _start_runtime(config: Any, config_dir: Path | None, sock: socket.socket) -> Runtime | int:
+    """The daemon's Runtime, or the exit code when it cannot start (`sock` is closed then)."""
+    from engine.daemon.config import ConfigError as DaemonConfigError
+    from engine.daemon.runtime import Runtime, SpecsInvalid
+    from engine.notify.base import ConfigError as NotifierConfigError
+    from engine.store.base import StoreError
+
+    try:
+        return Runtime(config, config_dir=config_dir)
+    except SpecsInvalid as exc:
+        sock.close()
+        for error in exc.errors:
+            sys.stderr.write(f"{error}\n")
+        sys.stderr.write("error: the specs are invalid; fix them (see `slo-engine validate`)\n")
+        return EXIT_INVALID_SPECS
+    except (StoreError, NotifierConfigError, DaemonConfigError, OSError) as exc:
+        sock.close()
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_CONFIG
+
+
+def _api_server(
+    runtime: Runtime, tokens: list[ApiToken], config: Any, sock: socket.socket
+) -> tuple[uvicorn.Server, threading.Thread]:
+    """The HTTP API's uvicorn server and the (not yet started) thread serving it on `sock`."""
+    import uvicorn
+
+    from engine.api.app import create_app
+
+    application = create_app(runtime, tokens)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            log_config=None,
+            access_log=config.log_level == "debug",
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    return server, threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api")
+
+
+def _shut_down(
+    why: str,
+    config: Any,
+    runtime: Runtime,
+    scheduler: DaemonScheduler,
+    server: uvicorn.Server,
+    api_thread: threading.Thread,
+) -> None:
+    """In order: no new cycles (the running one finishes), flush the outbox, stop the API."""
+    log.info("%s: stopping the scheduler and finishing the running cycle", why)
     started = time.monotonic()
     scheduler.stop()
     flushed = runtime.flush(config.shutdown_flush_timeout.seconds)
@@ -255,4 +321,3 @@ def serve(config: Any, config_dir: Path | None = None) -> int:
     api_thread.join(timeout=10)
     runtime.close()
     log.info("stopped in %.1fs", time.monotonic() - started)
-    return 0

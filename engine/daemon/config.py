@@ -19,7 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.incidents.config import IncidentConfig, ReceiverConfig
-from engine.notify.base import HttpUrlText, NotifierConfig, WebhookConfig
+from engine.notify.base import HttpUrlText, WebhookConfig
+from engine.notify.factory import NotifierConfig
 from engine.spec.durations import Duration
 from engine.spec.errors import SpecError, split_hint
 from engine.spec.models import DurationField
@@ -250,7 +251,7 @@ def _message(error: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "extra_forbidden":
         return (
             f"unknown key '{loc[-1]}'",
-            "check the spelling; docs/readme/daemon.md lists every key",
+            "check the spelling; docs/daemon.md lists every key",
         )
     if kind == "missing":
         flag = f" (or the --{loc[-1].replace('_', '-')} flag)" if len(loc) == 1 else ""

@@ -141,7 +141,15 @@ class DaemonMetrics:
 
     def __init__(self, meter: otel_metrics.Meter) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        # Defined in exposition order (the order /metrics lists them), one concern at a time.
+        self._cycle_metrics(self.registry)
+        self._source_metrics(self.registry)
+        self._outcome_metrics(self.registry)
+        self._evaluation_metrics(self.registry)
+        self._otel_mirrors(meter)
+
+    def _cycle_metrics(self, r: CollectorRegistry) -> None:
+        """How long cycles take, how they end, when the last one finished."""
         self.cycle_duration = Histogram(
             "slo_engine_cycle_duration_seconds",
             "Duration of one evaluation cycle (evaluate, decide, notify).",
@@ -156,6 +164,9 @@ class DaemonMetrics:
             "When the last evaluation cycle finished.",
             registry=r,
         )
+
+    def _source_metrics(self, r: CollectorRegistry) -> None:
+        """The metrics source: requests, failures, rejected queries, the breaker, blindness."""
         self.source_requests_total = Counter(
             "slo_engine_source_requests",
             "HTTP requests sent to the metrics source (retries included).",
@@ -186,6 +197,10 @@ class DaemonMetrics:
             "Consecutive cycles in which the source could not be read.",
             registry=r,
         )
+
+    def _outcome_metrics(self, r: CollectorRegistry) -> None:
+        """What cycles did and run on: deliveries, spec reloads and the specs in force,
+        incident decisions, failed anomaly steps."""
         self.notifications = Counter(
             "slo_engine_notifications",
             "Delivery attempts by outcome: sent, failed (will retry), dead (given up).",
@@ -217,6 +232,10 @@ class DaemonMetrics:
             "Anomaly detection steps that failed (last state kept; burn rates unaffected).",
             registry=r,
         )
+
+    def _evaluation_metrics(self, r: CollectorRegistry) -> None:
+        """What evaluation holds: its finest step, SLOs whose fine steps lack data, the
+        anomaly history's memory."""
         self.fine_step_seconds = Gauge(
             "slo_engine_fine_step_seconds",
             "The finest evaluation step (set by scrape_interval: ≥ 2 scrapes per step).",
@@ -235,7 +254,8 @@ class DaemonMetrics:
             registry=r,
         )
 
-        # OTel mirrors of the same facts (exported via OTLP when configured).
+    def _otel_mirrors(self, meter: otel_metrics.Meter) -> None:
+        """OTel mirrors of the same facts (exported via OTLP when configured)."""
         self._otel_cycle = meter.create_histogram(
             "slo_engine.cycle.duration", unit="s", description="Evaluation cycle duration"
         )

@@ -7,26 +7,22 @@ the outbox deliverer decides when to try again, from the error class raised here
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import stat
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from engine.retry import Clock
+from engine.retry import Clock  # noqa: F401  (the notifiers' clock type, imported from here)
 from engine.spec.durations import Duration
 from engine.spec.models import DurationField
 
 if TYPE_CHECKING:
     from engine.incidents.incident import Notification
-
-log = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
@@ -227,75 +223,6 @@ class WebhookConfig(_BaseNotifierConfig):
                     f"({name}: /path/to/file) so the value never sits in the config"
                 )
         return value
-
-
-NotifierConfig = Annotated[
-    PagerDutyConfig | AlertmanagerConfig | SlackConfig | WebhookConfig,
-    Field(discriminator="type"),
-]
-_NOTIFIER_CONFIGS = TypeAdapter(dict[str, NotifierConfig])
-
-
-def parse_notifier_configs(data: Mapping[str, Any]) -> dict[str, NotifierConfig]:
-    """Validate the `notifiers:` mapping of the daemon config (receiver name → settings)."""
-    return _NOTIFIER_CONFIGS.validate_python(dict(data))
-
-
-def build_notifiers(
-    configs: Mapping[str, NotifierConfig | Mapping[str, Any]],
-    *,
-    base_dir: Path | None = None,
-    clock: Clock | None = None,
-) -> dict[str, Notifier]:
-    """One notifier per named receiver. Relative secret paths resolve against `base_dir`
-    (the config file's directory). Every secret file is read once here so a missing or
-    empty file fails at start-up rather than at 3 a.m. on the first page."""
-    # Imported here because each notifier module imports this one.
-    from engine.notify.alertmanager import AlertmanagerNotifier
-    from engine.notify.pagerduty import PagerDutyNotifier
-    from engine.notify.slack import SlackNotifier
-    from engine.notify.webhook import WebhookNotifier
-
-    parsed = parse_notifier_configs(configs)
-    base = base_dir or Path.cwd()
-
-    def secret(path: Path, name: str, field: str) -> Secret:
-        value = Secret(path if path.is_absolute() else base / path, f"receiver {name!r} {field}")
-        value.reveal()
-        if value.world_readable():
-            log.warning(
-                "receiver %r %s %s is readable by group/others; chmod 600 it",
-                name,
-                field,
-                value.path,
-            )
-        return value
-
-    notifiers: dict[str, Notifier] = {}
-    for name, config in parsed.items():
-        if isinstance(config, PagerDutyConfig):
-            notifiers[name] = PagerDutyNotifier(
-                name, config, secret(config.routing_key_file, name, "routing_key_file")
-            )
-        elif isinstance(config, AlertmanagerConfig):
-            notifiers[name] = AlertmanagerNotifier(name, config, clock=clock or time.time)
-        elif isinstance(config, SlackConfig):
-            notifiers[name] = SlackNotifier(
-                name, config, secret(config.webhook_url_file, name, "webhook_url_file")
-            )
-        else:
-            notifiers[name] = WebhookNotifier(
-                name,
-                config,
-                header_secrets={
-                    header: secret(path, name, f"header_files.{header}")
-                    for header, path in config.header_files.items()
-                },
-                signing_secret=(
-                    secret(config.secret_file, name, "secret_file") if config.secret_file else None
-                ),
-            )
-    return notifiers
 
 
 def iso8601(value: Any) -> str | None:

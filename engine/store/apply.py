@@ -28,21 +28,25 @@ def apply_with_retry(
     decide: Callable[[IncidentEngine, float], Decision],
     clock: Callable[[], float],
     *,
+    at: float | None = None,
     retries: int = STALE_RETRIES,
     apply: Callable[[Decision], None] | None = None,
     on_stale: Callable[[], None] | None = None,
 ) -> Decision:
-    """Compute `decide(engine, clock())`, write it, and retry from the stored state when the
+    """Compute `decide(engine, now)`, write it, and retry from the stored state when the
     store says it is stale. Any other error from `decide` (e.g. `IncidentError`) resyncs the
     engine with the store — the engine only moves its state on success — and propagates.
+    Any other error from the write propagates as it is (the caller decides what a store
+    failure means); exhausting `retries` raises `StateKeptChanging`.
 
-    `apply` replaces `store.apply` (the daemon wraps it in a span); `on_stale` is told about
-    each retry (logging).
+    `now` is `at` when given (a cycle decides for its own instant), else the clock at each
+    attempt; the state is always reloaded as of the clock. `apply` replaces `store.apply`
+    (the daemon wraps it in a span); `on_stale` is told about each retry (logging).
     """
     write = store.apply if apply is None else apply
     for _ in range(retries):
         try:
-            decision = decide(engine, clock())
+            decision = decide(engine, clock() if at is None else at)
         except Exception:
             engine.reset(store.load_state(clock()))
             raise
