@@ -1,28 +1,32 @@
-"""HTTP API semantics on the real incident engine and SQLite store (harness.api_runtime's
-StoreRuntime): contracts, auth, validation, rate limits, probes, metrics, headers."""
+"""HTTP API semantics over the daemon's real Runtime (harness.api_runtime: SQLite state in
+tmp_path, a scripted source, one cycle at T0): contracts, auth, validation, rate limits,
+probes, metrics, headers."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from harness.api_runtime import FakeClock, StoreRuntime, sample_results, sample_runtime
+from harness.api_runtime import (
+    FakeClock,
+    SampleSource,
+    sample_runtime,
+    specs_with_descriptions,
+)
 from harness.incidents import T0
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.api.app import create_app
 from engine.api.middleware import STRICT_CSP
 from engine.api.security import load_tokens
-from engine.spec.loader import load_specs
-from engine.store.sqlite import SQLiteStore
+from engine.daemon.runtime import Runtime
 
 ADMIN = "admin-token-Zq8w3n5v9k2m"
 READER = "reader-token-Hp4t7y1u6r0e"
-SPECS = Path(__file__).resolve().parents[1] / "slo_specs"
 
 
 def auth(token: str = ADMIN, **extra: str) -> dict[str, str]:
@@ -35,8 +39,15 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, clock: FakeClock) -> StoreRuntime:
-    return sample_runtime(tmp_path / "incidents.sqlite3", load_specs([SPECS]).slos, clock, T0)
+def source() -> SampleSource:
+    return SampleSource(T0)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, clock: FakeClock, source: SampleSource) -> Iterator[Runtime]:
+    runtime = sample_runtime(tmp_path, clock, T0, source=source)
+    yield runtime
+    runtime.close()
 
 
 @pytest.fixture
@@ -47,13 +58,13 @@ def tokens(tmp_path: Path):
 
 
 @pytest.fixture
-def client(runtime: StoreRuntime, tokens, clock: FakeClock) -> TestClient:
+def client(runtime: Runtime, tokens, clock: FakeClock) -> TestClient:
     # A generous limit: these tests are about everything but rate limiting.
     app = create_app(runtime, tokens, rate_limit_per_s=1000, burst=1000, clock=clock)
     return TestClient(app, raise_server_exceptions=False)
 
 
-def open_incident_id(runtime: StoreRuntime) -> str:
+def open_incident_id(runtime: Runtime) -> str:
     (incident,) = runtime.list_incidents("investigating", None)
     return incident.id
 
@@ -61,7 +72,7 @@ def open_incident_id(runtime: StoreRuntime) -> str:
 # ------------------------------------------------------------------ reads: contracts
 
 
-def test_slos_list_is_the_evaluate_json_contract(client: TestClient, runtime: StoreRuntime):
+def test_slos_list_is_the_evaluate_json_contract(client: TestClient, runtime: Runtime):
     response = client.get("/api/v1/slos")
     assert response.status_code == 200
     body = response.json()
@@ -89,7 +100,7 @@ def test_one_slo_and_unknown_slo(client: TestClient):
     assert client.get("/api/v1/slos/Bad Name/x").status_code == 422
 
 
-def test_incidents_list_filters_and_validation(client: TestClient, runtime: StoreRuntime):
+def test_incidents_list_filters_and_validation(client: TestClient, runtime: Runtime):
     listed = client.get("/api/v1/incidents").json()
     assert listed["total"] == 1
     (incident,) = listed["incidents"]
@@ -119,15 +130,17 @@ def test_incident_detail_with_timeline_and_id_validation(client: TestClient, run
         assert client.get(f"/api/v1/incidents/{bad}").status_code == 422, bad
 
 
-def test_specs_status(client: TestClient, runtime: StoreRuntime):
-    runtime.specs = {"loaded_at": T0, "slos": 5, "files": 2, "last_error": None}
-    assert client.get("/api/v1/specs").json() == runtime.specs
+def test_specs_status(client: TestClient, runtime: Runtime, clock: FakeClock):
+    status = client.get("/api/v1/specs").json()
+    assert status == json.loads(json.dumps(runtime.spec_status()))
+    assert status["loaded_at"] == clock.now
+    assert (status["slos"], status["files"], status["last_error"]) == (5, 2, None)
 
 
 # ------------------------------------------------------------------ mutations
 
 
-def test_ack_resolve_comment_happy_path(client: TestClient, runtime: StoreRuntime, clock):
+def test_ack_resolve_comment_happy_path(client: TestClient, runtime: Runtime, clock):
     incident_id = open_incident_id(runtime)
     acked = client.post(
         f"/api/v1/incidents/{incident_id}/ack", json={"by": "alice"}, headers=auth()
@@ -168,7 +181,7 @@ def test_ack_resolve_comment_happy_path(client: TestClient, runtime: StoreRuntim
     assert unknown.status_code == 404 and unknown.json() == {"error": "no incident INC-2024-9999"}
 
 
-def test_silences_create_list_delete(client: TestClient, runtime: StoreRuntime, clock):
+def test_silences_create_list_delete(client: TestClient, runtime: Runtime, clock):
     created = client.post(
         "/api/v1/silences",
         json={
@@ -304,7 +317,7 @@ def test_malformed_json_and_oversized_body(client: TestClient, runtime):
 # ------------------------------------------------------------------ auth
 
 
-def test_mutations_need_an_admin_token(client: TestClient, runtime: StoreRuntime):
+def test_mutations_need_an_admin_token(client: TestClient, runtime: Runtime):
     incident_id = open_incident_id(runtime)
     before = len(runtime.get_incident(incident_id).timeline)
     url = f"/api/v1/incidents/{incident_id}/ack"
@@ -405,21 +418,24 @@ def test_unauthenticated_clients_are_limited_by_address(runtime, tokens, clock):
 # ------------------------------------------------------------------ probes, metrics, errors
 
 
-def test_healthz_and_readyz(client: TestClient, runtime: StoreRuntime):
+def test_healthz_and_readyz(
+    client: TestClient, runtime: Runtime, source: SampleSource, clock: FakeClock
+):
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"ready": True, "reasons": []}
-    runtime.ready = (
-        False,
-        ["source unreachable: connection refused", "last cycle 300s ago (> 3 intervals)"],
-    )
+    # The source goes away for a cycle, then no cycle runs for 5 minutes (interval 1m).
+    source.down = "connection refused"
+    clock.advance(60)
+    runtime.run_cycle()
+    clock.advance(300)
     degraded = client.get("/readyz")
     assert degraded.status_code == 503
     assert degraded.json() == {
         "ready": False,
         "reasons": [
+            "last evaluation cycle finished 300s ago (more than 3 intervals of 1m)",
             "source unreachable: connection refused",
-            "last cycle 300s ago (> 3 intervals)",
         ],
     }
     assert client.get("/healthz").status_code == 200  # alive even when not ready
@@ -454,16 +470,19 @@ def test_metrics_parse_with_prometheus_client(client: TestClient):
     assert any(s.labels["route"] == "unmatched" for s in requests)
 
 
-def test_readiness_failure_and_unexpected_errors_leak_nothing(tokens, runtime, clock, caplog):
-    class Broken(StoreRuntime):
-        def slo_results(self):
-            raise RuntimeError("database at /secret/path/incidents.sqlite3 is corrupt")
+def test_readiness_failure_and_unexpected_errors_leak_nothing(
+    tokens, runtime, clock, caplog, monkeypatch
+):
+    # The runtime fails in ways it should not: the API still answers without internals.
+    def slo_results():
+        raise RuntimeError("database at /secret/path/incidents.sqlite3 is corrupt")
 
-        def readiness(self):
-            raise OSError("disk /secret/path gone")
+    def readiness():
+        raise OSError("disk /secret/path gone")
 
-    broken = Broken(runtime.store, clock=clock)
-    client = TestClient(create_app(broken, tokens, clock=clock), raise_server_exceptions=False)
+    monkeypatch.setattr(runtime, "slo_results", slo_results)
+    monkeypatch.setattr(runtime, "readiness", readiness)
+    client = TestClient(create_app(runtime, tokens, clock=clock), raise_server_exceptions=False)
     response = client.get("/api/v1/slos")
     assert response.status_code == 500
     assert response.json() == {"error": "internal error — see the slo-engine log"}
@@ -558,14 +577,17 @@ def test_hostile_strings_come_back_as_json_strings(client: TestClient, runtime):
 
 
 def test_spec_description_travels_unchanged_through_the_json(tmp_path, tokens, clock):
-    slos = load_specs([SPECS]).slos
-    slos[0] = dataclasses.replace(slos[0], description='<b>bold</b> & "quoted"')
-    runtime = StoreRuntime(SQLiteStore(tmp_path / "other.sqlite3"), clock=clock)
-    runtime.set_results(sample_results(slos, T0))
-    client = TestClient(create_app(runtime, tokens, clock=clock))
-    # The evaluate contract has no description; the status page shows it (escaped).
-    assert "description" not in client.get("/api/v1/slos/api/availability").json()
-    assert "&lt;b&gt;bold&lt;/b&gt; &amp; &#34;quoted&#34;" in client.get("/status").text
+    specs = specs_with_descriptions(
+        tmp_path / "specs", {"api/availability": '<b>bold</b> & "quoted"'}
+    )
+    runtime = sample_runtime(tmp_path, clock, T0, specs=specs)
+    try:
+        client = TestClient(create_app(runtime, tokens, clock=clock))
+        # The evaluate contract has no description; the status page shows it (escaped).
+        assert "description" not in client.get("/api/v1/slos/api/availability").json()
+        assert "&lt;b&gt;bold&lt;/b&gt; &amp; &#34;quoted&#34;" in client.get("/status").text
+    finally:
+        runtime.close()
 
 
 def test_unparseable_bodies_are_refused_before_validation_without_a_token(runtime, tokens, clock):

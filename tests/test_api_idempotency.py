@@ -1,24 +1,24 @@
 """Idempotency-Key: a retried mutation acts once, concurrent retries included, over a real
-uvicorn server, the real incident engine and the SQLite store."""
+uvicorn server and the daemon's real Runtime (incident engine, SQLite store)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from harness.api_runtime import FakeClock, StoreRuntime, sample_runtime, serve
+from harness.api_runtime import FakeClock, sample_runtime, serve
 from harness.incidents import T0
 
 from engine.api.app import create_app
 from engine.api.security import load_tokens
-from engine.spec.loader import load_specs
+from engine.daemon.runtime import Runtime
 
 ADMIN = "admin-token-Zq8w3n5v9k2m"
 OTHER_ADMIN = "second-admin-Lk3j5h7g9f1d"
-SPECS = Path(__file__).resolve().parents[1] / "slo_specs"
 
 
 def auth(token: str = ADMIN, key: str | None = None) -> dict[str, str]:
@@ -34,24 +34,26 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, clock: FakeClock) -> StoreRuntime:
-    return sample_runtime(tmp_path / "incidents.sqlite3", load_specs([SPECS]).slos, clock, T0)
+def runtime(tmp_path: Path, clock: FakeClock) -> Iterator[Runtime]:
+    runtime = sample_runtime(tmp_path, clock, T0)
+    yield runtime
+    runtime.close()
 
 
 @pytest.fixture
-def app(runtime: StoreRuntime, tmp_path: Path, clock: FakeClock):
+def app(runtime: Runtime, tmp_path: Path, clock: FakeClock):
     path = tmp_path / "tokens"
     path.write_text(f"{ADMIN}\n{OTHER_ADMIN}\n")
     return create_app(runtime, load_tokens(path), rate_limit_per_s=1000, burst=1000, clock=clock)
 
 
 @pytest.fixture
-def incident_id(runtime: StoreRuntime) -> str:
+def incident_id(runtime: Runtime) -> str:
     (incident,) = runtime.list_incidents("investigating", None)
     return incident.id
 
 
-def entries(runtime: StoreRuntime, incident_id: str, kind: str) -> list:
+def entries(runtime: Runtime, incident_id: str, kind: str) -> list:
     incident = runtime.get_incident(incident_id)
     assert incident is not None
     return [e for e in incident.timeline if e.kind == kind]

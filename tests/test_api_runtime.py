@@ -5,25 +5,22 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from harness.api_runtime import FakeClock, serve
+from harness.api_runtime import FakeClock, daemon_config, serve
 from harness.browser import chromium_binary, dump_dom
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.api.app import create_app
 from engine.api.security import load_tokens
+from engine.daemon.runtime import Runtime
 from engine.demo.scenario import DatabaseLoad, Incident, Scenario, ServiceLoad
-from engine.incidents.config import IncidentConfig
 
 pytestmark = pytest.mark.prometheus
 
-ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "admin-token-Zq8w3n5v9k2m"
 HOUR, DAY = 3600, 86400
 START = (int(time.time()) // HOUR - 3 * 24 - 10) * HOUR
@@ -46,28 +43,9 @@ SCENARIO = Scenario(
 )
 
 
-def daemon_runtime(tmp_path: Path, prometheus_url: str, clock: FakeClock) -> Any:
-    try:
-        from engine.daemon.config import load_config
-        from engine.daemon.runtime import Runtime
-    except ImportError as exc:  # pragma: no cover - only while the daemon is being written
-        pytest.skip(f"engine.daemon.runtime is not usable: {exc}")
-    specs = tmp_path / "specs"
-    shutil.copytree(ROOT / "slo_specs", specs)
-    incidents: dict[str, Any] = {}
-    if "dependency_wait" in IncidentConfig.model_fields:
-        incidents["dependency_wait"] = "0s"  # the hold-down would only delay the page here
-    config = load_config(
-        None,
-        {
-            "specs": [str(specs)],
-            "prometheus_url": prometheus_url,
-            "state_dir": str(tmp_path / "state"),
-            "interval": "30s",
-            "incidents": incidents,
-            "query_retries": 0,
-        },
-    )
+def daemon_runtime(tmp_path: Path, prometheus_url: str, clock: FakeClock) -> Runtime:
+    # The harness's daemon config (no receivers, no dependency hold-down), real Prometheus.
+    config = daemon_config(tmp_path, prometheus_url=prometheus_url, interval="30s", query_retries=0)
     return Runtime(config, clock=clock, notifiers={})
 
 
@@ -153,7 +131,7 @@ def test_api_and_status_page_over_the_real_runtime(prometheus_for, tmp_path: Pat
         runtime.close()
 
 
-def _browser_sees_the_page(runtime: Any, clock: FakeClock, incident_id: str):
+def _browser_sees_the_page(runtime: Runtime, clock: FakeClock, incident_id: str):
     with serve(create_app(runtime, [], clock=clock)) as url:
         dom = dump_dom(f"{url}/status")
     text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom)).split())

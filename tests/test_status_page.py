@@ -1,22 +1,31 @@
 """The server-rendered status page: content, escaping of every user-controlled string, no
-inline script or style, security headers, and the pure view builder's numbers."""
+inline script or style, security headers, and the pure view builder's numbers. The pages are
+rendered from the daemon's real Runtime after one scripted cycle (harness.api_runtime)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from harness.api_runtime import FakeClock, StoreRuntime, evaluation, sample_runtime
+from harness.api_runtime import (
+    FakeClock,
+    SampleSource,
+    evaluation,
+    sample_runtime,
+    scripted_runtime,
+    specs_with_descriptions,
+)
 from harness.incidents import T0
 
 from engine.api.app import create_app
 from engine.api.middleware import STRICT_CSP
 from engine.api.status_page import build_view, slo_row
+from engine.daemon.runtime import Runtime
 from engine.spec.loader import load_specs
-from engine.store.sqlite import SQLiteStore
 
 SPECS = Path(__file__).resolve().parents[1] / "slo_specs"
 HOSTILE = "<script>document.title='pwned'</script>\"onerror=alert(1) <img src=x onerror=alert(2)>"
@@ -57,16 +66,19 @@ def slos():
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, slos) -> StoreRuntime:
+def runtime(tmp_path: Path, slos) -> Iterator[Runtime]:
+    # The same hostile description, written into a copy of the spec files.
+    specs = specs_with_descriptions(tmp_path / "specs", {slos[1].id: HOSTILE})
     clock = FakeClock(T0 + 1800)
-    runtime = sample_runtime(tmp_path / "incidents.sqlite3", slos, clock, T0)
+    runtime = sample_runtime(tmp_path, clock, T0, specs=specs)
     (incident,) = runtime.list_incidents("investigating", None)
     runtime.comment(incident.id, "alice", "Rolled back deploy 42. " + HOSTILE)
-    return runtime
+    yield runtime
+    runtime.close()
 
 
 @pytest.fixture
-def client(runtime: StoreRuntime) -> TestClient:
+def client(runtime: Runtime) -> TestClient:
     return TestClient(create_app(runtime, [], clock=runtime.clock))
 
 
@@ -89,7 +101,8 @@ def test_status_page_shows_services_statuses_budgets_and_incidents(client, runti
     assert values["error budget remaining for database/durability"] == "0.0000"
     assert "error budget remaining for database/backup-freshness" not in values  # no data
     assert "42 % left" in text and "exhausted (-12 %)" in text and "no data" in text
-    assert "budget gone in 3.2 h at the current burn rate" in text
+    # 42 % of a 30-day budget at 18× the sustainable rate: 0.42 × 30 d ÷ 18 = 16.8 h.
+    assert "budget gone in 16.8 h at the current burn rate" in text
     # The open incident with its customer-facing notice and the responder's update.
     (incident,) = runtime.list_incidents("investigating", None)
     assert incident.id in text
@@ -137,36 +150,47 @@ def test_stylesheet_is_served_from_package_data(client):
 
 
 def test_empty_and_degraded_runtime(tmp_path: Path):
-    runtime = StoreRuntime(SQLiteStore(tmp_path / "empty.sqlite3"), clock=FakeClock(T0))
-    runtime.ready = (False, ["source unreachable: http://10.0.0.7:9090 refused"])
-    client = TestClient(create_app(runtime, [], clock=runtime.clock))
-    text = Page(client.get("/status").text).visible
+    # A runtime before its first cycle: nothing evaluated, not ready.
+    runtime = scripted_runtime(tmp_path, FakeClock(T0), SampleSource(T0))
+    try:
+        assert runtime.readiness() == (False, ["no evaluation cycle has completed yet"])
+        client = TestClient(create_app(runtime, [], clock=runtime.clock))
+        text = Page(client.get("/status").text).visible
+    finally:
+        runtime.close()
     assert "No open incidents." in text
     assert "No SLO has been evaluated yet." in text
     assert "No evaluation yet" in text
     assert "may be out of date" in text
-    assert "10.0.0.7" not in text  # readiness reasons are for operators (/readyz)
+    assert "no evaluation cycle" not in text  # readiness reasons are for operators (/readyz)
 
 
-def test_error_status_hides_internal_details(tmp_path: Path, slos):
-    runtime = StoreRuntime(SQLiteStore(tmp_path / "err.sqlite3"), clock=FakeClock(T0))
-    runtime.set_results(
-        [evaluation(slos[0], T0, status="error", error="source unavailable: http://10.0.0.7/")]
-    )
-    client = TestClient(create_app(runtime, [], clock=runtime.clock))
-    text = Page(client.get("/status").text).visible
+def test_error_status_hides_internal_details(tmp_path: Path):
+    # The source is unreachable: every SLO is an error naming the address, and so is the
+    # readiness reason; neither reaches the page.
+    source = SampleSource(T0)
+    source.down = "cannot connect to http://10.0.0.7:9090/ (refused)"
+    runtime = scripted_runtime(tmp_path, FakeClock(T0), source)
+    try:
+        runtime.run_cycle(T0)
+        assert {r.status for r in runtime.slo_results()} == {"error"}
+        assert "10.0.0.7" in runtime.slo_results()[0].error
+        assert "10.0.0.7" in runtime.readiness()[1][0]
+        client = TestClient(create_app(runtime, [], clock=runtime.clock))
+        text = Page(client.get("/status").text).visible
+    finally:
+        runtime.close()
     assert "Error" in text and "could not be evaluated" in text
+    assert "may be out of date" in text
     assert "10.0.0.7" not in text
 
 
-def test_a_failing_notice_template_does_not_break_the_page(runtime: StoreRuntime):
-    class BrokenNotice(StoreRuntime):
-        def customer_notice(self, incident):
-            raise RuntimeError("template exploded")
+def test_a_failing_notice_template_does_not_break_the_page(runtime: Runtime, monkeypatch):
+    def exploded(incident):
+        raise RuntimeError("template exploded")
 
-    broken = BrokenNotice(runtime.store, clock=runtime.clock)
-    broken.set_results(runtime.slo_results())
-    response = TestClient(create_app(broken, [], clock=runtime.clock)).get("/status")
+    monkeypatch.setattr(runtime, "customer_notice", exploded)
+    response = TestClient(create_app(runtime, [], clock=runtime.clock)).get("/status")
     assert response.status_code == 200
     assert "exploded" not in response.text
     assert "api" in Page(response.text).visible

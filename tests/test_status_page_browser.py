@@ -6,18 +6,16 @@ The screenshot is kept as a CI artifact: test-artifacts/status-page.png.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import re
 from pathlib import Path
 
 import pytest
-from harness.api_runtime import FakeClock, sample_runtime, serve
+from harness.api_runtime import FakeClock, sample_runtime, serve, specs_with_descriptions
 from harness.browser import MISSING, chromium_binary, dump_dom, screenshot
 from harness.incidents import T0
 
 from engine.api.app import create_app
-from engine.spec.loader import load_specs
 
 pytestmark = pytest.mark.browser
 
@@ -36,15 +34,19 @@ def require_chromium() -> None:
 
 @pytest.fixture
 def status_server(tmp_path: Path):
-    slos = load_specs([ROOT / "slo_specs"]).slos
-    slos[1] = dataclasses.replace(slos[1], description="Latency objective. " + HOSTILE)
+    specs = specs_with_descriptions(
+        tmp_path / "specs", {"api/latency-p95": "Latency objective. " + HOSTILE}
+    )
     clock = FakeClock(T0 + 1800)
-    runtime = sample_runtime(tmp_path / "incidents.sqlite3", slos, clock, T0)
-    (incident,) = runtime.list_incidents("investigating", None)
-    runtime.comment(incident.id, "alice", "Rolled back deploy 42; errors falling. " + HOSTILE)
-    incident = runtime.get_incident(incident.id)
-    with serve(create_app(runtime, [], clock=clock)) as url:
-        yield url, runtime, incident
+    runtime = sample_runtime(tmp_path, clock, T0, specs=specs)
+    try:
+        (incident,) = runtime.list_incidents("investigating", None)
+        runtime.comment(incident.id, "alice", "Rolled back deploy 42; errors falling. " + HOSTILE)
+        incident = runtime.get_incident(incident.id)
+        with serve(create_app(runtime, [], clock=clock)) as url:
+            yield url, runtime, incident
+    finally:
+        runtime.close()
 
 
 def test_a_person_sees_status_budgets_and_the_notice(status_server):

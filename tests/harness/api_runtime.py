@@ -1,172 +1,47 @@
-"""A small Runtime for API tests and status-page previews: the REAL incident engine and SQLite
-store, with SLO results handed in by the caller instead of a scheduler.
+"""The daemon's REAL Runtime for API tests, status-page previews and the API benchmark.
 
-It follows the daemon's Runtime contract (engine/daemon/runtime.py): mutations go through
-`IncidentEngine` and are applied to the store in one transaction, retried on a stale state;
-unknown ids raise KeyError, impossible transitions ValueError.
+    source = SampleSource(T0)                               # optional: to script it later
+    runtime = sample_runtime(tmp_path, clock, T0, source=source)
+    ...                                                     # one cycle at T0 has run
+    runtime.close()
+
+`sample_runtime` builds an `engine.daemon.runtime.Runtime` on spec files (slo_specs/ unless
+told otherwise), with its SQLite state under `directory`, and runs one cycle at `at`. Only
+the metrics source is scripted: `SampleSource` answers every SLO with a burn-rate history
+chosen so that the cycle evaluates it to one status of `SHAPES` (by the SLO's position in
+the specs: page, ticket, ok, exhausted, no data, error) with round numbers. Everything after
+the source — evaluator, policy, incident engine, store, readiness, metrics — is the daemon's
+own code, so the API is tested against what the daemon really does.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import prometheus_client
+import numpy as np
+import yaml
 
-from engine.alerting.alerts import Alert, alerts_from_evaluations
+from engine.daemon.config import DaemonConfig, load_config
+from engine.daemon.runtime import Runtime
 from engine.evaluation.result import AlertSignal, SLOEvaluation, Status, WindowValue
+from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.incidents.config import IncidentConfig
-from engine.incidents.engine import IncidentEngine, IncidentError
-from engine.incidents.incident import Incident
-from engine.incidents.silences import Matcher
-from engine.incidents.state import Decision
 from engine.spec.durations import Duration
+from engine.spec.loader import load_specs
 from engine.spec.models import SLO
-from engine.store.base import StaleStateError
-from engine.store.sqlite import SQLiteStore
 
-_STATUSES = ("ok", "ticket", "page", "exhausted", "no_data", "error")
-
-
-class StoreRuntime:
-    def __init__(
-        self,
-        store: SQLiteStore,
-        config: IncidentConfig | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.config = config or IncidentConfig()
-        self.clock = clock
-        self.engine = IncidentEngine(self.config, store.load_state())
-        self._lock = threading.Lock()
-        self._results: list[SLOEvaluation] = []
-        self.ready: tuple[bool, list[str]] = (True, [])
-        self.specs: dict[str, Any] = {"loaded_at": None, "slos": 0, "files": 0, "last_error": None}
-        self.metrics_registry = prometheus_client.CollectorRegistry()
-        self._status = prometheus_client.Gauge(
-            "slo_engine_slo_status",
-            "1 for the SLO's current status.",
-            ["slo", "status"],
-            registry=self.metrics_registry,
-        )
-        self._budget = prometheus_client.Gauge(
-            "slo_engine_error_budget_remaining",
-            "Fraction of the error budget left.",
-            ["slo"],
-            registry=self.metrics_registry,
-        )
-
-    # ------------------------------------------------------------------ driving it (tests)
-
-    def set_results(self, results: Sequence[SLOEvaluation]) -> None:
-        with self._lock:
-            self._results = list(results)
-            for ev in results:
-                for status in _STATUSES:
-                    self._status.labels(ev.slo.id, status).set(1 if ev.status == status else 0)
-                if ev.error_budget_remaining is not None:
-                    self._budget.labels(ev.slo.id).set(ev.error_budget_remaining)
-
-    def observe(self, alerts: Sequence[Alert], now: float | None = None) -> Decision:
-        return self._apply(
-            lambda engine, at: engine.observe(at if now is None else now, alerts, self._results)
-        )
-
-    # ------------------------------------------------------------------ the Runtime contract
-
-    def slo_results(self) -> list[SLOEvaluation]:
-        with self._lock:
-            return list(self._results)
-
-    def slo_result(self, slo_id: str) -> SLOEvaluation | None:
-        return next((r for r in self.slo_results() if r.slo.id == slo_id), None)
-
-    def list_incidents(self, status: str | None, severity: str | None) -> list[Incident]:
-        return self.store.list_incidents(status=status, severity=severity)
-
-    def get_incident(self, incident_id: str) -> Incident | None:
-        return self.store.get_incident(incident_id)
-
-    def _apply(self, action: Callable[[IncidentEngine, float], Decision]) -> Decision:
-        with self._lock:
-            for _ in range(5):
-                try:
-                    decision = action(self.engine, self.clock())
-                    self.store.apply(decision)
-                    return decision
-                except StaleStateError:
-                    self.engine.reset(self.store.load_state())
-                except IncidentError:
-                    # The engine moved its state only on success; resync with the store.
-                    self.engine.reset(self.store.load_state())
-                    raise
-            raise RuntimeError("incident state kept changing underneath")
-
-    def _incident_change(
-        self, incident_id: str, action: Callable[[IncidentEngine, float], Decision]
-    ) -> Incident:
-        if self.store.get_incident(incident_id) is None:
-            raise KeyError(f"no incident {incident_id}")
-        self._apply(action)
-        incident = self.store.get_incident(incident_id)
-        assert incident is not None
-        return incident
-
-    def acknowledge(self, incident_id: str, by: str) -> Incident:
-        return self._incident_change(
-            incident_id, lambda e, now: e.acknowledge(now, incident_id, by)
-        )
-
-    def resolve(self, incident_id: str, by: str, note: str | None) -> Incident:
-        return self._incident_change(
-            incident_id, lambda e, now: e.resolve(now, incident_id, by, note or "")
-        )
-
-    def comment(self, incident_id: str, by: str, text: str) -> Incident:
-        return self._incident_change(
-            incident_id, lambda e, now: e.comment(now, incident_id, by, text)
-        )
-
-    def add_silence(
-        self,
-        matchers: list[dict],
-        ends_at: float,
-        created_by: str,
-        comment: str,
-        starts_at: float | None,
-    ) -> dict:
-        parsed = [Matcher.from_json(m) for m in matchers]
-        decision = self._apply(
-            lambda e, now: e.add_silence(
-                now, parsed, now if starts_at is None else starts_at, ends_at, created_by, comment
-            )
-        )
-        return decision.silences_upserted[0].to_json()
-
-    def delete_silence(self, silence_id: str) -> bool:
-        try:
-            self._apply(lambda e, now: e.expire_silence(now, silence_id))
-        except IncidentError:
-            return False
-        return True
-
-    def list_silences(self) -> list[dict]:
-        return [s.to_json() for s in self.store.list_silences(now=self.clock())]
-
-    def readiness(self) -> tuple[bool, list[str]]:
-        return self.ready
-
-    def spec_status(self) -> dict:
-        return dict(self.specs)
-
-    def customer_notice(self, incident: Incident) -> str:
-        return self.engine.renderer.customer_notice(incident)
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "slo_specs"
+# Events per second of every scripted SLO: enough that the low-traffic guard holds no alert,
+# even of a 99.999 % objective (its 1h page threshold must expect ≥ 10 bad events).
+TRAFFIC = 100.0
 
 
 class FakeClock:
@@ -182,6 +57,184 @@ class FakeClock:
         self.now += seconds
 
 
+# ---------------------------------------------------------------------- the scripted source
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one SLO looks like at the sample instant, and the history that makes it so.
+
+    `recent` is the burn rate over the newest spans, newest first: ("1h", 18.0) means 18×
+    the sustainable rate over the last hour. Before them the SLO burns at the constant rate
+    that leaves `budget` of its error budget at the instant. With the instant on a whole hour
+    (T0), span edges sit on whole hours too, so every cache tier (1m, 5m, 1h steps) sees the
+    same history and the numbers come out exact.
+    `budget` None: no data at all; `error`: every query for the SLO fails with that message.
+    """
+
+    status: Status
+    budget: float | None = None
+    recent: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+
+    def burn(self, ages: np.ndarray, period: float) -> np.ndarray:
+        """Burn rate of the steps ending `ages` seconds before the instant (steps after the
+        instant keep the newest rate)."""
+        assert self.budget is not None
+        spans = [(Duration.parse(span).seconds, rate) for span, rate in self.recent]
+        recent_seconds = sum(span for span, _ in spans)
+        spent = sum(span * rate for span, rate in spans)
+        background = ((1.0 - self.budget) * period - spent) / (period - recent_seconds)
+        ends = np.cumsum([span for span, _ in spans])
+        return np.select(
+            [ages < end for end in ends], [rate for _, rate in spans], default=background
+        )
+
+
+SHAPES: tuple[Shape, ...] = (
+    # 1h at 18× pages (1h and 5m above 14.4×); 16.8 h until the 42 % left are gone.
+    Shape("page", budget=0.42, recent=(("1h", 18.0),)),
+    # A day at 3.5× fires both ticket rules (3× over 1d/2h, 1× over 3d/6h), no page rule.
+    Shape("ticket", budget=0.63, recent=(("1d", 3.5),)),
+    Shape("ok", budget=0.97, recent=(("1h", 0.2),)),
+    # Overspent long ago; the last 3 days are calm enough that no ticket rule fires.
+    Shape("exhausted", budget=-0.12, recent=(("1h", 1.4), ("71h", 0.5))),
+    Shape("no_data"),
+    Shape("error", error="source unavailable: http://127.0.0.1:9/ refused"),
+)
+
+
+# For SLOs the source was not told about.
+DEFAULT_SHAPE = SHAPES[2]
+
+
+def shapes_for(slos: Sequence[SLO]) -> dict[str, Shape]:
+    """SLO id → shape, cycling through `SHAPES` in the SLOs' order."""
+    return {slo.id: SHAPES[i % len(SHAPES)] for i, slo in enumerate(slos)}
+
+
+class SampleSource:
+    """An `EventSource` scripted by `Shape`s, relative to the instant `at`.
+
+    Set `down` to a message to make the whole source unreachable (fetches and probes fail
+    with it), None to bring it back.
+    """
+
+    def __init__(self, at: float, shapes: Mapping[str, Shape] | None = None) -> None:
+        self.at = at
+        self.shapes: dict[str, Shape] = dict(shapes or {})
+        self.down: str | None = None
+
+    def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
+        if self.down is not None:
+            raise SourceUnavailable(self.down)
+        n = round((end - start) / step.seconds) + 1 if end >= start else 0
+        times = start + step.seconds * np.arange(n, dtype=np.float64)
+        bad = np.full((len(slos), n), np.nan)
+        total = np.full((len(slos), n), np.nan)
+        errors: dict[str, str] = {}
+        for row, slo in enumerate(slos):
+            shape = self.shapes.get(slo.id, DEFAULT_SHAPE)
+            if shape.error is not None:
+                errors[slo.id] = shape.error
+            elif shape.budget is not None:
+                burn = shape.burn(self.at - times, slo.period.seconds)
+                total[row] = TRAFFIC
+                bad[row] = burn * float(slo.error_budget) * TRAFFIC
+        return StepRates(step=step, times=times, bad=bad, total=total, errors=errors)
+
+    def query_instant(self, query: str, at: float) -> list[dict[str, Any]]:
+        """The daemon's probe between cache steps."""
+        if self.down is not None:
+            raise ConnectionError(self.down)
+        return [{"metric": {}, "value": [at, "1"]}]
+
+
+# ---------------------------------------------------------------------- specs and the runtime
+
+
+def spec_documents(specs: Path = SPECS) -> dict[str, dict[str, Any]]:
+    """File name → parsed spec document, for tests that need edited copies."""
+    return {path.name: yaml.safe_load(path.read_text()) for path in sorted(specs.glob("*.yaml"))}
+
+
+def write_specs(directory: Path, documents: Mapping[str, dict[str, Any]]) -> Path:
+    """Write spec documents (file name → document) to `directory`; returns it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, document in documents.items():
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=1000)
+        (directory / name).write_text(text)
+    return directory
+
+
+def specs_with_descriptions(directory: Path, descriptions: Mapping[str, str]) -> Path:
+    """A copy of slo_specs/ in `directory` with the descriptions of some SLOs (by id) replaced
+    (e.g. markup a spec author wrote, to see that it stays text)."""
+    documents = spec_documents()
+    for document in documents.values():
+        for slo in document["slos"]:
+            slo_id = f"{document['service']}/{slo['name']}"
+            if slo_id in descriptions:
+                slo["description"] = descriptions[slo_id]
+    return write_specs(directory, documents)
+
+
+def daemon_config(directory: Path, specs: Path = SPECS, **settings: Any) -> DaemonConfig:
+    """The daemon's config for a runtime with its state under `directory`: no receivers,
+    no dependency hold-down (it would only delay the sample's incident), `settings` on top."""
+    incidents: dict[str, Any] = {}
+    if "dependency_wait" in IncidentConfig.model_fields:
+        incidents["dependency_wait"] = "0s"
+    values: dict[str, Any] = {
+        "specs": [str(specs)],
+        "prometheus_url": "http://127.0.0.1:9",
+        "state_dir": str(directory / "state"),
+        "interval": "60s",
+        "incidents": incidents,
+        **settings,
+    }
+    return load_config(None, values)
+
+
+def scripted_runtime(
+    directory: Path, clock: Callable[[], float], source: SampleSource, *, specs: Path = SPECS
+) -> Runtime:
+    """The daemon's Runtime on `specs` and `source`, its state in `directory`, no cycle run
+    yet. The caller closes it."""
+    return Runtime(daemon_config(directory, specs), clock=clock, source=source, notifiers={})
+
+
+def sample_runtime(
+    directory: Path,
+    clock: Callable[[], float],
+    at: float,
+    *,
+    specs: Path = SPECS,
+    source: SampleSource | None = None,
+) -> Runtime:
+    """A Runtime on `specs` with its state in `directory`, after one cycle at `at`: each SLO
+    has its `SHAPES` status, and every service with a paging or ticketing SLO has an open
+    incident. The caller closes it."""
+    if source is None:
+        source = SampleSource(at)
+    if not source.shapes:
+        source.shapes = shapes_for(load_specs([specs]).slos)
+    runtime = scripted_runtime(directory, clock, source, specs=specs)
+    try:
+        runtime.run_cycle(at)
+        got = {r.slo.id: r.status for r in runtime.slo_results()}
+        wanted = {slo_id: source.shapes.get(slo_id, DEFAULT_SHAPE).status for slo_id in got}
+        if got != wanted:
+            raise AssertionError(f"the sample cycle evaluated {got}, not {wanted}")
+    except BaseException:
+        runtime.close()
+        raise
+    return runtime
+
+
+# ---------------------------------------------------------------------- pure evaluations
+
+
 def evaluation(
     slo: SLO,
     at: float,
@@ -192,7 +245,7 @@ def evaluation(
     error: str | None = None,
 ) -> SLOEvaluation:
     """An evaluation as the burn math would report it, with page/ticket signals matching
-    `status` (so `alerts_from_evaluations` derives the alerts the daemon would raise)."""
+    `status`, for tests of pure code (the status page's view builder) that need no runtime."""
     hour, five = Duration.parse("1h"), Duration.parse("5m")
     if status in ("no_data", "error"):
         windows: dict[Duration, WindowValue] = {}
@@ -222,33 +275,7 @@ def evaluation(
     )
 
 
-def sample_results(slos: Sequence[SLO], at: float) -> list[SLOEvaluation]:
-    """One evaluation per SLO, cycling through every status a page can show, so previews and
-    tests see page, ticket, ok, exhausted, no data and error side by side."""
-    shapes: list[dict[str, Any]] = [
-        {"status": "page", "budget": 0.42, "burn_1h": 18.0, "time_to_exhaustion": 3.2 * 3600},
-        {"status": "ticket", "budget": 0.63, "burn_1h": 3.5, "time_to_exhaustion": 6 * 86400},
-        {"status": "ok", "budget": 0.97, "burn_1h": 0.2},
-        {"status": "exhausted", "budget": -0.12, "burn_1h": 1.4},
-        {"status": "no_data"},
-        {"status": "error", "error": "source unavailable: http://127.0.0.1:9/ refused"},
-    ]
-    return [
-        evaluation(slo, at, **shapes[i % len(shapes)])  # type: ignore[arg-type]
-        for i, slo in enumerate(slos)
-    ]
-
-
-def sample_runtime(
-    database: str | Path, slos: Sequence[SLO], clock: Callable[[], float], at: float
-) -> StoreRuntime:
-    """A StoreRuntime on a fresh SQLite store at `database`, holding `sample_results(slos,
-    at)` and the incidents their alerts opened at `at` (one per paging service)."""
-    runtime = StoreRuntime(SQLiteStore(database), clock=clock)
-    results = sample_results(slos, at)
-    runtime.set_results(results)
-    runtime.observe(alerts_from_evaluations(results), now=at)
-    return runtime
+# ---------------------------------------------------------------------- serving
 
 
 @contextmanager

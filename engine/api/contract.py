@@ -1,0 +1,43 @@
+"""What the HTTP API needs from the daemon: the `Runtime` contract.
+
+The real implementation is `engine.daemon.runtime.Runtime`; the API only ever talks to it
+through these methods, so reads and mutations have one meaning whoever serves them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import prometheus_client
+
+from engine.evaluation.result import SLOEvaluation
+from engine.incidents.incident import Incident
+
+
+class Runtime(Protocol):
+    """What the API needs from the daemon (the contract in engine/daemon/runtime.py)."""
+
+    clock: Callable[[], float]
+    metrics_registry: prometheus_client.CollectorRegistry
+
+    def slo_results(self) -> list[SLOEvaluation]: ...
+    def slo_result(self, slo_id: str) -> SLOEvaluation | None: ...
+    def list_incidents(self, status: str | None, severity: str | None) -> list[Incident]: ...
+    def get_incident(self, incident_id: str) -> Incident | None: ...
+    def acknowledge(self, incident_id: str, by: str) -> Incident: ...
+    def resolve(self, incident_id: str, by: str, note: str | None) -> Incident: ...
+    def comment(self, incident_id: str, by: str, text: str) -> Incident: ...
+    def add_silence(
+        self,
+        matchers: list[dict],
+        ends_at: float,
+        created_by: str,
+        comment: str,
+        starts_at: float | None,
+    ) -> dict: ...
+    def delete_silence(self, silence_id: str) -> bool: ...
+    def list_silences(self) -> list[dict]: ...
+    def readiness(self) -> tuple[bool, list[str]]: ...
+    def spec_status(self) -> dict: ...
+    def customer_notice(self, incident: Incident) -> str: ...

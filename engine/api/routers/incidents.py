@@ -1,0 +1,126 @@
+"""Incidents: list and read them (open), acknowledge, resolve and comment (admin token,
+idempotent). The runtime decides; this module only maps its answers and errors to HTTP."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+
+from engine.api.deps import Admin, IdempotencyKey, Reader, RuntimeDep
+from engine.api.errors import MUTATION_ERRORS, ApiError, error_doc
+from engine.api.mutations import incident_change, mutate
+from engine.api.schemas import INCIDENT_ID_PATTERN, AckRequest, CommentRequest, ResolveRequest
+from engine.incidents.incident import IncidentStatus
+
+log = logging.getLogger("engine.api")
+
+router = APIRouter(tags=["incidents"])
+
+IncidentId = Annotated[
+    str, PathParam(pattern=INCIDENT_ID_PATTERN, description="e.g. INC-2024-0001")
+]
+
+incident_errors = {
+    **MUTATION_ERRORS,
+    404: error_doc("No such incident."),
+    409: error_doc("Not possible in the incident's state (e.g. already resolved)."),
+}
+
+
+@router.get("/api/v1/incidents", dependencies=[Reader])
+def list_incidents(
+    runtime: RuntimeDep,
+    status: Annotated[
+        Literal["open", "investigating", "mitigating", "resolved"] | None,
+        Query(description="open = investigating or mitigating"),
+    ] = None,
+    severity: Literal["SEV1", "SEV2", "SEV3", "SEV4"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:
+    """Incidents, newest first, without timelines."""
+    if status == "open":
+        found = [
+            i
+            for s in (IncidentStatus.investigating, IncidentStatus.mitigating)
+            for i in runtime.list_incidents(s.value, severity)
+        ]
+    else:
+        found = runtime.list_incidents(status, severity)
+    found.sort(key=lambda i: (i.opened_at, i.id), reverse=True)
+    return JSONResponse(
+        {"incidents": [i.to_json(timeline=False) for i in found[:limit]], "total": len(found)}
+    )
+
+
+@router.get(
+    "/api/v1/incidents/{incident_id}",
+    dependencies=[Reader],
+    responses={404: error_doc("No such incident.")},
+)
+def get_incident(incident_id: IncidentId, runtime: RuntimeDep) -> JSONResponse:
+    """One incident with its full timeline."""
+    incident = runtime.get_incident(incident_id)
+    if incident is None:
+        raise ApiError(404, f"no incident {incident_id}")
+    return JSONResponse(incident.to_json())
+
+
+@router.post("/api/v1/incidents/{incident_id}/ack", responses=incident_errors)
+def acknowledge(
+    incident_id: IncidentId,
+    body: AckRequest,
+    request: Request,
+    caller: Admin,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Acknowledge: stops escalation and repeat notifications. Returns the incident."""
+
+    def act() -> tuple[int, Any]:
+        result = incident_change(lambda: runtime.acknowledge(incident_id, body.by))
+        log.info("%s acknowledged by %s (%s)", incident_id, body.by, caller.key)
+        return result
+
+    return mutate(caller, idempotency_key, request, body.model_dump_json().encode(), act)
+
+
+@router.post("/api/v1/incidents/{incident_id}/resolve", responses=incident_errors)
+def resolve(
+    incident_id: IncidentId,
+    body: ResolveRequest,
+    request: Request,
+    caller: Admin,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Resolve by hand. Alerts still firing must clear before they can page again."""
+
+    def act() -> tuple[int, Any]:
+        result = incident_change(lambda: runtime.resolve(incident_id, body.by, body.note))
+        log.info("%s resolved by %s (%s)", incident_id, body.by, caller.key)
+        return result
+
+    return mutate(caller, idempotency_key, request, body.model_dump_json().encode(), act)
+
+
+@router.post("/api/v1/incidents/{incident_id}/comment", responses=incident_errors)
+def comment(
+    incident_id: IncidentId,
+    body: CommentRequest,
+    request: Request,
+    caller: Admin,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Add a timeline comment. Comments show on the status page as updates."""
+
+    def act() -> tuple[int, Any]:
+        result = incident_change(lambda: runtime.comment(incident_id, body.by, body.text))
+        log.info("%s commented by %s (%s)", incident_id, body.by, caller.key)
+        return result
+
+    return mutate(caller, idempotency_key, request, body.model_dump_json().encode(), act)

@@ -1,0 +1,48 @@
+"""SLOs: the latest evaluation of every SLO (the `evaluate --format json` contract) and the
+state of the spec files they come from. Read-only."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+
+from engine.api.deps import Reader, RuntimeDep
+from engine.api.errors import ApiError, error_doc
+from engine.spec.models import NAME_RE
+
+_NAME_PATTERN = NAME_RE.pattern
+
+router = APIRouter(tags=["slos"], dependencies=[Reader])
+
+
+@router.get("/api/v1/slos")
+def list_slos(runtime: RuntimeDep) -> JSONResponse:
+    """Every SLO's latest evaluation: the `slo-engine evaluate --format json` contract."""
+    results = runtime.slo_results()
+    evaluated_at = max((r.evaluated_at for r in results), default=None)
+    return JSONResponse({"evaluated_at": evaluated_at, "slos": [r.to_json() for r in results]})
+
+
+@router.get(
+    "/api/v1/slos/{service}/{slo}",
+    responses={404: error_doc("No such SLO (or not evaluated yet).")},
+)
+def get_slo(
+    service: Annotated[str, PathParam(pattern=_NAME_PATTERN)],
+    slo: Annotated[str, PathParam(pattern=_NAME_PATTERN)],
+    runtime: RuntimeDep,
+) -> JSONResponse:
+    """One SLO's latest evaluation."""
+    result = runtime.slo_result(f"{service}/{slo}")
+    if result is None:
+        raise ApiError(404, f"no evaluated SLO {service}/{slo}; GET /api/v1/slos lists the SLOs")
+    return JSONResponse(result.to_json())
+
+
+@router.get("/api/v1/specs")
+def spec_status(runtime: RuntimeDep) -> JSONResponse:
+    """When the specs were last loaded, how many, and the last reload error if any."""
+    return JSONResponse(runtime.spec_status())
