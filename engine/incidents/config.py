@@ -2,7 +2,7 @@
 
 Pydantic-validated and usable as the `incidents:` section of the daemon's config file or as a
 YAML file of its own (`load_incident_config`). Every default follows the runbook; see
-docs/readme/incidents.md for the table of keys.
+docs/incidents.md for the table of keys.
 """
 
 from __future__ import annotations

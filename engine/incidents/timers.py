@@ -1,0 +1,97 @@
+"""What happens with time alone (`IncidentEngine.tick`, and the end of every `observe`).
+
+In order, per open incident: resolve once every alert has been clear for `resolve_after`
+(never while flapping); release a held page whose `dependency_wait` is over; escalate an
+unacknowledged incident past its response target; repeat its page every `repeat_interval`.
+An incident whose every firing alert is silenced stays open but quiet (no release, no
+escalation, no repeats).
+"""
+
+from __future__ import annotations
+
+from engine.incidents.incident import Incident
+from engine.incidents.notifications import notify
+from engine.incidents.settings import Settings
+from engine.incidents.silencing import quiet
+from engine.incidents.state import EngineState
+from engine.incidents.transaction import Transaction
+from engine.incidents.transitions import release, resolve
+
+
+def clear_for(settings: Settings, st: EngineState, incident: Incident, now: float) -> bool:
+    for fp in incident.fingerprints:
+        ast = st.alerts.get(fp)
+        if ast is None:
+            continue
+        if ast.cleared_at is None or now - ast.cleared_at < settings.resolve_after:
+            return False
+    return True
+
+
+def run_timers(settings: Settings, tx: Transaction, now: float) -> None:
+    st = tx.state
+    for incident in sorted(st.incidents.values(), key=lambda i: i.id):
+        if not incident.flapping and clear_for(settings, st, incident, now):
+            resolve(
+                settings,
+                tx,
+                now,
+                incident,
+                None,
+                f"all alerts clear for {settings.config.resolve_after}: resolved automatically",
+            )
+            continue
+        if incident.held_until is not None:
+            # A held page goes out when the wait is over (not while every alert is
+            # silenced: then it waits for the silence, like an unheld incident's repeats).
+            if now < incident.held_until or quiet(st, incident):
+                continue
+            release(
+                settings,
+                tx,
+                now,
+                incident,
+                f"no incident on {', '.join(incident.depends_on)} within "
+                f"{settings.config.dependency_wait}",
+            )
+        if incident.acknowledged_at is not None or quiet(st, incident):
+            continue
+        escalate(settings, tx, now, incident)
+        if incident.flapping:
+            if (
+                incident.last_notified_at is not None
+                and now - incident.last_notified_at >= settings.repeat
+            ):
+                tx.suppress("flapping", incident_id=incident.id)
+            continue
+        if (
+            incident.last_notified_at is not None
+            and now - incident.last_notified_at >= settings.repeat
+        ):
+            receivers = settings.routed(incident.severity)
+            notify(settings, tx, now, incident, "triggered", receivers, repeat=True)
+            if not receivers:
+                incident.last_notified_at = now
+                tx.touch(incident)
+
+
+def escalate(settings: Settings, tx: Transaction, now: float, incident: Incident) -> None:
+    """Past the severity's response target (counted from the last rise), walk the
+    escalation chain one level per `after`, notifying each level's receivers."""
+    start = incident.severity_changed_at or incident.opened_at
+    deadline = start + settings.targets[incident.severity]
+    while incident.escalation_level < len(settings.chain):
+        level = settings.chain[incident.escalation_level]
+        if now < deadline + level.after.seconds:
+            return
+        incident.escalation_level += 1
+        who = ", ".join(level.receivers) or "nobody configured"
+        tx.log(
+            incident,
+            now,
+            "escalated",
+            f"unacknowledged past the {incident.severity.value} response target: escalated "
+            f"to level {incident.escalation_level} {level.name} ({who})",
+            data={"level": incident.escalation_level, "name": level.name},
+        )
+        notify(settings, tx, now, incident, "escalated", level.receivers, escalated_to=level.name)
