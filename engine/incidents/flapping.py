@@ -44,8 +44,8 @@ def update_flapping(
     flap = settings.config.flap
     if not flap.enabled:
         return
-    for fp, ast in st.alerts.items():
-        if ast.slo_id in unknown:
+    for fp, alert_state in st.alerts.items():
+        if alert_state.slo_id in unknown:
             continue
         old = st.flap.get(fp, _NO_FLAP)
         now_firing = fp in firing

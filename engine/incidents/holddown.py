@@ -120,9 +120,9 @@ def merge(
         if service != root.service and service not in root.related_services:
             root.related_services.append(service)
     for fp in victim.fingerprints:
-        ast = st.alerts.get(fp)
-        if ast is not None and ast.incident_id == victim.id:
-            st.alerts[fp] = evolve(ast, incident_id=root.id)
+        alert_state = st.alerts.get(fp)
+        if alert_state is not None and alert_state.incident_id == victim.id:
+            st.alerts[fp] = evolve(alert_state, incident_id=root.id)
     tx.log(
         root,
         now,

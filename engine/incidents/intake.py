@@ -110,20 +110,20 @@ def clear_missing(
     incidents one of them belongs to."""
     st = tx.state
     touched: set[str] = set()
-    for fp, ast in list(st.alerts.items()):
-        if ast.slo_id in unknown and fp not in firing:
+    for fp, alert_state in list(st.alerts.items()):
+        if alert_state.slo_id in unknown and fp not in firing:
             # A clear must be *observed* for `resolve_after`: while the SLO has no data
             # the clear timer restarts, so missing data never resolves an incident.
-            if ast.cleared_at is not None and ast.incident_id in st.incidents:
-                st.alerts[fp] = evolve(ast, cleared_at=now)
+            if alert_state.cleared_at is not None and alert_state.incident_id in st.incidents:
+                st.alerts[fp] = evolve(alert_state, cleared_at=now)
                 tx.dirty = True
             continue
         if fp in firing:
             continue
-        if ast.cleared_at is None:
-            st.alerts[fp] = evolve(ast, cleared_at=now, needs_clear=False, classified=None)
+        if alert_state.cleared_at is None:
+            st.alerts[fp] = evolve(alert_state, cleared_at=now, needs_clear=False, classified=None)
             tx.dirty = True
-            incident = st.incidents.get(ast.incident_id or "")
+            incident = st.incidents.get(alert_state.incident_id or "")
             if incident is not None:
                 touched.add(incident.id)
                 if not incident.flapping:
@@ -132,7 +132,7 @@ def clear_missing(
                         incident,
                         now,
                         "alert_cleared",
-                        f"{ast.severity} alert on {ast.slo_id} cleared{why}",
+                        f"{alert_state.severity} alert on {alert_state.slo_id} cleared{why}",
                         data={"fingerprint": fp},
                     )
     return touched
@@ -152,10 +152,10 @@ def reclassify_changed(settings: Settings, tx: Transaction, now: float, touched:
 def prune(tx: Transaction) -> None:
     """Forget cleared alerts with no incident once their flap history is quiet."""
     st = tx.state
-    for fp, ast in list(st.alerts.items()):
-        if ast.cleared_at is None or ast.needs_clear:
+    for fp, alert_state in list(st.alerts.items()):
+        if alert_state.cleared_at is None or alert_state.needs_clear:
             continue
-        if ast.incident_id is not None and ast.incident_id in st.incidents:
+        if alert_state.incident_id is not None and alert_state.incident_id in st.incidents:
             continue
         fs = st.flap.get(fp)
         if fs is not None and (fs.flapping or any(fs.states)):

@@ -20,10 +20,10 @@ from engine.incidents.transitions import release, resolve
 
 def clear_for(settings: Settings, st: EngineState, incident: Incident, now: float) -> bool:
     for fp in incident.fingerprints:
-        ast = st.alerts.get(fp)
-        if ast is None:
+        alert_state = st.alerts.get(fp)
+        if alert_state is None:
             continue
-        if ast.cleared_at is None or now - ast.cleared_at < settings.resolve_after:
+        if alert_state.cleared_at is None or now - alert_state.cleared_at < settings.resolve_after:
             return False
     return True
 

@@ -234,11 +234,13 @@ def resolve(
     incident.held_until = None  # resolved before its page: nobody needs to hear of it
     tx.log(incident, now, "resolved", note, actor=by)
     for fp in incident.fingerprints:
-        ast = st.alerts.get(fp)
-        if ast is None or ast.incident_id != incident.id:
+        alert_state = st.alerts.get(fp)
+        if alert_state is None or alert_state.incident_id != incident.id:
             continue
         # Still firing when a person resolved it: it must clear before it may page again.
-        st.alerts[fp] = evolve(ast, incident_id=None, needs_clear=ast.cleared_at is None)
+        st.alerts[fp] = evolve(
+            alert_state, incident_id=None, needs_clear=alert_state.cleared_at is None
+        )
     del st.incidents[incident.id]
     refresh_customer_notice(settings, incident)
     notify(settings, tx, now, incident, "resolved", incident.notified_receivers)
