@@ -8,9 +8,13 @@ a SQLite apply() rate for the daemon path.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
+from pathlib import Path
 
+# The test harness is not part of the package: import it from tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness.incidents import T0, make_alert
 
 from engine.incidents.config import IncidentConfig

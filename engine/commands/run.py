@@ -225,7 +225,7 @@ def serve(config: Any, config_dir: Path | None = None) -> int:
         host,
         port,
         config.interval,
-        config.prometheus_url,
+        ", ".join(f"{name} ({ds.url})" for name, ds in config.all_datasources().items()),
     )
     while not stop.wait(1.0):
         if not api_thread.is_alive():

@@ -16,6 +16,7 @@ from opentelemetry import trace
 
 from engine.daemon.anomaly import DaemonAnomalies
 from engine.daemon.config import DaemonConfig, read_headers_file
+from engine.daemon.datasources import configured_source, datasource_problems
 from engine.daemon.metrics import DaemonMetrics
 from engine.daemon.source_guard import GuardedSource
 from engine.daemon.specs import DaemonSpecs, SpecsInvalid, SpecWatcher, load_startup_specs
@@ -68,11 +69,11 @@ def build_runtime(
     if telemetry is None:
         telemetry = telemetry_from_config(config)
     tracer = telemetry.tracer
-    watcher = SpecWatcher(config.specs)
+    watcher = SpecWatcher(config.specs, lambda slos: datasource_problems(slos, config))
     loaded = load_startup_specs(watcher)
     now = clock()
     metrics = DaemonMetrics(telemetry.meter)
-    raw = prometheus_source(config) if source is None else source
+    raw = configured_source(config) if source is None else source
     breaker = CircuitBreaker(
         config.source_breaker.failures,
         config.source_breaker.cooldown.seconds,
@@ -116,25 +117,6 @@ def telemetry_from_config(config: DaemonConfig) -> Telemetry:
     )
 
 
-def prometheus_source(config: DaemonConfig) -> EventSource:
-    """The daemon's metrics source when none is given: Prometheus, as configured."""
-    from engine.source.prometheus import PrometheusSource
-
-    return PrometheusSource(
-        config.prometheus_url,
-        timeout=config.query_timeout.seconds,
-        retries=config.query_retries,
-        bearer_token_file=_str(config.bearer_token_file),
-        basic_auth_user=config.basic_auth_user,
-        basic_auth_password_file=_str(config.basic_auth_password_file),
-        ca_bundle=_str(config.ca_bundle),
-        client_cert=_str(config.client_cert),
-        client_key=_str(config.client_key),
-        batch_size=config.batch_size,
-        concurrency=config.concurrency,
-    )
-
-
 def _evaluator(slos: Sequence[SLO], source: EventSource, config: DaemonConfig) -> Evaluator:
     try:
         return Evaluator(slos, source, scrape_interval=config.scrape_interval)
@@ -151,7 +133,3 @@ def _incident_engine(config: DaemonConfig, store: SQLiteStore, now: float) -> In
         for problem in template_errors:
             log.warning("template override: %s", problem)
     return engine
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)

@@ -27,6 +27,7 @@ from engine.spec.models import DurationField
 from engine.spec.yaml_lines import Mark, MarkedMap, locate, parse_yaml
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+_DATASOURCE_NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$")
 # Receiver names given to `webhooks:` URLs, in order: webhook-1, webhook-2, ...
 WEBHOOK_RECEIVER_PREFIX = "webhook-"
 
@@ -58,10 +59,49 @@ class SourceBreakerConfig(_Section):
     cooldown: DurationField = Field(default_factory=lambda: _d("30s"))
 
 
+class DatasourceConfig(_Section):
+    """One Prometheus-API backend (Prometheus, Thanos, Mimir, VictoriaMetrics...). The keys
+    mean what the top-level keys of the same names mean for `prometheus_url`."""
+
+    url: HttpUrlText
+    query_timeout: DurationField = Field(default_factory=lambda: _d("10s"))
+    query_retries: int = Field(default=2, ge=0, le=10)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    batch_size: int = Field(default=100, ge=1)
+    bearer_token_file: Path | None = None
+    basic_auth_user: str | None = None
+    basic_auth_password_file: Path | None = None
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> DatasourceConfig:
+        _check_pairs(self)
+        return self
+
+
+def _check_pairs(section: Any) -> None:
+    if section.basic_auth_password_file is not None and section.basic_auth_user is None:
+        raise ValueError("basic_auth_password_file needs basic_auth_user")
+    if section.client_key is not None and section.client_cert is None:
+        raise ValueError("client_key needs client_cert")
+
+
+# The name `prometheus_url` gets among `datasources` (it is the default unless one is named).
+PROMETHEUS_URL_DATASOURCE = "default"
+
+
 class DaemonConfig(_Section):
     # -- what to evaluate, against what ---------------------------------------------------
     specs: list[Path] = Field(min_length=1)
-    prometheus_url: HttpUrlText
+    # The default backend; `datasources` adds named ones (a service or SLO picks one with
+    # `datasource:` in its spec). At least one of the two is needed.
+    prometheus_url: HttpUrlText | None = None
+    datasources: dict[str, DatasourceConfig] = Field(default_factory=dict)
+    # Which datasource SLOs without `datasource:` read: `default` (prometheus_url) when it
+    # is set, else the only datasource; must be named when there are several.
+    default_datasource: str | None = None
     # Per HTTP request to Prometheus (Prometheus is also told to give up after this long).
     query_timeout: DurationField = Field(default_factory=lambda: _d("10s"))
     # Retries per request on 5xx/timeouts/refused connections, with jittered backoff.
@@ -134,10 +174,8 @@ class DaemonConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> DaemonConfig:
-        if self.basic_auth_password_file is not None and self.basic_auth_user is None:
-            raise ValueError("basic_auth_password_file needs basic_auth_user")
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
+        _check_pairs(self)
+        self._check_datasources()
         clash = [
             name
             for name in self.notifiers
@@ -150,7 +188,63 @@ class DaemonConfig(_Section):
             )
         return self
 
+    def _check_datasources(self) -> None:
+        if self.prometheus_url is None and not self.datasources:
+            raise ValueError(
+                "missing required key 'prometheus_url' — add prometheus_url: (or the "
+                "--prometheus-url flag), or name backends under datasources:"
+            )
+        bad = [n for n in self.datasources if not _DATASOURCE_NAME.match(n)]
+        if bad:
+            raise ValueError(
+                f"datasource name {bad[0]!r} is not valid — lowercase letters, digits, '-' and '_'"
+            )
+        if self.prometheus_url is not None and PROMETHEUS_URL_DATASOURCE in self.datasources:
+            raise ValueError(
+                f"datasource name {PROMETHEUS_URL_DATASOURCE!r} is taken by prometheus_url — "
+                "rename the datasource or drop prometheus_url"
+            )
+        names = set(self.all_datasources())
+        if self.default_datasource is not None and self.default_datasource not in names:
+            raise ValueError(
+                f"default_datasource {self.default_datasource!r} is not a datasource — one of "
+                f"{', '.join(sorted(names))}"
+            )
+        if self.default_datasource is None and self.prometheus_url is None and len(names) > 1:
+            raise ValueError(
+                "several datasources and no default — add default_datasource: <name> "
+                f"(one of {', '.join(sorted(names))})"
+            )
+
     # -- derived ------------------------------------------------------------------------
+
+    def all_datasources(self) -> dict[str, DatasourceConfig]:
+        """`datasources` plus `prometheus_url` (with the top-level query and auth keys) as
+        the datasource named `default`."""
+        found = dict(self.datasources)
+        if self.prometheus_url is not None:
+            found[PROMETHEUS_URL_DATASOURCE] = DatasourceConfig(
+                url=self.prometheus_url,
+                query_timeout=self.query_timeout,
+                query_retries=self.query_retries,
+                concurrency=self.concurrency,
+                batch_size=self.batch_size,
+                bearer_token_file=self.bearer_token_file,
+                basic_auth_user=self.basic_auth_user,
+                basic_auth_password_file=self.basic_auth_password_file,
+                ca_bundle=self.ca_bundle,
+                client_cert=self.client_cert,
+                client_key=self.client_key,
+            )
+        return found
+
+    @property
+    def default_datasource_name(self) -> str:
+        if self.default_datasource is not None:
+            return self.default_datasource
+        if self.prometheus_url is not None:
+            return PROMETHEUS_URL_DATASOURCE
+        return next(iter(self.datasources))
 
     @property
     def listen_host(self) -> str:
@@ -227,6 +321,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if "specs" in out:
         specs = out["specs"]
         out["specs"] = [resolve(s) for s in specs] if isinstance(specs, list) else resolve(specs)
+    datasources = out.get("datasources")
+    if isinstance(datasources, dict):
+        out["datasources"] = {
+            name: {k: resolve(v) if k in _PATH_KEYS else v for k, v in ds.items()}
+            if isinstance(ds, dict)
+            else ds
+            for name, ds in datasources.items()
+        }
     telemetry = out.get("telemetry")
     if isinstance(telemetry, dict) and "headers_file" in telemetry:
         out["telemetry"] = {**telemetry, "headers_file": resolve(telemetry["headers_file"])}
@@ -326,6 +428,13 @@ def load_config(
         return DaemonConfig.model_validate(merged)
     except ValidationError as exc:
         problems = [_place(error, root, name, overrides) for error in exc.errors()]
+        if not merged.get("prometheus_url") and not merged.get("datasources"):
+            # The model rule saying so only runs once every field is valid: say it anyway.
+            missing = _place(
+                {"type": "missing", "loc": ("prometheus_url",), "msg": ""}, root, name, {}
+            )
+            if not any("'prometheus_url'" in problem for problem in problems):
+                problems.append(missing + " (or datasources:)")
         raise ConfigError(problems) from None
 
 

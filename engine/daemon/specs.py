@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from engine.daemon.metrics import DaemonMetrics
 from engine.evaluation.evaluator import Evaluator, sparse_fine_steps_message
 from engine.evaluation.resolution import ResolutionError
 from engine.spec.loader import LoadResult, load_specs, spec_files
+from engine.spec.models import SLO
 
 # These lines logged under the Runtime's name before it was split; operators filter on it.
 log = logging.getLogger("engine.daemon.runtime")
@@ -39,8 +40,14 @@ class SpecsInvalid(RuntimeError):
 
 
 class SpecWatcher:
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        check: Callable[[Sequence[SLO]], list[str]] | None = None,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
+        # Rules the spec files cannot check alone (e.g. datasources named in the config).
+        self._check = check
         self._seen: Signature | None = None
 
     def signature(self) -> Signature:
@@ -64,14 +71,21 @@ class SpecWatcher:
         self._seen = self.signature()
         return load_specs(self.paths)
 
+    def problems(self, loaded: LoadResult) -> list[str]:
+        """Why `loaded` cannot be run: its spec errors, else the daemon's own checks."""
+        if loaded.errors:
+            return [str(e) for e in loaded.errors]
+        if not loaded.slos:
+            return [f"no SLOs found in {', '.join(map(str, self.paths))}"]
+        return [] if self._check is None else self._check(loaded.slos)
+
 
 def load_startup_specs(watcher: SpecWatcher) -> LoadResult:
     """The first load: without a last good set to fall back on, invalid specs are fatal."""
     loaded = watcher.load()
-    if loaded.errors:
-        raise SpecsInvalid([str(e) for e in loaded.errors])
-    if not loaded.slos:
-        raise SpecsInvalid([f"no SLOs found in {', '.join(map(str, watcher.paths))}"])
+    problems = watcher.problems(loaded)
+    if problems:
+        raise SpecsInvalid(problems)
     for warning in loaded.warnings:
         log.warning("%s", warning)
     return loaded
@@ -124,8 +138,8 @@ class DaemonSpecs:
         with self._tracer.start_as_current_span("specs.reload") as span:
             loaded = self._watcher.load()
             self._status["checked_at"] = now
-            if loaded.errors or not loaded.slos:
-                errors = [str(e) for e in loaded.errors] or ["no SLOs found in the spec files"]
+            errors = self._watcher.problems(loaded)
+            if errors:
                 self._rejected(errors, span)
                 for error in errors:
                     log.error("spec reload rejected, keeping the last good specs: %s", error)

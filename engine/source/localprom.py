@@ -110,6 +110,7 @@ class LocalPrometheus:
         evaluation_interval: str = "15s",
         enable_lifecycle: bool = False,
         ready_timeout: float = 60.0,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.tsdb_dir = Path(tsdb_dir)
         self.rule_files = [Path(p).resolve() for p in rule_files]
@@ -120,6 +121,8 @@ class LocalPrometheus:
         self.evaluation_interval = evaluation_interval
         self.enable_lifecycle = enable_lifecycle
         self.ready_timeout = ready_timeout
+        # More command-line flags, e.g. `--enable-feature=native-histograms`.
+        self.extra_args = list(extra_args)
         self._workdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = None
@@ -186,6 +189,7 @@ class LocalPrometheus:
         ]
         if self.enable_lifecycle:
             cmd.append("--web.enable-lifecycle")
+        cmd += self.extra_args
         self._log = open(self.log_path, "wb")  # noqa: SIM115 — closed in stop()
         self._proc = subprocess.Popen(
             cmd,

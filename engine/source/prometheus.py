@@ -46,6 +46,8 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from engine.evaluation.source import SourceUnavailable, StepRates
+from engine.source.outcome import FetchOutcome
+from engine.source.partial import PartialResponse, PartialResponseWatch
 from engine.source.query_plan import (
     SLO_LABEL,
     Part,
@@ -187,6 +189,8 @@ class PrometheusSource:
             session.cert = (client_cert, client_key) if client_key else client_cert
         # Retries are ours (with jitter, and never on 400/422); the client's must stay off.
         no_retry = Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
+        self._partial = PartialResponseWatch()
+        self._partial.install(session)
         self._client = PrometheusConnect(
             url=self.url, retry=no_retry, session=session, timeout=timeout
         )
@@ -240,8 +244,11 @@ class PrometheusSource:
                 # Exponential backoff with full jitter, so many clients do not retry in step.
                 self._sleep(random.uniform(0, self.backoff * 2 ** (attempt - 1)))
             self._count()
+            self._partial.reset()
             try:
-                return call()
+                result = call()
+                self._partial.check()
+                return result
             except PrometheusApiClientException as exc:
                 status, message = _parse_client_error(exc)
                 if status in _PROMQL_ERROR_STATUS:
@@ -285,7 +292,7 @@ class PrometheusSource:
         self._refresh_auth()
         plan, scales = self._plan(slos, step)
         rates = np.full((len(plan.atoms), n_steps), np.nan)
-        outcome = _Outcome()
+        outcome = FetchOutcome()
         tasks = []
         for batch in self._batches(list(plan.parts), min(n_steps, self.max_points)):
             series = sum(len(part.atoms) for part in batch)
@@ -421,7 +428,7 @@ class PrometheusSource:
         i1: int,
         step: Duration,
         rates: np.ndarray,
-        outcome: _Outcome,
+        outcome: FetchOutcome,
     ) -> None:
         query = or_tree([tagged(part, f"p{k}") for k, part in enumerate(batch)])
         try:
@@ -444,6 +451,12 @@ class PrometheusSource:
         except _Unreachable as exc:
             outcome.unreachable_batch(batch, str(exc), exc.fatal)
             return
+        except PartialResponse as exc:
+            outcome.success()  # the backend answers; its data for these SLOs is incomplete
+            for part in batch:
+                for atom in part.atoms:
+                    outcome.error(atom, f"partial response from {self.url}: {exc}")
+            return
         outcome.success()
         origin, step_s = times[0], step.seconds
         for series in result:
@@ -463,38 +476,3 @@ class PrometheusSource:
             k = np.rint((points[:, 0] - origin) / step_s).astype(np.int64)
             inside = (k >= i0) & (k < i1)
             rates[atom, k[inside]] = points[inside, 1]
-
-
-class _Outcome:
-    """What happened to a fetch's requests, gathered across worker threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.succeeded = 0
-        self.unreachable = 0
-        self.first_unreachable = ""
-        self.fatal: str | None = None
-        self.errors: dict[int, str] = {}
-
-    def success(self) -> None:
-        with self._lock:
-            self.succeeded += 1
-
-    def error(self, atom: int, message: str) -> None:
-        with self._lock:
-            self.errors.setdefault(atom, message)
-
-    def fail(self, batch: Sequence[Part], message: str) -> None:
-        with self._lock:
-            self.unreachable += 1
-            for part in batch:
-                for atom in part.atoms:
-                    self.errors.setdefault(atom, message)
-
-    def unreachable_batch(self, batch: Sequence[Part], message: str, fatal: bool) -> None:
-        with self._lock:
-            if fatal and self.fatal is None:
-                self.fatal = message
-            if not self.first_unreachable:
-                self.first_unreachable = message
-        self.fail(batch, f"Prometheus unavailable: {message}")

@@ -64,6 +64,15 @@ DurationField = Annotated[Duration, BeforeValidator(_to_duration), PlainSerializ
 DecimalField = Annotated[Decimal, BeforeValidator(_to_decimal), PlainSerializer(str)]
 
 
+def _datasource_name(value: str | None) -> str | None:
+    if value is not None and not NAME_RE.match(value):
+        raise ValueError(
+            f"datasource {value!r} is not a valid name — lowercase letters, digits, '-' and '_', "
+            "as the key under the daemon's `datasources:`"
+        )
+    return value
+
+
 class Tier(StrEnum):
     critical = "critical"
     important = "important"
@@ -277,6 +286,14 @@ class SLOSpec(Strict):
     description: str = ""
     sli: SLI
     alerting: AlertingSpec = Field(default_factory=AlertingSpec)
+    # The backend to read this SLO from (a name under the daemon's `datasources:`); the
+    # service's, else the configured default, when absent.
+    datasource: str | None = None
+
+    @field_validator("datasource")
+    @classmethod
+    def _datasource(cls, value: str | None) -> str | None:
+        return _datasource_name(value)
 
     @field_validator("name")
     @classmethod
@@ -313,7 +330,15 @@ class ServiceSpec(Strict):
     owner: str = ""
     depends_on: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
+    # Default backend of the service's SLOs (see SLOSpec.datasource).
+    datasource: str | None = None
     slos: list[SLOSpec] = Field(min_length=1)
+
+    @field_validator("datasource")
+    @classmethod
+    def _datasource(cls, value: str | None) -> str | None:
+        return _datasource_name(value)
+
     anomaly: AnomalySpec = Field(default_factory=AnomalySpec)
 
     @field_validator("service")
@@ -355,6 +380,7 @@ class ServiceSpec(Strict):
                 alerting=s.alerting,
                 source=source,
                 anomaly=self.anomaly,
+                datasource=s.datasource or self.datasource,
             )
             for s in self.slos
         ]
@@ -378,6 +404,8 @@ class SLO:
     source: str = field(default="", compare=False)
     # The service's anomaly-detection settings (shared by all its SLOs).
     anomaly: AnomalySpec = field(default_factory=AnomalySpec, compare=False)
+    # Named backend (None: the daemon's default datasource).
+    datasource: str | None = None
 
     @property
     def id(self) -> str:
