@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.backtest import replay as replay_module
+from engine.anomaly.series import anomaly_series
 from engine.backtest.replay import fetch_history, make_plan, replay
 from engine.evaluation.source import StepRates
 from engine.spec.durations import Duration
@@ -137,7 +137,7 @@ def bench_replay(n_slos: int, days: int, warmup: str | None, workers: int) -> di
         "workers": workers,
         "steps_replayed": plan.steps,
         "steps_with_warmup": int(rates.times.size),
-        "anomaly_series": len(replay_module.anomaly_series(slos)),
+        "anomaly_series": len(anomaly_series(slos)),
         "generate_seconds": round(generated, 2),
         "replay_seconds": round(total_s, 2),
         # "evaluate" includes anomaly scoring (it runs between the two progress phases).

@@ -19,7 +19,8 @@ from engine.anomaly.live import (
     LiveAnomalyTracker,
     window_slots,
 )
-from engine.anomaly.scoring import AnomalyParams, anomaly_series, score_step_rates
+from engine.anomaly.scoring import AnomalyParams
+from engine.anomaly.series import anomaly_series, score_step_rates
 from engine.backtest.replay import fetch_history, make_plan, replay
 from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.incidents.classify import classify_alert

@@ -38,7 +38,7 @@ DB_DOWN = WARMUP + 8 * HOUR  # database down 30 min; shop (depends on it) fails 
 # The database SLI counts 15 s probe samples: its first minute holds one failed sample, which
 # the low-traffic guard holds, so the database pages at +2 min. The shop's errors start with
 # it here: when a victim pages before its root cause, the incident engine opens the victim's
-# incident first and the root cause's own (see docs/readme/backtest.md, limitations).
+# incident first and the root cause's own (see docs/backtest.md, limitations).
 SHOP_ERRORS = DB_DOWN + MIN
 
 

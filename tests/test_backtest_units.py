@@ -11,9 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.alerting.alerts import anomaly_alert
+from engine.backtest.evaluated import Evaluated
 from engine.backtest.labels import LabelsError, load_labels, parse_labels
 from engine.backtest.metrics import Detection, score_policy
-from engine.backtest.replay import _Evaluated, make_plan, replay
+from engine.backtest.replay import make_plan, replay
 from engine.cli import _register, app
 from engine.evaluation.burn import evaluate_window_events
 from engine.evaluation.cache import WindowEvents
@@ -129,7 +130,7 @@ def test_step_packaging_matches_the_daemon_evaluation() -> None:
     rates.bad[0, at : at + 20] = 20.0  # outage
     rates.bad[1, at : at + 6] = 1 / 360  # one failure at ~10 req/h: held
     first = int(np.searchsorted(rates.times, plan.start))
-    evaluated = _Evaluated(slos, rates, first, want_traces=False)
+    evaluated = Evaluated(slos, rates, first, want_traces=False)
     windows = None
     for rows, ev in iter_series(slos, rates, from_step=first):
         evaluated.add(rows, ev)

@@ -181,7 +181,7 @@ def test_every_window_equals_promql_at_60s_scrapes(
     Availability counts the same samples as Prometheus: within 1 % everywhere. Counter SLIs
     are estimates on both sides once scrapes are off the grid: Prometheus' [W] extrapolates
     the increments between the samples inside W, ours sums per-step extrapolations of 2m30s
-    steps. Measured (docs/readme/evaluation-math.md): the short windows the page rules read
+    steps. Measured (docs/evaluation-math.md): the short windows the page rules read
     (5m, 30m) agree within 1 %; longer windows within 2.5 % (a step holding an incident
     edge, and the synthetic counters' regular error ticks aliasing with the 60 s scrapes).
     Windows with under 500 bad events, or starting within a scrape of an incident edge, are

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.anomaly.scoring import AnomalySeries, anomaly_series, score_step_rates
+from engine.anomaly.series import AnomalySeries, anomaly_series, score_step_rates
 from engine.evaluation.source import EventSource
 from engine.spec.durations import Duration
 from engine.spec.models import SLO

@@ -25,7 +25,8 @@ import numpy as np
 from jinja2 import Environment, select_autoescape
 
 from engine.backtest.metrics import PolicyScore
-from engine.backtest.replay import AlertInterval, ReplayResult, SLOTrace
+from engine.backtest.result import AlertInterval, ReplayResult
+from engine.backtest.traces import SLOTrace
 
 # Plotting every SLO of a large fleet takes minutes and makes an unreadable page: the SLOs
 # that alerted or spent most budget come first, the rest are listed without plots.
@@ -218,15 +219,43 @@ def render_report(result: ReplayResult, scores: Sequence[PolicyScore] | None = N
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     template = env.from_string(_TEMPLATE)
     summary = result.summary()
-    end = result.plan.end
     by_slo: dict[str, list[AlertInterval]] = {}
     for alert in result.alerts:
         by_slo.setdefault(alert.slo_id, []).append(alert)
     incidents_of: dict[str, list[tuple[float, float]]] = {}
     for inc in result.incidents:
         for slo_id in inc.slo_ids:
-            incidents_of.setdefault(slo_id, []).append((inc.opened_at, inc.resolved_at or end))
+            incidents_of.setdefault(slo_id, []).append(
+                (inc.opened_at, inc.resolved_at or result.plan.end)
+            )
+    rows = _slo_rows(result, by_slo, incidents_of)
+    return template.render(
+        period=f"{_ts(result.plan.start)} → {_ts(result.plan.end)}",
+        step=str(result.plan.step),
+        warmup=str(result.plan.warmup),
+        summary=summary,
+        notifications=sum(result.notifications.values()),
+        scores=_score_rows(scores),
+        incidents=_incident_rows(result),
+        slo_rows=rows,
+        omitted=max(0, len(rows) - MAX_PLOTS),
+        colors=[
+            ("page", _COLORS["page"]),
+            ("ticket", _COLORS["ticket"]),
+            ("anomaly", _COLORS["anomaly"]),
+            ("held (low traffic)", _COLORS["held"]),
+            ("incident open (top band)", _COLORS["incident"]),
+        ],
+        plots=_plots(result, rows, by_slo, incidents_of),
+    )
 
+
+def _slo_rows(
+    result: ReplayResult,
+    by_slo: dict[str, list[AlertInterval]],
+    incidents_of: dict[str, list[tuple[float, float]]],
+) -> list[dict[str, Any]]:
+    """One summary row per SLO, in spec order; `_rank` orders them for plotting."""
     rows = []
     for slo in result.slos:
         alerts = by_slo.get(slo.id, [])
@@ -249,6 +278,17 @@ def render_report(result: ReplayResult, scores: Sequence[PolicyScore] | None = N
                 ),
             }
         )
+    return rows
+
+
+def _plots(
+    result: ReplayResult,
+    rows: list[dict[str, Any]],
+    by_slo: dict[str, list[AlertInterval]],
+    incidents_of: dict[str, list[tuple[float, float]]],
+) -> list[dict[str, str]]:
+    """Plots of the `MAX_PLOTS` highest-ranked SLOs that have a trace."""
+    end = result.plan.end
     ranked = sorted(rows, key=lambda r: r["_rank"])
     plots = []
     for row in ranked[:MAX_PLOTS]:
@@ -273,6 +313,10 @@ def render_report(result: ReplayResult, scores: Sequence[PolicyScore] | None = N
                 "png": _plot(trace, shaded, incidents_of.get(row["id"], [])),
             }
         )
+    return plots
+
+
+def _score_rows(scores: Sequence[PolicyScore] | None) -> list[dict[str, Any]]:
     score_rows = []
     for s in scores or ():
         obj = s.to_json()
@@ -286,37 +330,23 @@ def render_report(result: ReplayResult, scores: Sequence[PolicyScore] | None = N
                 "reset": _fmt_stats(obj["reset_time"]),
             }
         )
-    return template.render(
-        period=f"{_ts(result.plan.start)} → {_ts(result.plan.end)}",
-        step=str(result.plan.step),
-        warmup=str(result.plan.warmup),
-        summary=summary,
-        notifications=sum(result.notifications.values()),
-        scores=score_rows,
-        incidents=[
-            {
-                "id": i.id,
-                "severity": i.severity.value,
-                "service": i.service,
-                "related": ", ".join(i.related_services),
-                "slos": ", ".join(i.slo_ids),
-                "opened": _ts(i.opened_at),
-                "resolved": _ts(i.resolved_at),
-                "notifications": result.notifications.get(i.id, 0),
-            }
-            for i in result.incidents
-        ],
-        slo_rows=rows,
-        omitted=max(0, len(rows) - MAX_PLOTS),
-        colors=[
-            ("page", _COLORS["page"]),
-            ("ticket", _COLORS["ticket"]),
-            ("anomaly", _COLORS["anomaly"]),
-            ("held (low traffic)", _COLORS["held"]),
-            ("incident open (top band)", _COLORS["incident"]),
-        ],
-        plots=plots,
-    )
+    return score_rows
+
+
+def _incident_rows(result: ReplayResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i.id,
+            "severity": i.severity.value,
+            "service": i.service,
+            "related": ", ".join(i.related_services),
+            "slos": ", ".join(i.slo_ids),
+            "opened": _ts(i.opened_at),
+            "resolved": _ts(i.resolved_at),
+            "notifications": result.notifications.get(i.id, 0),
+        }
+        for i in result.incidents
+    ]
 
 
 def write_report(

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +26,14 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from engine.commands.app import app
+
+if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts without them
+    from engine.backtest.plan import ReplayPlan
+    from engine.backtest.result import ReplayResult
+    from engine.evaluation.source import EventSource
+    from engine.incidents.config import IncidentConfig
+    from engine.spec.durations import Duration
+    from engine.spec.models import SLO
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -208,17 +216,30 @@ def backtest(
     ] = None,
 ) -> None:
     """Replay history through the alert policy and incident engine; nothing is sent."""
-    from engine.backtest.labels import LabelsError, load_labels
-    from engine.backtest.replay import fetch_history, make_plan, replay
-    from engine.evaluation.resolution import ResolutionError, check_step, fine_step_for
-    from engine.evaluation.source import SourceUnavailable
-    from engine.incidents.config import load_incident_config
-    from engine.source.prometheus import PrometheusSource
-    from engine.spec.durations import Duration, DurationError
-    from engine.spec.loader import load_specs
-
     if output_format not in ("table", "json"):
         raise _fail(f"--format must be table or json, not {output_format!r}", EXIT_CANNOT_RUN)
+    t0, t1, step_d, scrape, warmup_d = _parse_range(start, end, step, scrape_interval, warmup)
+    slos = _load_slos(specs)
+    known = _load_labels(labels)
+    config = _load_incident_config(incident_config)
+    plan = _plan(slos, t0, t1, step_d, scrape, warmup_d)
+    stderr = Console(stderr=True)
+    source = _prometheus(prometheus_url, timeout, bearer_token_file)
+    n_workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+    with _progress_bar(stderr.is_terminal or output_format == "table") as progress:
+        result = _fetch_and_replay(source, slos, plan, config, progress, report, n_workers)
+    scores = _score(result, known) if labels is not None else None
+    _output(result, scores, report, output_format)
+    for slo_id, message in sorted(result.errors.items()):
+        stderr.print(f"[yellow]warning:[/yellow] {slo_id}: {message}", highlight=False)
+
+
+def _parse_range(
+    start: str, end: str, step: str | None, scrape_interval: str, warmup: str | None
+) -> tuple[float, float, Duration | None, Duration, Duration | None]:
+    """--start, --end, --step, --scrape-interval, --warmup; unreadable: exit 2."""
+    from engine.spec.durations import Duration, DurationError
+
     try:
         t0, t1 = parse_time(start), parse_time(end)
         step_d = None if step is None else Duration.parse(step)
@@ -226,6 +247,12 @@ def backtest(
         warmup_d = None if warmup is None else Duration.parse(warmup)
     except (ValueError, DurationError) as exc:
         raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+    return t0, t1, step_d, scrape, warmup_d
+
+
+def _load_slos(specs: list[Path]) -> list[SLO]:
+    """The SLOs of `specs`; invalid specs or none at all: exit 1."""
+    from engine.spec.loader import load_specs
 
     loaded = load_specs(specs)
     if loaded.errors:
@@ -236,53 +263,90 @@ def backtest(
         raise typer.Exit(EXIT_INVALID)
     if not loaded.slos:
         raise _fail("no SLOs found in " + ", ".join(map(str, specs)), EXIT_INVALID)
-    known = []
-    if labels is not None:
-        try:
-            known = load_labels(labels)
-        except LabelsError as exc:
-            raise _fail(str(exc), EXIT_INVALID) from None
-    config = None
-    if incident_config is not None:
-        try:
-            config = load_incident_config(incident_config)
-        except (OSError, ValueError) as exc:
-            raise _fail(f"{incident_config}: {exc}", EXIT_INVALID) from None
+    return loaded.slos
+
+
+def _load_labels(labels: Path | None) -> list[Any]:
+    from engine.backtest.labels import LabelsError, load_labels
+
+    if labels is None:
+        return []
+    try:
+        return load_labels(labels)
+    except LabelsError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+
+
+def _load_incident_config(path: Path | None) -> IncidentConfig | None:
+    from engine.incidents.config import load_incident_config
+
+    if path is None:
+        return None
+    try:
+        return load_incident_config(path)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{path}: {exc}", EXIT_INVALID) from None
+
+
+def _plan(
+    slos: list[SLO],
+    t0: float,
+    t1: float,
+    step: Duration | None,
+    scrape: Duration,
+    warmup: Duration | None,
+) -> ReplayPlan:
+    from engine.backtest.replay import make_plan
+    from engine.evaluation.resolution import ResolutionError, check_step, fine_step_for
+
     try:
         # The daemon's rule (engine.evaluation.resolution): a step of at least two scrape
         # intervals dividing every window. Omitted: the daemon's own finest step. Given but
         # too short: refused rather than silently raised — the user asked for that step.
-        if step_d is None:
-            step_d = fine_step_for(loaded.slos, scrape)
+        if step is None:
+            step = fine_step_for(slos, scrape)
         else:
-            check_step(step_d, scrape, loaded.slos)
-        plan = make_plan(loaded.slos, t0, t1, step_d, warmup_d)
+            check_step(step, scrape, slos)
+        return make_plan(slos, t0, t1, step, warmup)
     except (ResolutionError, ValueError) as exc:
         raise _fail(str(exc), EXIT_CANNOT_RUN) from None
 
-    stderr = Console(stderr=True)
-    show_progress = stderr.is_terminal or output_format == "table"
-    source = PrometheusSource(
-        prometheus_url,
+
+def _prometheus(url: str, timeout: float, bearer_token_file: Path | None) -> EventSource:
+    from engine.source.prometheus import PrometheusSource
+
+    return PrometheusSource(
+        url,
         timeout=timeout,
         bearer_token_file=None if bearer_token_file is None else str(bearer_token_file),
     )
-    with _progress_bar(show_progress) as progress:
-        try:
-            rates = fetch_history(source, loaded.slos, plan, progress)
-        except SourceUnavailable as exc:
-            raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
-        result = replay(
-            loaded.slos,
-            rates,
-            plan,
-            config,
-            progress,
-            traces=report is not None,
-            workers=workers if workers is not None else min(os.cpu_count() or 1, 4),
-        )
 
-    scores = _score(result, known) if labels is not None else None
+
+def _fetch_and_replay(
+    source: EventSource,
+    slos: list[SLO],
+    plan: ReplayPlan,
+    config: IncidentConfig | None,
+    progress: Any,
+    report: Path | None,
+    workers: int,
+) -> ReplayResult:
+    """Fetch the history (Prometheus unavailable: exit 2), then replay it; traces for the
+    plots only when a report is asked for."""
+    from engine.backtest.replay import fetch_history, replay
+    from engine.evaluation.source import SourceUnavailable
+
+    try:
+        rates = fetch_history(source, slos, plan, progress)
+    except SourceUnavailable as exc:
+        raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
+    return replay(slos, rates, plan, config, progress, traces=report is not None, workers=workers)
+
+
+def _output(
+    result: ReplayResult, scores: list[Any] | None, report: Path | None, output_format: str
+) -> None:
+    """The HTML report if asked for, then the table or JSON on stdout."""
     if report is not None:
         from engine.backtest.report import write_report
 
@@ -295,8 +359,6 @@ def backtest(
     else:
         console = Console() if Console().is_terminal else Console(width=200)
         render_table(result, scores, console)
-    for slo_id, message in sorted(result.errors.items()):
-        stderr.print(f"[yellow]warning:[/yellow] {slo_id}: {message}", highlight=False)
 
 
 def _score(result: Any, known: list[Any]) -> list[Any]:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
+
+if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts without them
+    from engine.evaluation.evaluator import Evaluator
 
 EXIT_OK = 0
 EXIT_INVALID_SPECS = 1
@@ -183,11 +186,38 @@ def evaluate(
     ] = "15s",
 ) -> None:
     """Evaluate every SLO once: burn rates per window, error budget remaining, alerts."""
-    from engine.evaluation.evaluator import Evaluator, sparse_fine_steps_message
-    from engine.evaluation.resolution import ResolutionError
-    from engine.source.prometheus import PrometheusSource
+    scrape = _check_usage(output_format, scrape_interval, prometheus_url, openmetrics)
+    slos = _load_slos(specs)
+    options = {
+        "timeout": timeout,
+        "bearer_token_file": _str(bearer_token_file),
+        "basic_auth_user": basic_auth_user,
+        "basic_auth_password_file": _str(basic_auth_password_file),
+        "ca_bundle": _str(ca_bundle),
+        "client_cert": _str(client_cert),
+        "client_key": _str(client_key),
+    }
+    with ExitStack() as stack:
+        inner, at = _open_source(stack, prometheus_url, openmetrics, at, options)
+        source = _WatchedSource(inner)
+        when = time.time() if at is None else at
+        evaluator, evaluations = _evaluate_at(slos, source, scrape, when)
+        # Fine steps empty where coarse ones have data: the scrape interval is longer than
+        # assumed. Say so (the numbers stay what they are: no data is no data).
+        sparse = evaluator.sparse_fine_steps()
+    _warn_sparse(evaluator, sparse)
+    # The evaluator floors the instant to its finest step; report the instant it used.
+    evaluated_at = evaluations[0].evaluated_at if evaluations else when
+    _print(evaluations, evaluated_at, output_format)
+    if source.unavailable is not None and not source.fetched:
+        raise _fail(f"Prometheus is unavailable: {source.unavailable}", EXIT_CANNOT_RUN)
+
+
+def _check_usage(
+    output_format: str, scrape_interval: str, prometheus_url: str | None, openmetrics: Path | None
+) -> Duration:
+    """The options that need nothing loaded; wrong: exit 2. Returns the scrape interval."""
     from engine.spec.durations import DurationError
-    from engine.spec.loader import load_specs
 
     if output_format not in ("table", "json"):
         raise _fail(f"--format must be table or json, not {output_format!r}", EXIT_CANNOT_RUN)
@@ -199,6 +229,12 @@ def evaluate(
         raise _fail(
             "give exactly one of --prometheus-url URL or --openmetrics FILE", EXIT_CANNOT_RUN
         )
+    return scrape
+
+
+def _load_slos(specs: list[Path]) -> list[SLO]:
+    """The SLOs of `specs`: a missing path exits 2, invalid specs (or none) exit 1."""
+    from engine.spec.loader import load_specs
 
     missing = [str(p) for p in specs if not p.exists()]
     if missing:
@@ -212,52 +248,67 @@ def evaluate(
         raise typer.Exit(EXIT_INVALID_SPECS)
     if not loaded.slos:
         raise _fail("no SLOs found in " + ", ".join(map(str, specs)), EXIT_INVALID_SPECS)
+    return loaded.slos
 
-    options = {
-        "timeout": timeout,
-        "bearer_token_file": _str(bearer_token_file),
-        "basic_auth_user": basic_auth_user,
-        "basic_auth_password_file": _str(basic_auth_password_file),
-        "ca_bundle": _str(ca_bundle),
-        "client_cert": _str(client_cert),
-        "client_key": _str(client_key),
-    }
-    with ExitStack() as stack:
-        try:
-            if openmetrics is not None:
-                from engine.source.openmetrics_file import OpenMetricsFileSource
 
-                offline = stack.enter_context(OpenMetricsFileSource(openmetrics))
-                inner: Any = offline
-                if at is None:
-                    at = offline.latest
-            else:
-                assert prometheus_url is not None
-                inner = PrometheusSource(prometheus_url, **options)
-        except (SourceUnavailable, ValueError, OSError) as exc:
-            raise _fail(str(exc), EXIT_CANNOT_RUN) from None
-        source = _WatchedSource(inner)
-        when = time.time() if at is None else at
-        try:
-            evaluator = Evaluator(loaded.slos, source, scrape_interval=scrape)
-        except ResolutionError as exc:
-            raise _fail(str(exc), EXIT_CANNOT_RUN) from None
-        try:
-            evaluations = evaluator.evaluate(when)
-        except SourceUnavailable as exc:
-            raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
-        # Fine steps empty where coarse ones have data: the scrape interval is longer than
-        # assumed. Say so (the numbers stay what they are: no data is no data).
-        sparse = evaluator.sparse_fine_steps()
+def _open_source(
+    stack: ExitStack,
+    prometheus_url: str | None,
+    openmetrics: Path | None,
+    at: float | None,
+    options: dict[str, Any],
+) -> tuple[Any, float | None]:
+    """The source to read (closed with `stack`) and the instant: an offline file's last
+    sample when --at is not given. Cannot open it: exit 2."""
+    from engine.source.prometheus import PrometheusSource
+
+    try:
+        if openmetrics is not None:
+            from engine.source.openmetrics_file import OpenMetricsFileSource
+
+            offline = stack.enter_context(OpenMetricsFileSource(openmetrics))
+            inner: Any = offline
+            if at is None:
+                at = offline.latest
+        else:
+            assert prometheus_url is not None
+            inner = PrometheusSource(prometheus_url, **options)
+    except (SourceUnavailable, ValueError, OSError) as exc:
+        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+    return inner, at
+
+
+def _evaluate_at(
+    slos: list[SLO], source: _WatchedSource, scrape: Duration, when: float
+) -> tuple[Evaluator, list[SLOEvaluation]]:
+    """One evaluation at `when`; a step the scrape interval cannot support, or a source
+    unreachable for every SLO: exit 2."""
+    from engine.evaluation.evaluator import Evaluator
+    from engine.evaluation.resolution import ResolutionError
+
+    try:
+        evaluator = Evaluator(slos, source, scrape_interval=scrape)
+    except ResolutionError as exc:
+        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+    try:
+        evaluations = evaluator.evaluate(when)
+    except SourceUnavailable as exc:
+        raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
+    return evaluator, evaluations
+
+
+def _warn_sparse(evaluator: Evaluator, sparse: dict[str, float]) -> None:
+    from engine.evaluation.evaluator import sparse_fine_steps_message
+
     warn = Console(stderr=True)
     for slo_id, coverage in sparse.items():
         message = sparse_fine_steps_message(
             slo_id, coverage, evaluator.resolution, "--scrape-interval"
         )
         warn.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
-    # The evaluator floors the instant to its finest step; report the instant it used.
-    evaluated_at = evaluations[0].evaluated_at if evaluations else when
 
+
+def _print(evaluations: list[SLOEvaluation], evaluated_at: float, output_format: str) -> None:
     if output_format == "json":
         sys.stdout.write(json.dumps(evaluations_json(evaluations, evaluated_at), indent=2) + "\n")
     else:
@@ -266,8 +317,6 @@ def evaluate(
             # Piped into a file or CI log: no terminal width to respect, keep rows on one line.
             console = Console(width=200)
         render_table(evaluations, evaluated_at, console)
-    if source.unavailable is not None and not source.fetched:
-        raise _fail(f"Prometheus is unavailable: {source.unavailable}", EXIT_CANNOT_RUN)
 
 
 def _str(path: Path | None) -> str | None:

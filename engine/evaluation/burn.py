@@ -32,13 +32,14 @@ from engine.evaluation.budget import (
 )
 from engine.evaluation.cache import WindowEvents
 from engine.evaluation.decisions import (
+    AlertDecision,
     RuleMatrix,
     decide_alerts,
     evaluation_windows,
     held_reason,
     rule_matrix,
 )
-from engine.evaluation.policy import AlertPolicy, policy_for
+from engine.evaluation.policy import AlertPolicy, BurnRateRule, policy_for
 from engine.evaluation.result import AlertSignal, SLOEvaluation, Status, WindowValue
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
@@ -129,17 +130,8 @@ def evaluate_window_events(
         raise ValueError(f"no window events for {', '.join(missing)}")
     if plan is None or plan.windows != events.windows or plan.slo_ids != tuple(s.id for s in slos):
         plan = plan_evaluation(slos, events.windows)
-    if events.slo_ids == plan.slo_ids:
-        bad, total = events.bad.copy(), events.total.copy()
-    else:
-        rows = np.array([index[s.id] for s in slos], dtype=np.int64)
-        bad, total = events.bad[rows], events.total[rows]
+    bad, total, failed = _window_sums(slos, events, plan, index)
     matrix, members = plan.matrix, plan.members
-
-    failed = np.array([s.id in events.errors for s in slos], dtype=bool)
-    # A failed SLO's cached steps are stale: report nothing rather than a half-true number.
-    bad[failed] = np.nan
-    total[failed] = np.nan
 
     ratio = error_ratio(bad, total)
     burn = burn_rate(ratio, plan.error_budget[:, None])
@@ -168,29 +160,7 @@ def evaluate_window_events(
     with _gc_paused():
         bad_l, total_l, ratio_l, burn_l = (_none_for_nan(a) for a in (bad, total, ratio, burn))
         remaining_l, exhaustion_l = _none_for_nan(remaining), _none_for_nan(to_exhaustion)
-        alerts_by_slo: dict[int, list[AlertSignal]] = {}
-        for s, r in np.argwhere(decision.fire).tolist():
-            rule = matrix.rules[s][r]
-            held = bool(decision.held[s, r])
-            reason = None
-            if held:
-                reason = held_reason(
-                    float(decision.long_bad[s, r]),
-                    float(decision.long_total[s, r]),
-                    rule.long_window,
-                    float(decision.p_value[s, r]),
-                    matrix.guards[s],
-                )
-            alerts_by_slo.setdefault(s, []).append(
-                AlertSignal(
-                    severity=rule.severity,
-                    long_window=rule.long_window,
-                    short_window=rule.short_window,
-                    factor=rule.factor,
-                    held="low_traffic" if held else None,
-                    held_reason=reason,
-                )
-            )
+        alerts_by_slo = _alert_signals(matrix, decision)
         results = []
         for s, slo in enumerate(slos):
             b, t, r, u = bad_l[s], total_l[s], ratio_l[s], burn_l[s]
@@ -210,6 +180,54 @@ def evaluate_window_events(
                 )
             )
     return results
+
+
+def _window_sums(
+    slos: Sequence[SLO], events: WindowEvents, plan: EvaluationPlan, index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """bad[S, W], total[S, W] in the order of `slos` (copies: the caller's cache is not
+    touched), and failed[S]: the SLOs whose query failed."""
+    if events.slo_ids == plan.slo_ids:
+        bad, total = events.bad.copy(), events.total.copy()
+    else:
+        rows = np.array([index[s.id] for s in slos], dtype=np.int64)
+        bad, total = events.bad[rows], events.total[rows]
+    failed = np.array([s.id in events.errors for s in slos], dtype=bool)
+    # A failed SLO's cached steps are stale: report nothing rather than a half-true number.
+    bad[failed] = np.nan
+    total[failed] = np.nan
+    return bad, total, failed
+
+
+def _alert_signals(matrix: RuleMatrix, decision: AlertDecision) -> dict[int, list[AlertSignal]]:
+    """Per SLO row, the signal of each rule that fired (held ones with the guard's reason)."""
+    alerts_by_slo: dict[int, list[AlertSignal]] = {}
+    for s, r in np.argwhere(decision.fire).tolist():
+        rule = matrix.rules[s][r]
+        held = bool(decision.held[s, r])
+        reason = None
+        if held:
+            reason = held_reason(
+                float(decision.long_bad[s, r]),
+                float(decision.long_total[s, r]),
+                rule.long_window,
+                float(decision.p_value[s, r]),
+                matrix.guards[s],
+            )
+        alerts_by_slo.setdefault(s, []).append(alert_signal(rule, held, reason))
+    return alerts_by_slo
+
+
+def alert_signal(rule: BurnRateRule, held: bool, reason: str | None) -> AlertSignal:
+    """The signal of one fired rule (backtest packages its steps with this too)."""
+    return AlertSignal(
+        severity=rule.severity,
+        long_window=rule.long_window,
+        short_window=rule.short_window,
+        factor=rule.factor,
+        held="low_traffic" if held else None,
+        held_reason=reason,
+    )
 
 
 def recent_values(

@@ -27,7 +27,7 @@ from engine.evaluation.budget import (
     error_ratio,
     time_to_exhaustion,
 )
-from engine.evaluation.burn import STATUSES, plan_evaluation, status_codes
+from engine.evaluation.burn import STATUSES, EvaluationPlan, plan_evaluation, status_codes
 from engine.evaluation.decisions import decide_alerts
 from engine.evaluation.policy import BurnRateRule
 from engine.evaluation.source import StepRates
@@ -112,79 +112,102 @@ def iter_series(
     if rates.bad.shape[0] != len(slos):
         raise ValueError(f"rates have {rates.bad.shape[0]} rows for {len(slos)} SLOs")
     plan = plan_evaluation(slos, windows)
-    windows = plan.windows
-    steps = window_steps(windows, rates.step)
+    steps = window_steps(plan.windows, rates.step)
     n_steps = rates.times.shape[0]
     if not 0 <= from_step <= n_steps:
         raise ValueError(f"from_step {from_step} is outside the {n_steps} steps")
-    size = chunk or chunk_size(len(windows), n_steps - from_step)
+    size = chunk or chunk_size(len(plan.windows), n_steps - from_step)
     complete = np.arange(from_step, n_steps)[None, :] >= np.asarray(steps)[:, None] - 1
-    step_seconds = rates.step.seconds
     recent = recent_window_for(rates.step)
     # The recent window rides along as one more window of the same prefix-sum pass.
     sum_steps = [*steps, recent.ms // rates.step.ms]
     for begin in range(0, len(slos), size):
         rows = slice(begin, min(begin + size, len(slos)))
-        part = slos[rows]
-        sub = plan.matrix.take(rows)
-        failed = np.array([s.id in rates.errors for s in part], dtype=bool)
-        bad_steps, total_steps = normalize_step_counts(
-            rates.bad[rows] * step_seconds, rates.total[rows] * step_seconds
-        )
-        bad_steps[failed] = np.nan
-        total_steps[failed] = np.nan
-        bad_sums = rolling_window_sums(bad_steps, sum_steps, from_step)[0]
-        total_sums, covered = rolling_window_sums(total_steps, sum_steps, from_step)
-        recent_bad, recent_total = bad_sums[-1], total_sums[-1]
-        bad = bad_sums[:-1].transpose(1, 0, 2)
-        total = total_sums[:-1].transpose(1, 0, 2)
-        covered = covered[:-1]
-        ratio = error_ratio(bad, total)
-        budget = plan.error_budget[rows]
-        burn = burn_rate(ratio, budget[:, None, None])
-        index = np.arange(len(part))
-        remaining = error_budget_remaining(
-            bad[index, sub.period_index], total[index, sub.period_index], budget[:, None]
-        )
-        to_exhaustion = time_to_exhaustion(
-            remaining, burn[:, plan.exhaustion_index], plan.period_seconds[rows, None]
-        )
-        decision = decide_alerts(sub, bad, total)
-        firing = decision.firing & sub.active[:, :, None]
-        members = plan.members[rows]
-        has_data = np.any((covered.transpose(1, 0, 2) > 0) & members[:, :, None], axis=1)
-        status = status_codes(
-            failed[:, None],
-            has_data,
-            np.any(firing & sub.page[:, :, None], axis=1),
-            remaining <= 0.0,
-            np.any(firing & ~sub.page[:, :, None], axis=1),
-        )
         yield (
             rows,
-            SeriesEvaluation(
-                slo_ids=tuple(s.id for s in part),
-                step=rates.step,
-                times=rates.times[from_step:],
-                windows=windows,
-                window_complete=complete,
-                bad=bad,
-                total=total,
-                error_ratio=ratio,
-                burn_rate=burn,
-                budget_remaining=remaining,
-                time_to_exhaustion=to_exhaustion,
-                rules=sub.rules,
-                fire=decision.fire,
-                held=decision.held,
-                p_value=decision.p_value,
-                status=status,
-                errors={s.id: rates.errors[s.id] for s in part if s.id in rates.errors},
-                recent_window=recent,
-                recent_bad=recent_bad,
-                recent_total=recent_total,
+            _evaluate_chunk(
+                slos[rows],
+                rates,
+                plan,
+                rows,
+                sum_steps=sum_steps,
+                from_step=from_step,
+                complete=complete,
+                recent=recent,
             ),
         )
+
+
+def _evaluate_chunk(
+    part: Sequence[SLO],
+    rates: StepRates,
+    plan: EvaluationPlan,
+    rows: slice,
+    *,
+    sum_steps: list[int],
+    from_step: int,
+    complete: np.ndarray,
+    recent: Duration,
+) -> SeriesEvaluation:
+    """One chunk of SLOs (`part` = the `rows` of `rates` and `plan`) at every step from
+    `from_step` on; `sum_steps` are the policy windows then the recent window, in steps."""
+    sub = plan.matrix.take(rows)
+    step_seconds = rates.step.seconds
+    failed = np.array([s.id in rates.errors for s in part], dtype=bool)
+    bad_steps, total_steps = normalize_step_counts(
+        rates.bad[rows] * step_seconds, rates.total[rows] * step_seconds
+    )
+    bad_steps[failed] = np.nan
+    total_steps[failed] = np.nan
+    bad_sums = rolling_window_sums(bad_steps, sum_steps, from_step)[0]
+    total_sums, covered = rolling_window_sums(total_steps, sum_steps, from_step)
+    recent_bad, recent_total = bad_sums[-1], total_sums[-1]
+    bad = bad_sums[:-1].transpose(1, 0, 2)
+    total = total_sums[:-1].transpose(1, 0, 2)
+    covered = covered[:-1]
+    ratio = error_ratio(bad, total)
+    budget = plan.error_budget[rows]
+    burn = burn_rate(ratio, budget[:, None, None])
+    index = np.arange(len(part))
+    remaining = error_budget_remaining(
+        bad[index, sub.period_index], total[index, sub.period_index], budget[:, None]
+    )
+    to_exhaustion = time_to_exhaustion(
+        remaining, burn[:, plan.exhaustion_index], plan.period_seconds[rows, None]
+    )
+    decision = decide_alerts(sub, bad, total)
+    firing = decision.firing & sub.active[:, :, None]
+    members = plan.members[rows]
+    has_data = np.any((covered.transpose(1, 0, 2) > 0) & members[:, :, None], axis=1)
+    status = status_codes(
+        failed[:, None],
+        has_data,
+        np.any(firing & sub.page[:, :, None], axis=1),
+        remaining <= 0.0,
+        np.any(firing & ~sub.page[:, :, None], axis=1),
+    )
+    return SeriesEvaluation(
+        slo_ids=tuple(s.id for s in part),
+        step=rates.step,
+        times=rates.times[from_step:],
+        windows=plan.windows,
+        window_complete=complete,
+        bad=bad,
+        total=total,
+        error_ratio=ratio,
+        burn_rate=burn,
+        budget_remaining=remaining,
+        time_to_exhaustion=to_exhaustion,
+        rules=sub.rules,
+        fire=decision.fire,
+        held=decision.held,
+        p_value=decision.p_value,
+        status=status,
+        errors={s.id: rates.errors[s.id] for s in part if s.id in rates.errors},
+        recent_window=recent,
+        recent_bad=recent_bad,
+        recent_total=recent_total,
+    )
 
 
 def evaluate_series(
