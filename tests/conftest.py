@@ -67,3 +67,30 @@ def module_prometheus_for(
     yield _prometheus_factory(tmp_path_factory, started)
     for server in started:
         server.cleanup()
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+from harness.localpg import Database, LocalPostgreSQL  # noqa: E402
+from harness.localpg import skip_reason as postgresql_skip_reason  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[LocalPostgreSQL]:
+    """One real PostgreSQL on loopback for the whole session (`harness.localpg`); skips
+    when the server binaries or psycopg are not installed."""
+    reason = postgresql_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    server = LocalPostgreSQL().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def postgresql_database(postgresql_server: LocalPostgreSQL) -> Iterator[Database]:
+    """A fresh, empty database for one test (`.dsn` + `.password_file`), dropped after it, so
+    tests stay independent while sharing one server."""
+    database = postgresql_server.create_database()
+    yield database
+    postgresql_server.drop_database(database.name)

@@ -17,7 +17,6 @@ Durability choices:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from engine.incidents.incident import (
 )
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
+from engine.store import rows
 from engine.store.base import OutboxItem, StaleStateError, StoreError
 
 DB_FILENAME = "incidents.sqlite3"
@@ -110,10 +110,6 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
 class SQLiteStore:
     """`IncidentStore` and `Outbox` on one SQLite file."""
 
@@ -174,8 +170,9 @@ class SQLiteStore:
             ]
             if current > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.path}: schema version {current} is newer than this slo-engine "
-                    f"knows ({SCHEMA_VERSION}) — upgrade slo-engine or use another --state-dir"
+                    rows.newer_schema_message(
+                        str(self.path), current, SCHEMA_VERSION, "another --state-dir"
+                    )
                 )
             for version, description, statements in MIGRATIONS:
                 if version <= current:
@@ -207,9 +204,7 @@ class SQLiteStore:
             row = self._conn.execute(
                 "SELECT version, body FROM engine_state WHERE id = 1"
             ).fetchone()
-            body = json.loads(row["body"])
-            state = EngineState.from_json({k: v for k, v in body.items() if k != "incidents"})
-            state.version = int(row["version"])
+            state = rows.state_from_body(row["version"], row["body"])
             state.sequences = {
                 int(r["year"]): int(r["last"])
                 for r in self._conn.execute("SELECT year, last FROM id_sequence")
@@ -230,7 +225,7 @@ class SQLiteStore:
             return state
 
     def _incident(self, row: sqlite3.Row) -> Incident:
-        incident = Incident.from_json(json.loads(row["body"]))
+        incident = rows.incident_from(row)
         incident.timeline = self.timeline(incident.id)
         return incident
 
@@ -238,20 +233,14 @@ class SQLiteStore:
         if not decision.changed:
             return
         state = decision.state
-        body = state.to_json(incidents=False)
-        body.pop("sequences", None)
-        body.pop("silences", None)
         with self._transaction() as db:
             updated = db.execute(
                 "UPDATE engine_state SET version = ?, body = ? WHERE id = 1 AND version = ?",
-                (state.version, _dumps(body), decision.base_version),
+                (state.version, rows.state_body(state), decision.base_version),
             ).rowcount
             if updated != 1:
                 current = db.execute("SELECT version FROM engine_state WHERE id = 1").fetchone()[0]
-                raise StaleStateError(
-                    f"incident state changed underneath (stored version {current}, decision "
-                    f"based on {decision.base_version}): reload the state and retry"
-                )
+                raise StaleStateError(rows.stale_message(current, decision.base_version))
             for year, last in state.sequences.items():
                 # max(): the sequence never goes backwards, whatever a stale writer thinks.
                 db.execute(
@@ -260,7 +249,6 @@ class SQLiteStore:
                     (year, last),
                 )
             for incident in decision.incidents:
-                year, number = incident.id.split("-")[1:3]
                 db.execute(
                     """INSERT INTO incidents (id, year, number, service, severity, status, summary,
                            opened_at, acknowledged_at, resolved_at, body)
@@ -270,34 +258,13 @@ class SQLiteStore:
                            status = excluded.status, summary = excluded.summary,
                            acknowledged_at = excluded.acknowledged_at,
                            resolved_at = excluded.resolved_at, body = excluded.body""",
-                    (
-                        incident.id,
-                        int(year),
-                        int(number),
-                        incident.service,
-                        incident.severity.value,
-                        incident.status.value,
-                        incident.summary,
-                        incident.opened_at,
-                        incident.acknowledged_at,
-                        incident.resolved_at,
-                        _dumps(incident.to_json(timeline=False)),
-                    ),
+                    rows.incident_row(incident),
                 )
             for record in decision.timeline:
-                entry = record.entry
                 db.execute(
                     """INSERT INTO timeline (incident_id, seq, at, kind, message, actor, data)
                        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, seq) DO NOTHING""",
-                    (
-                        record.incident_id,
-                        record.seq,
-                        entry.at,
-                        entry.kind,
-                        entry.message,
-                        entry.actor,
-                        _dumps(entry.data),
-                    ),
+                    rows.timeline_row(record),
                 )
             for silence in decision.silences_upserted:
                 self._upsert_silence(db, silence)
@@ -312,15 +279,7 @@ class SQLiteStore:
             """INSERT INTO outbox (id, receiver, dedup_key, event, notification,
                    next_attempt_at, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING""",
-            (
-                notification.id,
-                notification.receiver,
-                notification.dedup_key,
-                notification.event,
-                _dumps(notification.to_json()),
-                notification.created_at,
-                notification.created_at,
-            ),
+            rows.outbox_row(notification),
         )
 
     # ------------------------------------------------------------------ incidents
@@ -343,7 +302,7 @@ class SQLiteStore:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [Incident.from_json(json.loads(r["body"])) for r in self._read(sql, tuple(params))]
+        return [rows.incident_from(r) for r in self._read(sql, tuple(params))]
 
     def get_incident(self, incident_id: str) -> Incident | None:
         with self._lock:
@@ -354,13 +313,7 @@ class SQLiteStore:
 
     def timeline(self, incident_id: str) -> list[TimelineEntry]:
         return [
-            TimelineEntry(
-                at=r["at"],
-                kind=r["kind"],
-                message=r["message"],
-                actor=r["actor"],
-                data=json.loads(r["data"]),
-            )
+            rows.timeline_entry(r)
             for r in self._read(
                 "SELECT at, kind, message, actor, data FROM timeline WHERE incident_id = ? "
                 "ORDER BY seq",
@@ -383,15 +336,7 @@ class SQLiteStore:
                ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers,
                    starts_at = excluded.starts_at, ends_at = excluded.ends_at,
                    comment = excluded.comment""",
-            (
-                silence.id,
-                _dumps([m.to_json() for m in silence.matchers]),
-                silence.starts_at,
-                silence.ends_at,
-                silence.created_by,
-                silence.comment,
-                silence.created_at,
-            ),
+            rows.silence_row(silence),
         )
 
     def add_silence(self, silence: Silence) -> None:
@@ -410,10 +355,7 @@ class SQLiteStore:
         if not include_expired:
             sql += " WHERE ends_at > ?"
             params = (now,)
-        return [
-            Silence.from_json({**dict(r), "matchers": json.loads(r["matchers"])})
-            for r in self._read(sql + " ORDER BY starts_at, id", params)
-        ]
+        return [rows.silence_from(r) for r in self._read(sql + " ORDER BY starts_at, id", params)]
 
     def delete_silence(self, silence_id: str) -> bool:
         with self._transaction() as db:
@@ -424,25 +366,13 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ outbox
 
-    @staticmethod
-    def _item(row: sqlite3.Row) -> OutboxItem:
-        return OutboxItem(
-            id=row["id"],
-            receiver=row["receiver"],
-            notification=Notification.from_json(json.loads(row["notification"])),
-            attempts=int(row["attempts"]),
-            next_attempt_at=float(row["next_attempt_at"]),
-            created_at=float(row["created_at"]),
-            last_error=row["last_error"],
-        )
-
     def due(self, now: float, limit: int = 100) -> list[OutboxItem]:
-        rows = self._read(
+        found = self._read(
             "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
             "ORDER BY created_at, rowid LIMIT ?",
             (now, int(limit)),
         )
-        return [self._item(r) for r in rows]
+        return [rows.outbox_item(r) for r in found]
 
     def mark_sent(self, item_id: str, now: float) -> None:
         with self._transaction() as db:
@@ -470,18 +400,16 @@ class SQLiteStore:
                 )
 
     def counts(self) -> dict[str, int]:
-        found = {
-            r["status"]: int(r["n"])
-            for r in self._read("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
-        }
-        return {k: found.get(k, 0) for k in ("pending", "sent", "dead")}
+        return rows.outbox_counts(
+            self._read("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+        )
 
     def outbox_items(self, status: str | None = None) -> list[OutboxItem]:
         """Every outbox row (oldest first), optionally of one status — for the CLI and tests."""
         if status is None:
-            rows = self._read("SELECT * FROM outbox ORDER BY created_at, rowid")
+            found = self._read("SELECT * FROM outbox ORDER BY created_at, rowid")
         else:
-            rows = self._read(
+            found = self._read(
                 "SELECT * FROM outbox WHERE status = ? ORDER BY created_at, rowid", (status,)
             )
-        return [self._item(r) for r in rows]
+        return [rows.outbox_item(r) for r in found]
