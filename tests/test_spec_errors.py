@@ -5,9 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from engine.spec import promql
+from engine.spec import promql, yaml_lines
 from engine.spec.loader import load_specs
+
+
+@pytest.fixture(autouse=True, params=["libyaml", "python"])
+def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs over libyaml's parser and the pure-Python one: the positions
+    and errors must not depend on which PyYAML was built with."""
+    if request.param == "libyaml" and not yaml.__with_libyaml__:
+        pytest.skip("PyYAML was built without libyaml")
+    monkeypatch.setattr(yaml_lines, "LIBYAML", request.param == "libyaml")
+    return str(request.param)
+
 
 # Line numbers below refer to this base document.
 BASE = """\
@@ -139,7 +151,7 @@ CASES: list[tuple[str, str, list[tuple[int, int, str]]]] = [
             (
                 4,
                 1,
-                "unknown key 'zzz' — allowed keys: anomaly, apiVersion, depends_on, labels, owner, service, slos, tier",
+                "unknown key 'zzz' — allowed keys: anomaly, apiVersion, customer_facing, datasource, depends_on, group_by, labels, max_groups, owner, service, slos, tier",
             )
         ],
     ),
@@ -571,6 +583,136 @@ CASES: list[tuple[str, str, list[tuple[int, int, str]]]] = [
         "openslo-unknown-key",
         _sub(OPENSLO, "budgetingMethod:", "budgetMethod:"),
         [(23, 3, "unknown key 'budgetMethod' in 'spec' — did you mean 'budgetingMethod'?")],
+    ),
+    # --- grouped SLOs: a query's own grouping must be the SLO's group_by ---------------
+    (
+        "undeclared-by",
+        _sub(BASE, "bad: sum(rate(", "bad: sum by (route) (rate("),
+        [
+            (
+                9,
+                14,
+                "`by (route)` makes one series per route, but the SLO has no group_by: they "
+                "would be summed into one SLO silently — add `group_by: [route]` to the SLO, "
+                "or aggregate with sum(...) to get one SLO over all routes",
+            )
+        ],
+    ),
+    (
+        "undeclared-by-trailing-clause",
+        _sub(
+            BASE,
+            "total: sum(rate(http_requests_total[{{window}}]))",
+            "total: sum(rate(http_requests_total[{{window}}])) by (region, zone)",
+        ),
+        [
+            (
+                10,
+                16,
+                "`by (region, zone)` makes one series per combination of region, zone, but "
+                "the SLO has no group_by: they would be summed into one SLO silently — add "
+                "`group_by: [region, zone]` to the SLO, or aggregate with sum(...) to get one "
+                "SLO over all regions and zones",
+            )
+        ],
+    ),
+    (
+        "group-by-mismatch",
+        _sub(
+            _sub(BASE, "    objective: 99.9\n", "    objective: 99.9\n    group_by: [route]\n"),
+            "total: sum(rate(",
+            "total: sum by (method) (rate(",
+        ),
+        [
+            (
+                11,
+                16,
+                "`by (method)` does not match the SLO's group_by [route] — aggregate with "
+                "sum by (route) (...) or sum(...), or set `group_by: [method]`",
+            )
+        ],
+    ),
+    (
+        "without-in-grouped-slo",
+        _sub(
+            _sub(BASE, "    objective: 99.9\n", "    objective: 99.9\n    group_by: [route]\n"),
+            "bad: sum(rate(",
+            "bad: sum without (instance) (rate(",
+        ),
+        [
+            (
+                10,
+                14,
+                "`without (instance)` keeps whatever other labels the series have, not the "
+                "SLO's group_by [route] — aggregate with sum by (route) (...) or sum(...)",
+            )
+        ],
+    ),
+    (
+        "group-by-service-default-mismatch",
+        _sub(
+            _sub(BASE, "tier: critical\n", "tier: critical\ngroup_by: [region]\n"),
+            "bad: sum(rate(",
+            "bad: sum by (route) (rate(",
+        ),
+        [
+            (
+                10,
+                14,
+                "`by (route)` does not match the SLO's group_by [region] — aggregate with "
+                "sum by (region) (...) or sum(...), or set `group_by: [route]`",
+            )
+        ],
+    ),
+    (
+        "group-by-reserved-label",
+        _sub(BASE, "tier: critical\n", "tier: critical\ngroup_by: [route, severity]\n"),
+        [
+            (
+                4,
+                19,
+                "cannot group by 'severity', an alert label slo-engine sets itself — group by "
+                "the label that tells the groups apart, e.g. route or region",
+            )
+        ],
+    ),
+    (
+        "group-by-internal-label",
+        _sub(
+            BASE,
+            "    objective: 99.9\n",
+            "    objective: 99.9\n    group_by:\n      - __address__\n",
+        ),
+        [(8, 9, "cannot group by '__address__' — labels starting with __ are Prometheus' own")],
+    ),
+    (
+        "group-by-fixed-label",
+        _sub(
+            BASE,
+            "tier: critical\n",
+            "tier: critical\nlabels:\n  route: all\ngroup_by: [route]\n",
+        ),
+        [
+            (
+                6,
+                12,
+                "cannot group by 'route': the SLO also sets route='all' as a fixed label, which "
+                "would overwrite every group's value — remove route from the SLO's labels, or "
+                "group by another label",
+            )
+        ],
+    ),
+    (
+        "max-groups-out-of-range",
+        _sub(BASE, "    objective: 99.9\n", "    objective: 99.9\n    max_groups: 0\n"),
+        [
+            (
+                7,
+                17,
+                "max_groups 0 is out of range — it caps the instances of one grouped SLO: "
+                "1 ≤ max_groups ≤ 10000 (default 200)",
+            )
+        ],
     ),
 ]
 

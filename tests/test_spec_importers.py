@@ -5,9 +5,22 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from engine.spec.durations import Duration
+from engine.spec.importers.pyrra import Selector, parse_selector
+from engine.spec.load_result import LoadResult
 from engine.spec.loader import load_specs
-from engine.spec.models import SLI, AlertingSpec, EventsSLI, LowTrafficSpec, SLOSpec, Tier
+from engine.spec.models import (
+    SLI,
+    AlertingSpec,
+    AvailabilitySLI,
+    EventsSLI,
+    LatencySLI,
+    LowTrafficSpec,
+    SLOSpec,
+    Tier,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -246,3 +259,246 @@ def test_openslo_alert_policies_are_ignored_with_a_warning(tmp_path: Path) -> No
     assert result.warnings[0].text.startswith("OpenSLO alertPolicies are ignored")
     assert result.warnings[1].text.startswith("OpenSLO kind AlertPolicy is ignored")
     assert len(result.slos) == 2 + 5
+
+
+# --- Pyrra ServiceLevelObjective ---------------------------------------------------------
+
+
+def test_pyrra_example_converts_to_native_models() -> None:
+    result = load_specs([EXAMPLES / "pyrra-checkout.yaml"])
+    assert result.errors == [] and result.warnings == []
+    # One resource, one service spec; the service is the pyrra.dev/service label.
+    assert {s.service for s in result.services} == {"checkout"}
+    assert {(s.owner, s.tier, tuple(s.labels.items())) for s in result.services} == {
+        ("team-payments", Tier.standard, (("team", "team-payments"),))
+    }
+    errors, latency, native, gauge = (s.slos[0] for s in result.services)
+    assert errors == SLOSpec(
+        name="http-errors",
+        objective=Decimal("99.5"),
+        period=Duration.parse("28d"),
+        description="Checkout HTTP requests answered without a server error.",
+        sli=SLI(
+            events=EventsSLI(
+                bad='sum(rate(http_requests_total{job="checkout",code=~"5.."}[{{window}}]))',
+                total='sum(rate(http_requests_total{job="checkout"}[{{window}}]))',
+            )
+        ),
+    )
+    assert latency.sli == SLI(
+        latency=LatencySLI(
+            histogram="http_request_duration_seconds",
+            selector='job="checkout",code=~"2.."',
+            threshold=Duration.parse("500ms"),
+        )
+    )
+    assert native.sli == SLI(
+        latency=LatencySLI(
+            histogram="payment_request_duration_seconds",
+            selector='job="checkout"',
+            threshold=Duration.parse("300ms"),
+            native=True,
+        )
+    )
+    assert native.alerting.name == "CheckoutPaymentsSlow"
+    assert gauge.sli == SLI(availability=AvailabilitySLI(metric='up{job="cart-store"}'))
+    assert gauge.period == Duration.parse("28d")  # 4w
+    assert [slo.id for slo in result.slos] == [
+        "checkout/http-errors",
+        "checkout/http-latency",
+        "checkout/payment-latency",
+        "checkout/cart-store-up",
+    ]
+
+
+PYRRA_HEAD = (
+    "apiVersion: pyrra.dev/v1alpha1\n"
+    "kind: ServiceLevelObjective\n"
+    "metadata:\n"
+    "  name: requests\n"
+    "  namespace: billing\n"
+    "spec:\n"
+    '  target: "99.9"\n'
+    "  window: 2w\n"
+)
+
+
+def _pyrra(tmp_path: Path, text: str) -> LoadResult:
+    path = tmp_path / "pyrra.yaml"
+    path.write_text(text)
+    return load_specs([path])
+
+
+def test_pyrra_grouping_namespace_alerting_and_a_foreign_total(tmp_path: Path) -> None:
+    result = _pyrra(
+        tmp_path,
+        PYRRA_HEAD + "  indicator:\n"
+        "    latency:\n"
+        "      success:\n"
+        '        metric: http_request_duration_seconds_bucket{job="billing",le="1"}\n'
+        "      total:\n"
+        '        metric: http_requests_total{job="billing"}\n'
+        "      grouping: [route]\n"
+        "  alerting:\n"
+        "    burnrates: false\n"
+        "    absent: false\n"
+        "    absentName: BillingAbsent\n"
+        "  ruleOutput: configmap\n",
+    )
+    assert result.errors == []
+    assert [(w.line, w.column, w.message) for w in result.warnings] == [
+        (18, 5, "alerting.absent is ignored"),
+        (19, 5, "alerting.absentName is ignored"),
+        (20, 3, "ruleOutput is ignored"),
+    ]
+    (service,) = result.services
+    assert service.service == "billing"  # no pyrra.dev/service label: the namespace
+    (slo,) = service.slos
+    assert slo.period == Duration.parse("14d")
+    assert slo.group_by == ["route"]
+    # The total is not the bucket's histogram: good over total, as Pyrra computes it.
+    assert slo.sli == SLI(
+        events=EventsSLI(
+            good='sum by (route) (rate(http_request_duration_seconds_bucket{job="billing",le="1"}[{{window}}]))',
+            total='sum by (route) (rate(http_requests_total{job="billing"}[{{window}}]))',
+        )
+    )
+    assert (slo.alerting.page, slo.alerting.ticket) == (False, False)
+
+
+def test_pyrra_ratio_with_grouping_keeps_the_labels(tmp_path: Path) -> None:
+    result = _pyrra(
+        tmp_path,
+        PYRRA_HEAD + "  indicator:\n"
+        "    ratio:\n"
+        "      errors:\n"
+        '        metric: http_requests_total{job="billing",code=~"5.."}\n'
+        "      total:\n"
+        '        metric: http_requests_total{job="billing"}\n'
+        "      grouping: [route]\n"
+        "  alerting:\n"
+        "    disabled: true\n",
+    )
+    assert result.errors == [] and result.warnings == []
+    (slo,) = result.services[0].slos
+    assert slo.group_by == ["route"]
+    assert parse_selector("up") == Selector("up", ())
+    assert Selector("up", ()).text == "up"
+    quoted = parse_selector("""m{a="x,}y", b !~ 'z'}""")
+    assert quoted == Selector("m", (("a", "=", '"x,}y"'), ("b", "!~", "'z'")))
+    assert quoted.text == """m{a="x,}y",b!~'z'}"""
+    assert [
+        parse_selector(t) for t in ("m{a=x}", "sum(m)", '{__name__="m"}', "m{a='x' b='y'}")
+    ] == [None] * 4
+    assert slo.sli.events == EventsSLI(
+        bad='sum by (route) (rate(http_requests_total{job="billing",code=~"5.."}[{{window}}]))',
+        total='sum by (route) (rate(http_requests_total{job="billing"}[{{window}}]))',
+    )
+    assert (slo.alerting.page, slo.alerting.ticket) == (False, False)
+
+
+PYRRA_RATIO = (
+    "  indicator:\n"
+    "    ratio:\n"
+    "      errors:\n"
+    '        metric: http_requests_total{code=~"5.."}\n'
+    "      total:\n"
+    "        metric: http_requests_total\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            PYRRA_HEAD + PYRRA_RATIO + "  performanceOverAccuracy: true\n",
+            [(15, 3, "performanceOverAccuracy is not supported — remove it")],
+            id="performance-over-accuracy",
+        ),
+        pytest.param(
+            PYRRA_HEAD + "  indicator:\n    ratios: {}\n",
+            [(10, 5, "unknown key 'ratios' in 'indicator' — did you mean 'ratio'?")],
+            id="unknown-indicator",
+        ),
+        pytest.param(
+            PYRRA_HEAD + PYRRA_RATIO + "    bool_gauge:\n      metric: up\n",
+            [(9, 3, "an indicator has exactly one of ratio, latency, latencyNative, bool_gauge")],
+            id="two-indicators",
+        ),
+        pytest.param(
+            PYRRA_HEAD
+            + "  indicator:\n    latency:\n      success:\n"
+            + '        metric: h_bucket{job="a"}\n'
+            + '      total:\n        metric: h_count{job="a"}\n',
+            [(12, 17, 'the success metric must be a histogram bucket with one le="<seconds>"')],
+            id="latency-without-le",
+        ),
+        pytest.param(
+            PYRRA_HEAD.replace("  namespace: billing\n", "") + PYRRA_RATIO,
+            [(3, 1, "no service: a Pyrra SLO names its service with the label pyrra.dev/service")],
+            id="no-service",
+        ),
+        pytest.param(
+            PYRRA_HEAD + PYRRA_RATIO.replace('http_requests_total{code=~"5.."}', "sum(errors)"),
+            [(12, 17, "'sum(errors)' is not a metric selector — write a metric selector")],
+            id="not-a-selector",
+        ),
+        pytest.param(
+            PYRRA_HEAD.replace("kind: ServiceLevelObjective", "kind: Other") + PYRRA_RATIO,
+            [(2, 7, "unsupported Pyrra kind 'Other' — write kind: ServiceLevelObjective")],
+            id="other-kind",
+        ),
+        pytest.param(
+            PYRRA_HEAD.replace("v1alpha1", "v1beta1") + PYRRA_RATIO,
+            [(1, 13, "unsupported apiVersion 'pyrra.dev/v1beta1' — only pyrra.dev/v1alpha1")],
+            id="other-version",
+        ),
+        pytest.param(
+            PYRRA_HEAD.replace('"99.9"', '"99.9%x"') + PYRRA_RATIO,
+            [(7, 11, "target: '99.9%x' is not a number")],
+            id="model-error-at-target",
+        ),
+        pytest.param(
+            PYRRA_HEAD
+            + "  indicator:\n    latencyNative:\n      latency: fast\n"
+            + '      total:\n        metric: h{job="a"}\n',
+            [(11, 16, "'fast' is not a duration")],
+            id="native-latency-not-a-duration",
+        ),
+    ],
+)
+def test_pyrra_unsupported_parts_are_errors_at_their_line(
+    tmp_path: Path, text: str, expected: list[tuple[int, int, str]]
+) -> None:
+    errors = _pyrra(tmp_path, text).errors
+    assert [(e.line, e.column) for e in errors] == [(line, col) for line, col, _ in expected]
+    for error, (_, _, start) in zip(errors, expected, strict=True):
+        assert start in error.text, error.text
+
+
+def test_pyrra_labels_become_rule_labels_tier_and_owner(tmp_path: Path) -> None:
+    text = PYRRA_HEAD.replace(
+        "  namespace: billing\n",
+        "  namespace: billing\n"
+        "  labels:\n"
+        "    prometheus: k8s\n"
+        "    pyrra.dev/service: invoices\n"
+        "    pyrra.dev/tier: critical\n"
+        "    pyrra.dev/team: team-finance\n"
+        "    pyrra.dev/owner: alice\n"
+        "    pyrra.dev/severity: critical\n",
+    )
+    text += PYRRA_RATIO + "  alerting:\n    severities:\n      fastBurn: critical\n"
+    result = _pyrra(tmp_path, text)
+    assert result.errors == []
+    assert [(w.line, w.column, w.message) for w in result.warnings] == [
+        (
+            12,
+            5,
+            "label 'pyrra.dev/severity' is not copied: slo-engine sets 'severity' on its alerts",
+        ),
+        (23, 5, "alerting.severities is ignored"),
+    ]
+    (service,) = result.services
+    assert (service.service, service.tier, service.owner) == ("invoices", Tier.critical, "alice")
+    assert service.labels == {"team": "team-finance", "owner": "alice"}

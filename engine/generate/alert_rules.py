@@ -18,6 +18,11 @@ has a closed form to within a few per cent (Wilson–Hilferty: λ_k ≈ k(1 − 
 taken with a small margin so it never exceeds the exact bound. Poisson tails are heavier
 than binomial ones of the same mean, so the rule errs towards holding: it never pages where
 the daemon holds, and may hold a little longer at the edge.
+
+Grouped SLOs alert per group with the same expressions: every operand is a recorded series
+carrying the SLO's labels and the group labels, so `and`, `or` and the arithmetic of the
+guard match group by group, and each alert carries its group's labels, named in its texts
+(`{{ $labels.route }}`). Their no-data alert is per group too (`grouped_no_data_expr`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from engine.generate.rules import (
     burn_rate_metric,
     decimal_text,
     error_ratio_metric,
+    group_variable,
     selector,
     slo_labels,
     total_events_metric,
@@ -109,10 +115,30 @@ def low_traffic_guard(slo: SLO, policy: AlertPolicy, rule: BurnRateRule) -> str 
     )
 
 
-_BUDGET_LEFT = (
-    "{{ with printf `" + BUDGET_REMAINING_METRIC + "{slo=%q}` $labels.slo | query }}"
-    "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}"
-)
+def group_text(slo: SLO, *, if_present: bool = False) -> str:
+    """How alert texts name the firing group: `{route="{{ $labels.route }}"}` after the
+    SLO id, as in an instance's id; empty for ungrouped SLOs. `if_present`: only when the
+    alert has the labels (the no-data alert of a grouped SLO without any data has none)."""
+    if not slo.group_by:
+        return ""
+    labels = sorted(slo.group_by)
+    text = "{" + ",".join(f'{label}="{{{{ $labels.{label} }}}}"' for label in labels) + "}"
+    if not if_present:
+        return text
+    condition = " ".join(f"$labels.{label}" for label in labels)
+    return f"{{{{ if or {condition} }}}}{text}{{{{ end }}}}"
+
+
+def budget_left(slo: SLO) -> str:
+    """Template text: the budget remaining of the alert's SLO (and group), or unknown."""
+    labels = ["slo", *sorted(slo.group_by)]
+    matchers = ",".join(f"{label}=%q" for label in labels)
+    values = " ".join(f"$labels.{label}" for label in labels)
+    query = f"{BUDGET_REMAINING_METRIC}{{{matchers}}}"
+    return (
+        f"{{{{ with printf `{query}` {values} | query }}}}"
+        "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}"
+    )
 
 
 def burn_alert(slo: SLO, policy: AlertPolicy, rule: BurnRateRule, grafana_url: str) -> Rule:
@@ -129,6 +155,7 @@ def burn_alert(slo: SLO, policy: AlertPolicy, rule: BurnRateRule, grafana_url: s
         expr += f"\nand (\n  {guard}\n)"
     factor = decimal_text(rule.factor)
     share = rule.budget_spent_when_firing(policy.period) * 100
+    who = slo.id + group_text(slo)
     labels = {
         **slo_labels(slo),
         # The spec's page_labels/ticket_labels, as the daemon adds them; reserved names are
@@ -139,13 +166,13 @@ def burn_alert(slo: SLO, policy: AlertPolicy, rule: BurnRateRule, grafana_url: s
         "short_window": str(short_w),
     }
     annotations = {
-        "summary": f"{slo.id} is burning its error budget faster than {factor}× the sustainable rate",
+        "summary": f"{who} is burning its error budget faster than {factor}× the sustainable rate",
         "description": (
-            f"{slo.id} ({decimal_text(slo.objective_percent)}% over {policy.period}) burned its "
+            f"{who} ({decimal_text(slo.objective_percent)}% over {policy.period}) burned its "
             f"error budget at {{{{ $value | humanize }}}}× the sustainable rate over the last "
             f"{long_w}, and the last {short_w} is above {factor}× too "
             f"(error ratio > {threshold}; {decimal_text(share)}% of the budget in {long_w}). "
-            f"Error budget remaining: {_BUDGET_LEFT}."
+            f"Error budget remaining: {budget_left(slo)}."
         ),
         **_links(slo, grafana_url),
         **dict(sorted(slo.alerting.annotations.items())),
@@ -179,9 +206,11 @@ def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
     # both cases (recorded series get a staleness marker the evaluation they vanish, and
     # Prometheus restores pending `for` state across restarts).
     series = f"{total_events_metric(base_window(policy))}{selector(slo)}"
+    expr = grouped_no_data_expr(slo, policy) if slo.group_by else f"absent({series})"
+    who = slo.id + group_text(slo, if_present=True)
     return {
         "alert": NO_DATA_ALERT,
-        "expr": f"absent({series})",
+        "expr": expr,
         "for": str(window),
         # A ticket like any other: it goes where the spec sends its tickets.
         "labels": {
@@ -190,7 +219,7 @@ def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
             "severity": NO_DATA_SEVERITY,
         },
         "annotations": {
-            "summary": f"{slo.id} has had no SLI data for {window}",
+            "summary": f"{who} has had no SLI data for {window}",
             "description": no_data_description(slo, window),
             **_links(slo, grafana_url),
             **dict(sorted(slo.alerting.annotations.items())),
@@ -199,9 +228,34 @@ def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
     }
 
 
+def grouped_no_data_expr(slo: SLO, policy: AlertPolicy) -> str:
+    """No data per group: a group with a total in the period's rollup (it had data within
+    the period) but none in the base window now — a vanished group is no data, never
+    quietly healthy — or, when no group has any data in the period, the SLO as a whole.
+
+    The period rollup is recorded every 5 minutes from the tiles, so remembering the
+    groups costs no range query over the raw series; a group gone for good keeps its
+    ticket until it leaves the period (silence it meanwhile)."""
+    sel = selector(slo)
+    period = f"{total_events_metric(policy.period)}{sel}"
+    current = f"{total_events_metric(base_window(policy))}{sel}"
+    return (
+        f"(\n  {period}\n  unless on({', '.join(slo.group_by)}) {current}\n)\nor absent({period})"
+    )
+
+
 def no_data_description(slo: SLO, window: Duration) -> str:
     """Why an SLO may have recorded no error ratio, the likely cause for its kind of SLI."""
     latency, events = slo.sli.latency, slo.sli.events
+    if latency is not None and latency.native:
+        selector_text = f"{{{latency.selector}}}" if latency.selector else ""
+        return (
+            f"No error ratio was recorded for {slo.id} in the last {window}, so burn-rate "
+            f"alerts cannot fire. Likely cause: {latency.histogram}{selector_text} matches "
+            "no native histogram — the exporter serves it as a classic one (only _bucket, "
+            "_count and _sum series), Prometheus runs without "
+            "--enable-feature=native-histograms, or the scrape job or selector is wrong."
+        )
     if latency is not None:
         selector_text = f"{{{latency.selector}}}" if latency.selector else ""
         return (
@@ -232,7 +286,10 @@ def _links(slo: SLO, grafana_url: str) -> dict[str, str]:
     links: dict[str, str] = {}
     if slo.alerting.runbook_url:
         links["runbook_url"] = slo.alerting.runbook_url
-    links["dashboard_url"] = slo_dashboard_url(grafana_url, slo.service, slo.id)
+    links["dashboard_url"] = slo_dashboard_url(grafana_url, slo.service, slo.id) + "".join(
+        f"&var-{group_variable(label)}={{{{ $labels.{label} | urlquery }}}}"
+        for label in sorted(slo.group_by)
+    )
     return links
 
 

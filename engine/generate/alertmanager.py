@@ -3,7 +3,11 @@
 - `severity="page"` goes to the pager receiver, `severity="ticket"` to the ticket receiver,
   grouped by service and SLO so one incident is one notification, however many windows fire.
 - A page silences the tickets of the same SLO (`equal: [slo]`): nobody needs a ticket for a
-  burn someone is already paged for.
+  burn someone is already paged for. With grouped SLOs, of the same group too (`equal`
+  lists the group labels; an alert without one has it empty, so ungrouped SLOs pair as
+  before): a page for one route must not hide a slow burn on another. Routing still
+  groups by `slo` alone, so several groups of one SLO failing at once are one
+  notification listing them.
 - Dependencies: for every edge "S depends on D", alerts on D silence alerts on S, one inhibit
   rule per edge and severity (source and target matched by their `service` label; no `equal`,
   the two alerts share no SLO). A page on D silences every alert on S; a ticket on D silences
@@ -35,12 +39,17 @@ def dependency_edges(slos: Sequence[SLO]) -> list[tuple[str, str]]:
     return sorted(edges)
 
 
+def group_labels(slos: Sequence[SLO]) -> list[str]:
+    """Every label some SLO groups by, sorted."""
+    return sorted({label for slo in slos for label in slo.group_by})
+
+
 def inhibit_rules(slos: Sequence[SLO]) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = [
         {
             "source_matchers": ['severity="page"'],
             "target_matchers": ['severity="ticket"'],
-            "equal": ["slo"],
+            "equal": ["slo", *group_labels(slos)],
         }
     ]
     for dependent, dependency in dependency_edges(slos):

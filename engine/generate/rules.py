@@ -15,17 +15,25 @@ tile (5 minutes). Hourly tiles would read 720, but leave the budget up to an hou
 outage, in the dashboards and in the page's "budget remaining", and the window groups cost
 far more than either (docs/generate.md).
 
+Grouped SLOs (`group_by`) are recorded per group, not per instance: every rate is a
+`sum by (<group labels>)`, so each recorded series carries the group labels next to the
+SLO's, and every ratio, burn rate and alert derived from them — all plain vector
+operations between series with the same labels — is per group too. The one operator
+that names its matching labels, `and on()`, matches on the group labels.
+
 Everything here is pure: SLOs in, rule groups (plain dicts) out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from engine.evaluation.policy import AlertPolicy, exact, policy_for
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
+from engine.spec.promql_groups import outer_sum_labels
 from engine.spec.sli import bad_rate, derives_bad, total_rate
 
 # The period group runs every 5 minutes and records one 5-minute tile per run; it must not
@@ -46,8 +54,9 @@ def decimal_text(value: Decimal) -> str:
 
 def slo_labels(slo: SLO) -> dict[str, str]:
     """Labels on every series and alert of an SLO: the spec's labels, then ours (ours win:
-    dashboards, routing and inhibition all join on service/slo/tier)."""
-    ours = {"service": slo.service, "slo": slo.id, "tier": str(slo.tier)}
+    dashboards, routing and inhibition all join on service/slo/tier). A grouped SLO's `slo`
+    is its spec's id; the group labels come with the series."""
+    ours = {"service": slo.service, "slo": slo.base_id, "tier": str(slo.tier)}
     spec = {name: slo.labels[name] for name in sorted(slo.labels) if name not in ours}
     return {**ours, **spec}
 
@@ -74,18 +83,26 @@ def _closing_paren(expr: str, start: int) -> int:
     return -1
 
 
-def summed(expr: str) -> str:
+def summed(expr: str, by: Sequence[str] = ()) -> str:
     """`sum(expr)`: one series per SLO whatever labels the SLI keeps — unless `expr` is
-    already one plain `sum(...)`, which needs no second wrapper."""
+    already one plain `sum(...)`, which needs no second wrapper. With `by` (a grouped
+    SLO's labels): `sum by (labels) (expr)`, one series per group, unless `expr` already
+    is exactly that."""
     expr = expr.strip()
+    if by:
+        written = outer_sum_labels(expr)
+        if written is not None and set(written) == set(by):
+            return expr
+        return f"sum by ({', '.join(by)}) ({expr})"
     if expr.startswith("sum(") and _closing_paren(expr, 3) == len(expr) - 1:
         return expr
     return f"sum({expr})"
 
 
 def selector(slo: SLO) -> str:
-    """Selects one SLO's recorded series; the `slo` label is `<service>/<name>`, unique."""
-    return '{slo="' + slo.id + '"}'
+    """Selects one SLO's recorded series (all groups of a grouped one); the `slo` label is
+    `<service>/<name>`, unique."""
+    return '{slo="' + slo.base_id + '"}'
 
 
 def bad_events_metric(window: Duration) -> str:
@@ -138,11 +155,17 @@ def tile_window(policy: AlertPolicy) -> Duration:
 
 
 def sli_group_name(slo: SLO) -> str:
-    return f"slo:{slo.id}"
+    return f"slo:{slo.base_id}"
 
 
 def period_group_name(slo: SLO) -> str:
-    return f"slo:{slo.id}:period"
+    return f"slo:{slo.base_id}:period"
+
+
+def group_variable(label: str) -> str:
+    """The dashboard variable selecting the groups of a group label (`var-<name>` in
+    links): the label's own name, unless the dashboards already use that name."""
+    return f"group_{label}" if label == "datasource" else label
 
 
 def _record(metric: str, expr: str, labels: dict[str, str]) -> Rule:
@@ -177,11 +200,15 @@ def bad_events_expr(slo: SLO, window: Duration) -> str:
     No fallback where bad is total − good (latency SLIs, `good` queries): there an empty
     bad side means the *good* series is missing — a latency threshold that is no bucket
     bound, a wrong good selector — and 0 would show a perfect SLO (`engine.spec.sli`).
+
+    Grouped: both operands are `sum by (<group labels>)`, so `or` matches group by group
+    and the fallback fills exactly the groups whose bad side is empty.
     """
-    bad = summed(bad_rate(slo.sli, window))
+    by = slo.group_by
+    bad = summed(bad_rate(slo.sli, window, by), by)
     if derives_bad(slo.sli):
         return bad
-    total = summed(total_rate(slo.sli, window))
+    total = summed(total_rate(slo.sli, window, by), by)
     return f"{bad}\nor 0 * {total}"
 
 
@@ -192,19 +219,22 @@ def total_events_expr(slo: SLO, window: Duration, bad_metric: str) -> str:
     The daemon reports a step whose good series is missing as no data, bad and total
     alike (engine.source.prometheus); recording the total regardless would leave totals
     without bad rates — a period rollup averaging different tiles for the two — and keep
-    SLONoData, which watches the total, quiet while no ratio can be computed.
+    SLONoData, which watches the total, quiet while no ratio can be computed. Grouped:
+    `on (<group labels>)`, so each group's total waits for its own bad rate.
     """
-    total = summed(total_rate(slo.sli, window))
+    by = slo.group_by
+    total = summed(total_rate(slo.sli, window, by), by)
     if not derives_bad(slo.sli):
         return total
-    return f"{total}\nand on() {bad_metric}{selector(slo)}"
+    return f"{total}\nand on({', '.join(by)}) {bad_metric}{selector(slo)}"
 
 
 def sli_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
     """Per rolling window: bad and total event rates (events/s), error ratio, burn rate.
 
     Each rate is wrapped in `sum()` exactly as the daemon's Prometheus source wraps it, so
-    the recorded series is one per SLO whatever labels the SLI query keeps, and both modes
+    the recorded series is one per SLO (per group of a grouped SLO, `sum by`) whatever
+    labels the SLI query keeps, and both modes
     read identical numbers; a missing bad rate with a known total is 0 and a missing good
     rate is no data, as in the daemon.
     """

@@ -26,6 +26,7 @@ from engine.spec.cross_checks import (
     check_reserved_severity_labels,
 )
 from engine.spec.document import NativeUnit
+from engine.spec.group_checks import check_groupings
 from engine.spec.importers import openslo
 from engine.spec.load_result import LoadResult
 from engine.spec.models import ServiceSpec
@@ -73,6 +74,7 @@ def load_specs(paths: Sequence[Path]) -> LoadResult:
 
     validated = check_duplicate_ids(validated, result)
     bad_ids = check_promql(validated, result)
+    bad_ids |= check_groupings(validated, bad_ids, result)
     _assemble(validated, bad_ids, result)
     check_depends_on(validated, result)
     check_reserved_severity_labels(validated, result)

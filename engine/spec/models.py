@@ -24,6 +24,13 @@ from pydantic import (
 )
 
 from engine.spec.durations import Duration, DurationError
+from engine.spec.group_labels import (
+    DEFAULT_MAX_GROUPS,
+    GroupLabel,
+    check_max_groups,
+    label_set_text,
+    unique_group_labels,
+)
 
 WINDOW_PLACEHOLDER = "{{window}}"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$")
@@ -112,11 +119,12 @@ class EventsSLI(Strict):
 
 
 class LatencySLI(Strict):
-    """Requests faster than `threshold` are good; `threshold` must equal a bucket bound."""
+    """Requests faster than `threshold` are good; a bucket bound unless `native` (any value)."""
 
     histogram: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     selector: str = ""
     threshold: DurationField
+    native: bool = False  # a native histogram (engine.spec.sli)
 
     @field_validator("histogram")
     @classmethod
@@ -286,6 +294,12 @@ class SLOSpec(Strict):
     description: str = ""
     sli: SLI
     alerting: AlertingSpec = Field(default_factory=AlertingSpec)
+    # None: the service's group_by applies; [] turns a service default off for this SLO.
+    group_by: list[GroupLabel] | None = None
+    max_groups: int | None = None
+
+    _unique_group_by = field_validator("group_by")(unique_group_labels)
+    _max_groups_range = field_validator("max_groups")(check_max_groups)
     # The backend to read this SLO from (a name under the daemon's `datasources:`); the
     # service's, else the configured default, when absent.
     datasource: str | None = None
@@ -332,6 +346,9 @@ class ServiceSpec(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     # Default backend of the service's SLOs (see SLOSpec.datasource).
     datasource: str | None = None
+    # Customers see its failures: incidents publish to the status page, and a SEV1 calls
+    # the CTO at once (the runbook's escalation).
+    customer_facing: bool = False
     slos: list[SLOSpec] = Field(min_length=1)
 
     @field_validator("datasource")
@@ -340,6 +357,12 @@ class ServiceSpec(Strict):
         return _datasource_name(value)
 
     anomaly: AnomalySpec = Field(default_factory=AnomalySpec)
+    # Defaults for the SLOs that do not set their own.
+    group_by: list[GroupLabel] = Field(default_factory=list)
+    max_groups: int = DEFAULT_MAX_GROUPS
+
+    _unique_group_by = field_validator("group_by")(unique_group_labels)
+    _max_groups_range = field_validator("max_groups")(check_max_groups)
 
     @field_validator("service")
     @classmethod
@@ -381,6 +404,9 @@ class ServiceSpec(Strict):
                 source=source,
                 anomaly=self.anomaly,
                 datasource=s.datasource or self.datasource,
+                group_by=tuple(self.group_by if s.group_by is None else s.group_by),
+                max_groups=self.max_groups if s.max_groups is None else s.max_groups,
+                customer_facing=self.customer_facing,
             )
             for s in self.slos
         ]
@@ -406,10 +432,35 @@ class SLO:
     anomaly: AnomalySpec = field(default_factory=AnomalySpec, compare=False)
     # Named backend (None: the daemon's default datasource).
     datasource: str | None = None
+    # Grouped SLOs: the labels whose values make instances (effective: the SLO's own
+    # group_by, else the service's), and at most how many instances to evaluate.
+    group_by: tuple[str, ...] = ()
+    max_groups: int = DEFAULT_MAX_GROUPS
+    # One instance's (label, value) pairs, sorted by label (engine.spec.groups.instantiate);
+    # empty for the spec-level record of a grouped SLO and for ungrouped SLOs.
+    group: tuple[tuple[str, str], ...] = ()
+    # The service's `customer_facing` flag (incident response).
+    customer_facing: bool = field(default=False, compare=False)
+
+    @property
+    def base_id(self) -> str:
+        """`<service>/<name>`: the spec's SLO, shared by all its instances."""
+        return f"{self.service}/{self.name}"
 
     @property
     def id(self) -> str:
-        return f"{self.service}/{self.name}"
+        """`<service>/<name>`, and for an instance its group in Prometheus' text form:
+        `api/availability{route="/cart"}`."""
+        return self.base_id + label_set_text(self.group) if self.group else self.base_id
+
+    @property
+    def group_labels(self) -> dict[str, str]:
+        return dict(self.group)
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the spec declares group_by (true for its instances too)."""
+        return bool(self.group_by)
 
     @property
     def objective(self) -> Decimal:

@@ -1,9 +1,10 @@
 """Find the spec files, read their YAML documents and recognise each document's format.
 
 Each YAML document is recognised on its own: native (`apiVersion: slo-engine/v1`), Sloth
-(`version: "prometheus/v1"`) or OpenSLO (`apiVersion: openslo/v1`). Native documents become
-units as they are; Sloth files are converted at once; OpenSLO objects are only catalogued,
-because an SLO may refer to objects in files not read yet.
+(`version: "prometheus/v1"`), OpenSLO (`apiVersion: openslo/v1`) or Pyrra
+(`apiVersion: pyrra.dev/v1alpha1`). Native documents become units as they are; Sloth files
+and Pyrra resources are converted at once; OpenSLO objects are only catalogued, because an
+SLO may refer to objects in files not read yet.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from pathlib import Path
 
 from engine.spec.document import Document, NativeUnit, Origins
 from engine.spec.errors import SpecError
-from engine.spec.importers import openslo, sloth
+from engine.spec.importers import openslo, pyrra, sloth
 from engine.spec.load_result import LoadResult
 from engine.spec.yaml_lines import MarkedList, parse_yaml
 
 NATIVE_API_VERSION = "slo-engine/v1"
 ACCEPTED = (
-    f"apiVersion: {NATIVE_API_VERSION} (native), version: {sloth.VERSION} (Sloth) "
-    f"or apiVersion: {openslo.API_VERSION} (OpenSLO)"
+    f"apiVersion: {NATIVE_API_VERSION} (native), version: {sloth.VERSION} (Sloth), "
+    f"apiVersion: {openslo.API_VERSION} (OpenSLO) or apiVersion: {pyrra.API_VERSION} (Pyrra)"
 )
 SPEC_SUFFIXES = (".yml", ".yaml")
 
@@ -136,12 +137,18 @@ def dispatch_document(
         converted, errors = sloth.convert(doc)
         units.extend(converted)
         result.errors += errors
+    elif api_version == pyrra.API_VERSION:
+        converted, errors = pyrra.convert(doc)
+        units.extend(converted)
+        result.errors += errors
     elif api_version is not None:
         hint = f"accepted formats: {ACCEPTED}"
         if isinstance(api_version, str) and api_version.startswith("openslo/"):
             hint = f"only {openslo.API_VERSION} of OpenSLO is supported"
         elif isinstance(api_version, str) and api_version.startswith("slo-engine/"):
             hint = f"write apiVersion: {NATIVE_API_VERSION}"
+        elif isinstance(api_version, str) and api_version.startswith("pyrra.dev/"):
+            hint = f"only {pyrra.API_VERSION} ({pyrra.KIND}) of Pyrra is supported"
         elif isinstance(api_version, str) and "sloth" in api_version:
             hint = f"Sloth's Kubernetes CRD is not read; use a plain Sloth file (version: {sloth.VERSION})"
         result.errors.append(

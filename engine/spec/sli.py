@@ -11,16 +11,48 @@ series means nothing is known — for latency usually a threshold that is not a 
 for `good` queries a wrong selector or every request failing. `good_rate` exposes the good
 side so the source and the rules can tell the cases apart (engine.source.prometheus,
 engine.generate.rules).
+
+Native-histogram latency SLIs (`native: true`) count with `histogram_count` and
+`histogram_fraction` over the histograms summed first (`sum(rate(h{…}[w]))`: one histogram,
+so the fraction is of all requests), so any threshold works — Prometheus 2.42 interpolates
+linearly inside the bucket that holds it. `histogram_fraction` of an empty histogram (no
+requests in the window) is NaN, which would make a quiet step's bad count NaN and poison
+every sum over it; the good side therefore falls back to `0 * count` there, so a quiet step
+is 0 of 0 as with classic histograms. No histogram at all stays no data.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import Protocol, TypeVar
 
 from engine.spec.durations import Duration
 from engine.spec.models import SLI, WINDOW_PLACEHOLDER, LatencySLI
+from engine.spec.promql_groups import with_grouping
+
+_Query = TypeVar("_Query", str, str | None)
+_QueryOut = TypeVar("_QueryOut", str, str | None, covariant=True)
+
+
+class RateQuery(Protocol[_QueryOut]):
+    def __call__(self, sli: SLI, window: Duration, by: Sequence[str] = ()) -> _QueryOut: ...
+
+
+def groupable(build: Callable[[SLI, Duration], _Query]) -> RateQuery[_Query]:
+    """Give a rate query the `by` argument of grouped SLOs (`SLO.group_by`): with labels,
+    every aggregation of the query keeps them, so the result is one series per group —
+    the form the recording rules need (engine.spec.promql_groups.with_grouping). Without,
+    the query is exactly what it always was."""
+
+    @functools.wraps(build)
+    def grouped(sli: SLI, window: Duration, by: Sequence[str] = ()) -> _Query:
+        query = build(sli, window)
+        return with_grouping(query, by) if query is not None and by else query
+
+    return grouped
 
 
 def _with_window(query: str, window: Duration) -> str:
@@ -74,11 +106,28 @@ def _latency_selector(sli: LatencySLI, extra: str = "") -> str:
     return "{" + ",".join(parts) + "}"
 
 
+def _native_total(sli: LatencySLI, window: Duration) -> str:
+    return f"sum(histogram_count(rate({sli.histogram}{_latency_selector(sli)}[{window}])))"
+
+
+def _native_good(sli: LatencySLI, window: Duration) -> str:
+    """Requests up to the threshold per second: the summed histogram's share at or below it
+    times its count; 0 when the window saw no request (see the module docstring)."""
+    summed = f"sum(rate({sli.histogram}{_latency_selector(sli)}[{window}]))"
+    count = f"histogram_count({summed})"
+    fraction = f"histogram_fraction(0, {_seconds(sli.threshold)}, {summed})"
+    # `>= 0` drops the NaN sample of an empty histogram; `or` then supplies 0 × count.
+    return f"({fraction} >= 0) * {count} or 0 * {count}"
+
+
+@groupable
 def total_rate(sli: SLI, window: Duration) -> str:
     if sli.events is not None:
         return _with_window(sli.events.total, window)
     if sli.latency is not None:
         lat = sli.latency
+        if lat.native:
+            return _native_total(lat, window)
         return f"sum(rate({lat.histogram}_count{_latency_selector(lat)}[{window}]))"
     assert sli.availability is not None
     # Samples per second of the 0/1 gauge, so "events" are samples and the sums line up.
@@ -94,6 +143,7 @@ def derives_bad(sli: SLI) -> bool:
     return sli.latency is not None or (sli.events is not None and sli.events.good is not None)
 
 
+@groupable
 def good_rate(sli: SLI, window: Duration) -> str | None:
     """The good-event rate of an SLI whose bad events are derived as total − good; None
     when bad events are queried themselves (`events.bad`) or counted from one series
@@ -105,10 +155,13 @@ def good_rate(sli: SLI, window: Duration) -> str | None:
         return _with_window(sli.events.good, window)
     if sli.latency is not None:
         lat = sli.latency
+        if lat.native:
+            return _native_good(lat, window)
         return f"sum(rate({lat.histogram}_bucket{_latency_selector(lat, le_matcher(lat.threshold))}[{window}]))"
     return None
 
 
+@groupable
 def bad_rate(sli: SLI, window: Duration) -> str:
     good = good_rate(sli, window)
     if good is not None:

@@ -71,19 +71,29 @@ def _jobs(slos: Sequence[SLO]) -> list[str]:
 
 def _latency_panels(slos: Sequence[SLO]) -> list[Builder]:
     histograms = sorted(
-        {(s.sli.latency.histogram, s.sli.latency.selector) for s in slos if s.sli.latency}
+        {
+            (s.sli.latency.histogram, s.sli.latency.selector, s.sli.latency.native)
+            for s in slos
+            if s.sli.latency
+        }
     )
     if not histograms:
         return [note_panel("No latency SLI names a histogram for this service.")]
     panels = []
-    for histogram, matchers in histograms:
+    for histogram, matchers, native in histograms:
         selector = "{" + matchers + "}"
+        # A native histogram is one series: summed without `le`, no _bucket suffix.
+        rated = (
+            f"sum(rate({histogram}{selector}[$__rate_interval]))"
+            if native
+            else f"sum by (le) (rate({histogram}_bucket{selector}[$__rate_interval]))"
+        )
         panels.append(
             timeseries_panel(
                 f"Latency percentiles — {histogram}{selector if matchers else ''}",
                 [
                     (
-                        f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{selector}[$__rate_interval])))",
+                        f"histogram_quantile({q}, {rated})",
                         f"p{decimal_text(Decimal(q) * 100)}",
                     )
                     for q in PERCENTILES

@@ -1,4 +1,7 @@
-"""`slo-overview`: every SLO, worst first — budget remaining, burn rates, firing alerts."""
+"""`slo-overview`: every SLO, worst first — budget remaining, burn rates, firing alerts.
+
+Grouped SLOs add a table of their groups, each with its budget and burn rate, worst
+first, one column per group label."""
 
 from __future__ import annotations
 
@@ -66,6 +69,7 @@ def overview_dashboard(slos: Sequence[SLO]) -> model.Dashboard:
         _budget_gauge(sel),
         _burn_gauge(windows, sel),
         _overview_table(windows, sel),
+        *_groups_table(slos, windows),
         _firing_alerts_table(alerts),
         *_trends(sel),
     ]
@@ -191,6 +195,43 @@ def _overview_table(windows: Sequence[Duration], sel: str) -> table.Panel:
         .span(24)
     )
     return with_targets(panel, [(expr, "") for expr, _ in columns], instant=True)
+
+
+def _groups_table(slos: Sequence[SLO], windows: Sequence[Duration]) -> list[Builder]:
+    """The groups of every grouped SLO with their budget left, worst first; nothing when no
+    SLO is grouped."""
+    grouped = sorted({s.base_id for s in slos if s.group_by})
+    if not grouped:
+        return []
+    sel = f'{{service=~"$service", slo=~"{"|".join(grouped)}"}}'
+    columns = [
+        (f"sort({BUDGET_REMAINING_METRIC}{sel}) * 100", "Budget left %"),
+        *((f"{burn_rate_metric(w)}{sel}", f"Burn {w} ×") for w in windows[:1]),
+    ]
+    labels = sorted({label for s in slos for label in s.group_by})
+    column_refs = refs(len(columns))
+    panel = (
+        table.Panel()
+        .title("Groups of grouped SLOs — worst budget first")
+        .description(f"One row per group ({', '.join(labels)}) of each SLO with group_by.")
+        .datasource(DATASOURCE)
+        .with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            organize(
+                {
+                    f"Value #{ref}": name
+                    for ref, (_, name) in zip(column_refs, columns, strict=True)
+                },
+                exclude=("Time", "__name__", "tier"),
+            )
+        )
+        .sort_by([common_builders.TableSortByFieldState().display_name("Budget left %")])
+        .unit("none")
+        .decimals(2)
+        .height(10)
+        .span(24)
+    )
+    return [with_targets(panel, [(expr, "") for expr, _ in columns], instant=True)]
 
 
 def _firing_alerts_table(alerts: str) -> Builder:

@@ -72,6 +72,23 @@ def custom_variable(name: str, label: str, values: Sequence[str]) -> dash.Custom
     )
 
 
+def query_variable(name: str, label: str, query: str) -> dash.QueryVariable:
+    """A multi-value variable whose values Prometheus lists (`label_values(...)`), All by
+    default; `${name:regex}` in a matcher selects the chosen values."""
+    return (
+        dash.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(query)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(model.VariableOption(text="All", value="$__all"))
+    )
+
+
 def base_dashboard(uid: str, title: str, description: str, tags: list[str]) -> dash.Dashboard:
     return (
         dash.Dashboard(title)
@@ -121,13 +138,17 @@ def with_targets(panel: Any, queries: Sequence[tuple[str, str]], instant: bool =
 
 
 def stat_panel(
-    title: str, expr: str, unit: str, steps: Sequence[tuple[float | None, str]]
+    title: str,
+    expr: str,
+    unit: str,
+    steps: Sequence[tuple[float | None, str]],
+    legend: str = "",
 ) -> Builder:
     return (
         stat.Panel()
         .title(title)
         .datasource(DATASOURCE)
-        .with_target(prometheus_query(expr))
+        .with_target(prometheus_query(expr, legend))
         .unit(unit)
         .thresholds(thresholds(*steps))
         .color_mode(common.BigValueColorMode.BACKGROUND)

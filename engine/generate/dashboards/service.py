@@ -1,10 +1,14 @@
 """`slo-<service>`: one row per SLO of the service — the SLI against its objective, the
 budget burn-down over the period, the burn rate per window with the policy's thresholds
-drawn, the alert state and the event rates. Thresholds come from `policy_for`, never a copy."""
+drawn, the alert state and the event rates. Thresholds come from `policy_for`, never a copy.
+
+A grouped SLO's panels show one series per group: each group label is a variable of the
+dashboard (its values listed from the recorded series), selected in every query and named
+in every legend."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -26,6 +30,7 @@ from engine.generate.dashboards.panels import (
     datasource_variable,
     finish,
     prometheus_query,
+    query_variable,
     stat_panel,
     thresholds,
     timeseries_panel,
@@ -38,6 +43,7 @@ from engine.generate.rules import (
     burn_rate_metric,
     decimal_text,
     error_ratio_metric,
+    group_variable,
     rolling_windows,
     total_events_metric,
 )
@@ -56,36 +62,70 @@ def service_dashboard(service: str, slos: Sequence[SLO]) -> model.Dashboard:
         ["service", service],
     ).with_variable(datasource_variable())
     board = board.with_variable(custom_variable("slo", "SLO", [s.id for s in slos]))
+    for label in sorted({label for s in slos for label in s.group_by}):
+        board = board.with_variable(
+            _group_variable(label, [s for s in slos if label in s.group_by])
+        )
     for slo in slos:
         board = add_items(board, _slo_row(slo))
     return finish(board)
 
 
+def _group_variable(label: str, slos: Sequence[SLO]) -> Builder:
+    """The groups of `label` that have a recorded budget, over the SLOs grouped by it."""
+    ids = [s.base_id for s in slos]
+    matcher = f'slo="{ids[0]}"' if len(ids) == 1 else f'slo=~"{"|".join(ids)}"'
+    return query_variable(
+        group_variable(label),
+        label,
+        f"label_values({BUDGET_REMAINING_METRIC}{{{matcher}}}, {label})",
+    )
+
+
+def _group_matchers(slo: SLO) -> str:
+    """`, route=~"${route:regex}"`: the groups chosen in the dashboard's variables."""
+    return "".join(
+        f', {label}=~"${{{group_variable(label)}:regex}}"' for label in sorted(slo.group_by)
+    )
+
+
+def _group_legend(slo: SLO) -> str:
+    """`{{route}}`: names a grouped SLO's series in legends; empty for ungrouped SLOs."""
+    return " ".join(f"{{{{{label}}}}}" for label in sorted(slo.group_by))
+
+
 def _slo_row(slo: SLO) -> list[Builder]:
     policy = policy_for(slo)
-    sel = f'{{slo="{slo.id}", slo=~"${{slo:regex}}"}}'
+    groups, legend = _group_matchers(slo), _group_legend(slo)
+    # The objective is one series per SLO, without group labels: not filtered by group.
+    slo_sel = f'{{slo="{slo.base_id}", slo=~"${{slo:regex}}"}}'
+    sel = f'{{slo="{slo.base_id}", slo=~"${{slo:regex}}"{groups}}}'
     base, period = base_window(policy), policy.period
     burn_steps = _burn_steps(policy)
-    alert_matchers = f'slo="{slo.id}", alertstate="firing"'
+    alert_matchers = f'slo="{slo.base_id}", alertstate="firing"{groups}'
     objective_text = f"{decimal_text(slo.objective_percent)}% over {period}"
+
+    def named(text: str) -> str:
+        return f"{text} {legend}" if legend else text
+
     return [
         dash.Row(f"{slo.name} — {objective_text}"),
         *_slo_stats(slo, policy, sel, burn_steps, objective_text, alert_matchers),
         timeseries_panel(
             "SLI vs objective",
             [
-                (f"1 - {error_ratio_metric(base)}{sel}", f"SLI ({base})"),
-                (f"1 - {error_ratio_metric(period)}{sel}", f"SLI ({period})"),
-                (f"{OBJECTIVE_METRIC}{sel}", "objective"),
+                (f"1 - {error_ratio_metric(base)}{sel}", named(f"SLI ({base})")),
+                (f"1 - {error_ratio_metric(period)}{sel}", named(f"SLI ({period})")),
+                (f"{OBJECTIVE_METRIC}{slo_sel}", "objective"),
             ],
             "percentunit",
         )
         .height(5)
         .span(8),
-        _burn_down_panel(period, sel),
-        _burn_rate_panel(policy, sel, burn_steps),
+        _burn_down_panel(period, sel, named("budget remaining")),
+        _burn_rate_panel(policy, sel, burn_steps, named),
         _alert_state_panel(slo, alert_matchers),
-        *_event_panels(policy, base, sel),
+        *_event_panels(policy, base, sel, named),
     ]
 
 
@@ -111,11 +151,13 @@ def _slo_stats(
     base, period = base_window(policy), policy.period
     objective = float(slo.objective)
     first_long = min((r.long_window for r in policy.rules), default=base)
+    legend = _group_legend(slo)
     sli_stat = stat_panel(
         f"SLI over {period}",
         f"1 - {error_ratio_metric(period)}{sel}",
         "percentunit",
         ((None, "red"), (objective, "green")),
+        legend,
     ).decimals(3)
     return [
         sli_stat.description(slo.description or objective_text).height(5).span(4),
@@ -124,6 +166,7 @@ def _slo_stats(
             f"{BUDGET_REMAINING_METRIC}{sel}",
             "percentunit",
             BUDGET_STEPS,
+            legend,
         )
         .height(5)
         .span(4),
@@ -132,6 +175,7 @@ def _slo_stats(
             f"{burn_rate_metric(first_long)}{sel}",
             "x",
             burn_steps,
+            legend,
         )
         .height(5)
         .span(4),
@@ -146,11 +190,11 @@ def _slo_stats(
     ]
 
 
-def _burn_down_panel(period: Duration, sel: str) -> Builder:
+def _burn_down_panel(period: Duration, sel: str, legend: str) -> Builder:
     return (
         timeseries_panel(
             f"Error budget burn-down ({period})",
-            [(f"{BUDGET_REMAINING_METRIC}{sel}", "budget remaining")],
+            [(f"{BUDGET_REMAINING_METRIC}{sel}", legend)],
             "percentunit",
             "Share of the period's error budget still unspent; below 0 the SLO is broken.",
         )
@@ -164,11 +208,13 @@ def _burn_down_panel(period: Duration, sel: str) -> Builder:
     )
 
 
-def _burn_rate_panel(policy: AlertPolicy, sel: str, burn_steps: BurnSteps) -> Builder:
+def _burn_rate_panel(
+    policy: AlertPolicy, sel: str, burn_steps: BurnSteps, named: Callable[[str], str]
+) -> Builder:
     return (
         timeseries_panel(
             "Burn rate per window",
-            [(f"{burn_rate_metric(w)}{sel}", str(w)) for w in rolling_windows(policy)],
+            [(f"{burn_rate_metric(w)}{sel}", named(str(w))) for w in rolling_windows(policy)],
             "x",
             "Dashed lines: the alert factors (red = page, orange = ticket). A rule fires when "
             "both its long and its short window are above its factor.",
@@ -186,20 +232,28 @@ def _burn_rate_panel(policy: AlertPolicy, sel: str, burn_steps: BurnSteps) -> Bu
 
 
 def _alert_state_panel(slo: SLO, alert_matchers: str) -> Builder:
+    groups = sorted(slo.group_by)
+    by = ", ".join(["severity", "long_window", "short_window", *groups])
+    legend = " ".join(
+        ["{{severity}} {{long_window}}/{{short_window}}", *(f"{{{{{g}}}}}" for g in groups)]
+    )
+    no_data = f"max by ({', '.join(groups)}) " if groups else "max"
     return (
         statetimeline.Panel()
         .title("Alert state")
         .datasource(DATASOURCE)
         .with_target(
             prometheus_query(
-                f'max by (severity, long_window, short_window) (ALERTS{{alertname="{burn_alert_name(slo)}", {alert_matchers}}})',
-                "{{severity}} {{long_window}}/{{short_window}}",
+                f'max by ({by}) (ALERTS{{alertname="{burn_alert_name(slo)}", {alert_matchers}}})',
+                legend,
                 "A",
             )
         )
         .with_target(
             prometheus_query(
-                f'max(ALERTS{{alertname="{NO_DATA_ALERT}", {alert_matchers}}})', "no data", "B"
+                f'{no_data}(ALERTS{{alertname="{NO_DATA_ALERT}", {alert_matchers}}})',
+                " ".join(["no data", *(f"{{{{{g}}}}}" for g in groups)]),
+                "B",
             )
         )
         .mappings(
@@ -212,13 +266,15 @@ def _alert_state_panel(slo: SLO, alert_matchers: str) -> Builder:
     )
 
 
-def _event_panels(policy: AlertPolicy, base: Duration, sel: str) -> list[Builder]:
+def _event_panels(
+    policy: AlertPolicy, base: Duration, sel: str, named: Callable[[str], str]
+) -> list[Builder]:
     return [
         timeseries_panel(
             "Events per second",
             [
-                (f"{total_events_metric(base)}{sel}", f"total ({base})"),
-                (f"{bad_events_metric(base)}{sel}", f"bad ({base})"),
+                (f"{total_events_metric(base)}{sel}", named(f"total ({base})")),
+                (f"{bad_events_metric(base)}{sel}", named(f"bad ({base})")),
             ],
             "short",
         )
@@ -226,7 +282,7 @@ def _event_panels(policy: AlertPolicy, base: Duration, sel: str) -> list[Builder
         .span(12),
         timeseries_panel(
             "Error ratio per window",
-            [(f"{error_ratio_metric(w)}{sel}", str(w)) for w in rolling_windows(policy)],
+            [(f"{error_ratio_metric(w)}{sel}", named(str(w))) for w in rolling_windows(policy)],
             "percentunit",
         )
         .height(6)
