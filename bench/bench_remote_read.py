@@ -2,17 +2,16 @@
 
     python bench/bench_remote_read.py [--jobs 100] [--days 7] [--repeats 2]
 
-Needs the optional `bench` extra (`pip install -e '.[bench]'`: cramjam for snappy) and the
-Prometheus binaries. Prints one JSON object.
+Needs the Prometheus binaries. Prints one JSON object.
 
 Backfills 2 × `--jobs` counter series (`bench_requests_total{job, code="200"|"500"}`, 60 s
 scrape, every tenth series with counter resets) through the harness writer into a real
 Prometheus, then fetches the same series over the same span three ways:
 
 a. **remote read** (`POST /api/v1/read`, snappy-compressed protobuf, SAMPLES response):
-   raw samples, decoded with dynamically built prompb message classes, then per-step
-   increases computed client-side with Prometheus 2.x `rate()` semantics (counter resets,
-   extrapolation) in numpy;
+   raw samples, decoded with the package's prompb message classes (engine.source.prompb),
+   then per-step increases computed client-side with Prometheus 2.x `rate()` semantics
+   (engine.source.counter_math: counter resets, extrapolation) in numpy;
 b. **query_range of per-step rates** through `PrometheusSource.fetch` — what backtest does
    today (`sum by (job) (rate(x[1m]))` groups);
 c. **query_range of the raw selector** (JSON) — the apples-to-apples raw comparison.
@@ -40,6 +39,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.source.counter_math import extrapolated_increase
+from engine.source.prompb import prompb_classes
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, ServiceSpec
 
@@ -48,120 +49,6 @@ T0 = 1_704_067_200  # Monday 2024-01-01 UTC, a multiple of 60 s: scrapes sit on 
 SCRAPE = 60
 METRIC = "bench_requests_total"
 STEP = Duration.parse("1m")
-
-
-# ----------------------------------------------------------------- prompb, without protoc
-def prompb_classes() -> dict[str, type]:
-    """ReadRequest/ReadResponse message classes built from a hand-written descriptor.
-
-    Field numbers follow prometheus/prompb remote.proto and types.proto (proto3):
-    ReadRequest{queries=1, accepted_response_types=2 (enum SAMPLES=0)},
-    Query{start_timestamp_ms=1, end_timestamp_ms=2, matchers=3},
-    LabelMatcher{type=1 (EQ=0 NEQ=1 RE=2 NRE=3), name=2, value=3},
-    ReadResponse{results=1}, QueryResult{timeseries=1}, TimeSeries{labels=1, samples=2},
-    Label{name=1, value=2}, Sample{value=1 double, timestamp=2 int64 ms}.
-    """
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="slo_engine_bench_prompb.proto", package="prometheus", syntax="proto3"
-    )
-
-    def message(name: str, fields: list[tuple[str, int, int, int, str | None]]) -> None:
-        msg = fdp.message_type.add(name=name)
-        for fname, number, ftype, label, type_name in fields:
-            field = msg.field.add(name=fname, number=number, type=ftype, label=label)
-            if type_name:
-                field.type_name = type_name
-
-    opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
-    enum = fdp.enum_type.add(name="ResponseType")
-    enum.value.add(name="SAMPLES", number=0)
-    enum.value.add(name="STREAMED_XOR_CHUNKS", number=1)
-    enum = fdp.enum_type.add(name="MatchType")
-    for number, name in enumerate(("EQ", "NEQ", "RE", "NRE")):
-        enum.value.add(name=name, number=number)
-    message(
-        "LabelMatcher",
-        [
-            ("type", 1, F.TYPE_ENUM, opt, ".prometheus.MatchType"),
-            ("name", 2, F.TYPE_STRING, opt, None),
-            ("value", 3, F.TYPE_STRING, opt, None),
-        ],
-    )
-    message(
-        "Query",
-        [
-            ("start_timestamp_ms", 1, F.TYPE_INT64, opt, None),
-            ("end_timestamp_ms", 2, F.TYPE_INT64, opt, None),
-            ("matchers", 3, F.TYPE_MESSAGE, rep, ".prometheus.LabelMatcher"),
-        ],
-    )
-    message(
-        "ReadRequest",
-        [
-            ("queries", 1, F.TYPE_MESSAGE, rep, ".prometheus.Query"),
-            ("accepted_response_types", 2, F.TYPE_ENUM, rep, ".prometheus.ResponseType"),
-        ],
-    )
-    message(
-        "Label", [("name", 1, F.TYPE_STRING, opt, None), ("value", 2, F.TYPE_STRING, opt, None)]
-    )
-    message(
-        "Sample",
-        [("value", 1, F.TYPE_DOUBLE, opt, None), ("timestamp", 2, F.TYPE_INT64, opt, None)],
-    )
-    message(
-        "TimeSeries",
-        [
-            ("labels", 1, F.TYPE_MESSAGE, rep, ".prometheus.Label"),
-            ("samples", 2, F.TYPE_MESSAGE, rep, ".prometheus.Sample"),
-        ],
-    )
-    message("QueryResult", [("timeseries", 1, F.TYPE_MESSAGE, rep, ".prometheus.TimeSeries")])
-    message("ReadResponse", [("results", 1, F.TYPE_MESSAGE, rep, ".prometheus.QueryResult")])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"prometheus.{name}"))
-        for name in ("ReadRequest", "ReadResponse")
-    }
-
-
-# ------------------------------------------------------------- client-side rate semantics
-def extrapolated_increase(
-    t_ms: np.ndarray, v: np.ndarray, eval_ms: np.ndarray, range_ms: int
-) -> np.ndarray:
-    """Prometheus 2.x `increase(x[range])` of one counter series at each of `eval_ms`.
-
-    Vectorized over evaluation times. The range is [t − range, t], both ends included (2.x);
-    fewer than two samples gives NaN (Prometheus returns nothing). Resets add the value
-    before the drop; extrapolation towards the range edges follows `extrapolatedRate`.
-    """
-    drops = np.zeros(v.size)
-    if v.size > 1:
-        reset = v[1:] < v[:-1]
-        drops[1:] = np.where(reset, v[:-1], 0.0)
-    corrected = v + np.cumsum(drops)  # monotone: differences include the reset corrections
-    first = np.searchsorted(t_ms, eval_ms - range_ms, side="left")
-    last = np.searchsorted(t_ms, eval_ms, side="right") - 1
-    ok = (last - first) >= 1
-    a, b = np.where(ok, first, 0), np.where(ok, last, 0)
-    result = corrected[b] - corrected[a]
-    sampled = (t_ms[b] - t_ms[a]) / 1000.0
-    to_start = (t_ms[a] - (eval_ms - range_ms)) / 1000.0
-    to_end = (eval_ms - t_ms[b]) / 1000.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        average = sampled / (b - a)
-        # A counter is not extrapolated below zero.
-        to_zero = np.where(result > 0, sampled * (v[a] / result), np.inf)
-        to_start = np.where((result > 0) & (v[a] >= 0), np.minimum(to_start, to_zero), to_start)
-        threshold = average * 1.1
-        interval = sampled + np.where(to_start < threshold, to_start, average / 2)
-        interval += np.where(to_end < threshold, to_end, average / 2)
-        out = result * (interval / sampled)
-    return np.where(ok, out, np.nan)
 
 
 # --------------------------------------------------------------------------- the data
@@ -332,10 +219,12 @@ def raw_query_range(url: str, start: int, end: int) -> dict:
     }
 
 
-def rates_query_range(url: str, slos: list[SLO], start: int, end: int) -> dict:
+def rates_query_range(
+    url: str, slos: list[SLO], start: int, end: int, remote_read: bool = False
+) -> dict:
     from engine.source.prometheus import PrometheusSource
 
-    source = PrometheusSource(url, timeout=300)
+    source = PrometheusSource(url, timeout=300, remote_read=remote_read)
     counted = {"wire": 0}
 
     # Count the bytes from outside: a response hook on the source's own session.
@@ -466,12 +355,17 @@ def main() -> None:
         with LocalPrometheus(tsdb) as server:
             # Warm the block index and page cache once so the first method is not penalised.
             raw_query_range(server.url, start, end)
-            remote_runs, raw_runs, rate_runs = [], [], []
+            remote_runs, raw_runs, rate_runs, package_runs = [], [], [], []
             for _ in range(args.repeats):
                 remote_runs.append(remote_read(server.url, start, end, classes))
                 raw_runs.append(raw_query_range(server.url, start, end))
                 rate_runs.append(rates_query_range(server.url, slos_for(jobs), start, end))
+                package_runs.append(
+                    rates_query_range(server.url, slos_for(jobs), start, end, remote_read=True)
+                )
             remote, raw, rates = best(remote_runs), best(raw_runs), best(rate_runs)
+            package = best(package_runs)
+            package_check = compare_with_source(remote, package, jobs)
             increase_check = check_against_increase(server, remote["_series"], start, end)
             source_check = compare_with_source(remote, rates, jobs)
     finally:
@@ -512,7 +406,15 @@ def main() -> None:
             **public(raw),
             "runs_seconds": [round(r["seconds_total"], 3) for r in raw_runs],
         },
+        "d_prometheus_source_remote_read_the_package_path": {
+            **public(package),
+            "seconds_per_million_slo_steps": round(package["seconds_total"] / slo_steps * 1e6, 3),
+            "runs_seconds": [round(r["seconds_total"], 3) for r in package_runs],
+        },
         "ratios": {
+            "per_step_rates_query_range_over_package_remote_read": round(
+                rates["seconds_total"] / package["seconds_total"], 2
+            ),
             "raw_json_over_remote_read_http_plus_decode": round(
                 raw["seconds_total"] / (remote["seconds_http"] + remote["seconds_decode"]), 2
             ),
@@ -526,6 +428,7 @@ def main() -> None:
         "semantics": {
             "client_increase_vs_prometheus_increase": increase_check,
             "client_per_step_rates_vs_prometheus_source": source_check,
+            "client_per_step_rates_vs_package_remote_read": package_check,
         },
         "notes": [
             "(a) and (c) run one request per day, sequentially; (b) is PrometheusSource as "

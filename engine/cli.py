@@ -1,10 +1,57 @@
 """The `slo-engine` command line: parse, call the core, render. Each command lives in
 `engine/commands/<name>.py` and registers itself on the shared Typer app
-(`engine/commands/app.py`)."""
+(`engine/commands/app.py`).
+
+Start-up matters (`validate` runs in pre-commit hooks, `evaluate` in CI jobs), so `main`
+imports only the module of the command being run; `--help` and unknown names load them all.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from typing import Annotated
+
+import typer
+
 from engine.commands.app import app
+
+COMMANDS = ("backtest", "evaluate", "generate", "incidents", "run", "validate")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from engine.telemetry import build_info
+
+        info = build_info()
+        typer.echo(f"slo-engine {info['version']} (python {info['python_version']})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version; exit."
+        ),
+    ] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            metavar="FORMAT",
+            help="Log lines on stderr as text, json or logfmt (UTC, trace ids); any command.",
+        ),
+    ] = None,
+) -> None:
+    from engine.logs import LOG_FORMATS, choose_format, configure_logging
+
+    if log_format is not None and log_format not in LOG_FORMATS:
+        raise typer.BadParameter(f"one of {', '.join(LOG_FORMATS)}", param_hint="--log-format")
+    choose_format(log_format)  # type: ignore[arg-type]
+    if log_format is not None:
+        configure_logging(log_format=log_format)  # type: ignore[arg-type]
 
 
 def _register() -> None:
@@ -15,10 +62,20 @@ def _register() -> None:
         generate,  # noqa: F401
         incidents,  # noqa: F401
         run,  # noqa: F401
+        suggest,  # noqa: F401
         validate,  # noqa: F401
     )
 
 
 def main() -> None:
-    _register()
-    app()
+    name = sys.argv[1] if len(sys.argv) > 1 else None
+    if name not in COMMANDS:
+        _register()
+        app()
+        return
+    importlib.import_module(f"engine.commands.{name}")
+    import typer.main
+
+    # A group even with one command registered (Typer would make a lone command the
+    # whole program, and `slo-engine validate x` would read `validate` as an argument).
+    typer.main.get_group(app)()

@@ -226,7 +226,10 @@ def test_cli_json_contract_field_by_field(
     )
     assert run.exit_code == 0, run.output
     obj = json.loads(run.stdout)
-    assert set(obj) == {"start", "end", "alerts", "incidents", "summary", "labels"}
+    assert set(obj) == {"start", "end", "alerts", "incidents", "summary", "labels", "history"}
+    # Plain selectors come over remote read, the others (availability) over query_range.
+    assert obj["history"]["method"] == "mixed" and obj["history"]["fallback"] is None
+    assert obj["history"]["slos"]["remote_read"] > 0
     assert obj["start"] == START and obj["end"] == END
     for alert in obj["alerts"]:
         assert set(alert) == {"slo_id", "severity", "start", "end", "held"}

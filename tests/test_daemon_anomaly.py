@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 from test_anomaly_live import DROP, HOUR, MIN, RES, SeasonalSource
-from test_daemon_runtime import Clock, make_config
+from test_daemon_runtime import Clock, DeliveredRuntime, make_config
 
 from engine.daemon.runtime import CycleReport, Runtime
 from engine.demo.webhook_sink import WebhookSink
@@ -62,7 +62,7 @@ def start(tmp_path: Path, sink: WebhookSink, source: SeasonalSource, **extra: An
     write_service(specs, "web", "standard", anomaly=True)
     write_service(specs, "search", "standard", anomaly=False)
     config = make_config(tmp_path, sink, **extra)
-    return Runtime(config, clock=Clock(DROP - 2 * HOUR), source=source)
+    return DeliveredRuntime(config, clock=Clock(DROP - 2 * HOUR), source=source)
 
 
 def cycles(runtime: Runtime, until: float, every: float = MIN) -> Iterator[CycleReport]:

@@ -123,7 +123,7 @@ def test_a_daemon_reads_two_backends_and_pages_once(tmp_path: Path, backends) ->
             assert results["store"].status == "page"
             (incident,) = runtime.list_incidents(None, None)
             assert incident.service == "store"
-            runtime.deliver()
+            assert runtime.wait_for_delivery()  # delivery runs on the receivers' workers
             triggered = [r for r in sink.received if r.body.get("event") == "triggered"]
             assert len(triggered) == 1
         finally:

@@ -18,11 +18,12 @@ from prometheus_client import generate_latest
 
 from engine.alerting.alerts import BLIND_ALERT_NAME
 from engine.daemon.config import DaemonConfig, load_config
-from engine.daemon.runtime import Runtime, SpecsInvalid
+from engine.daemon.runtime import CycleReport, Runtime, SpecsInvalid
 from engine.demo.webhook_sink import WebhookSink
 from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.incidents.config import IncidentConfig
 from engine.incidents.incident import Severity
+from engine.incidents.state import Decision
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 from engine.telemetry import setup_telemetry
@@ -120,8 +121,28 @@ def source() -> ScriptedSource:
     return ScriptedSource()
 
 
+class DeliveredRuntime(Runtime):
+    """The daemon's Runtime, each cycle and tick followed by the delivery it woke.
+
+    The daemon's cycle only enqueues; the receivers' workers deliver within moments, on
+    their own threads (tests/test_daemon_delivery.py tests that part). These tests are about
+    decisions on a fake clock: waiting for the delivery pass keeps it at the cycle's time,
+    and the receiver's view in step with the cycles.
+    """
+
+    def run_cycle(self, now: float | None = None) -> CycleReport:
+        report = super().run_cycle(now)
+        assert self.wait_for_delivery(), "delivery did not finish"
+        return report
+
+    def tick(self, now: float | None = None) -> Decision | None:
+        decision = super().tick(now)
+        assert self.wait_for_delivery(), "delivery did not finish"
+        return decision
+
+
 def build(config: DaemonConfig, clock: Clock, source: ScriptedSource, **kw: Any) -> Runtime:
-    return Runtime(config, clock=clock, source=source, **kw)
+    return DeliveredRuntime(config, clock=clock, source=source, **kw)
 
 
 def statuses(runtime: Runtime) -> dict[str, str]:
@@ -418,7 +439,8 @@ def test_metrics_registry_after_a_cycle(
         assert lines["slo_engine_source_requests_total"] == source.http_requests
         assert lines["slo_engine_evaluation_blind"] == 0
         assert (
-            'slo_engine_slo_error_budget_remaining{service="api",slo="api/availability"}' in lines
+            'slo_engine_slo_error_budget_remaining_ratio{service="api",slo="api/availability"}'
+            in lines
         )
     finally:
         runtime.close()
@@ -483,20 +505,18 @@ def test_telemetry_in_memory_one_trace_per_cycle(
         assert len({s.context.trace_id for s in roots}) == 3
         last = roots[-1].context.trace_id
         names = {s.name for s in spans if s.context.trace_id == last}
-        assert {
-            "evaluate",
-            "source.batch",
-            "policy",
-            "incidents",
-            "store.apply",
-            "notifications",
-        } <= names
+        assert {"evaluate", "source.batch", "policy", "incidents", "store.apply"} <= names
+        # The cycle never delivers; a cycle that queued nothing has no delivery in its trace.
+        assert "notifications" not in names
         by_id = {s.context.span_id: s for s in spans}
         batch = next(s for s in spans if s.name == "source.batch" and s.context.trace_id == last)
         assert by_id[batch.parent.span_id].name == "evaluate"  # type: ignore[union-attr]
-        # The page went out in the second cycle (the first minute of the outage).
+        # The page was queued by the second cycle (the first minute of the outage) and its
+        # delivery, on the receiver's worker, continues that cycle's trace.
         paged = roots[1].context.trace_id
         notify = next(s for s in spans if s.name == "notifications" and s.context.trace_id == paged)
         assert notify.attributes["slo_engine.sent"] == 1
+        assert notify.attributes["slo_engine.receiver"] == "webhook-1"
+        assert by_id[notify.parent.span_id].name == "incidents"  # type: ignore[union-attr]
     finally:
         runtime.close()

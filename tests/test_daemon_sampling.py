@@ -94,7 +94,7 @@ def test_wrong_scrape_interval_is_reported_once_and_no_data_stays_no_data(
         some = sorted(ids)[0]
         assert (
             runtime.metrics_registry.get_sample_value(
-                "slo_engine_slo_fine_step_coverage", {"slo": some}
+                "slo_engine_slo_fine_step_coverage_ratio", {"slo": some}
             )
             == 0.0
         )

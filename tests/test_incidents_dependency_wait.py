@@ -182,6 +182,7 @@ def test_the_response_target_counts_from_opening_not_from_the_page():
         IncidentConfig(
             receivers=[{"name": "oncall"}, {"name": "team-lead", "severities": []}],
             dependency_wait="5m",
+            escalate_from_open=[],  # the chain from the missed response target
         )
     )
     engine.observe(T0, [api(short_error_ratio=1.0)])  # SEV1: 15 min response target

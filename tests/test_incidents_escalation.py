@@ -16,6 +16,11 @@ CHAIN = ["team-lead", "engineering-manager", "vp-engineering", "cto"]
 
 def _engine(**overrides) -> IncidentEngine:
     receivers = [{"name": "oncall"}] + [{"name": n, "severities": []} for n in CHAIN]
+    # These pin the chain counted from the missed response target (`escalate_from_open: []`)
+    # and without recovery-time escalation; the runbook's minute-0 chain and the RTO are
+    # tested in test_incidents_response.py.
+    overrides.setdefault("escalate_from_open", [])
+    overrides.setdefault("recovery_time_objectives", {})
     return IncidentEngine(IncidentConfig(receivers=receivers, repeat_interval="24h", **overrides))
 
 

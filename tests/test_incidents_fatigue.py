@@ -15,6 +15,10 @@ MIN = 60.0
 
 def _engine(**overrides) -> IncidentEngine:
     overrides.setdefault("escalation", [])
+    # The fatigue controls alone: no recovery-time notices, no update reminders (those are
+    # tested in test_incidents_response.py).
+    overrides.setdefault("recovery_time_objectives", {})
+    overrides.setdefault("update_cadence", {})
     return IncidentEngine(IncidentConfig(receivers=[{"name": "oncall"}], **overrides))
 
 

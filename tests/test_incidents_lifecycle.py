@@ -23,7 +23,12 @@ def _engine(**overrides) -> IncidentEngine:
             {"name": "team-lead", "severities": []},
             {"name": "engineering-manager", "severities": []},
         ],
-        **overrides,
+        **{
+            # The chain from the missed response target, as before issue 11 (the runbook's
+            # minute-0 chain is tested in test_incidents_response.py).
+            "escalate_from_open": [],
+            **overrides,
+        },
     )
     return IncidentEngine(config)
 

@@ -854,6 +854,9 @@ def test_without_promtool_balance_and_placeholder_still_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(promql, "promtool_path", lambda: None)
+    # Nor promql-parser: the balance check is all that is left (tests/test_promql_parser.py
+    # covers the parser).
+    monkeypatch.setattr(promql, "promql_parser", lambda: None)
     # Balanced and with the placeholder, but not PromQL: only promtool could tell.
     text = _sub(
         BASE,

@@ -5,10 +5,25 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+import yaml
+
+from engine.spec import yaml_lines
 from engine.spec.durations import Duration
 from engine.spec.loader import load_specs
 from engine.spec.models import Tier
 from engine.spec.yaml_lines import Mark, locate, parse_yaml
+
+
+@pytest.fixture(autouse=True, params=["libyaml", "python"])
+def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs over libyaml's parser and the pure-Python one: the positions
+    and errors must not depend on which PyYAML was built with."""
+    if request.param == "libyaml" and not yaml.__with_libyaml__:
+        pytest.skip("PyYAML was built without libyaml")
+    monkeypatch.setattr(yaml_lines, "LIBYAML", request.param == "libyaml")
+    return str(request.param)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 

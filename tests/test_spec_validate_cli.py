@@ -112,6 +112,9 @@ def test_warnings_do_not_fail(tmp_path: Path) -> None:
 
 def test_without_promtool_says_so_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(promql, "promtool_path", lambda: None)
+    # Nor promql-parser: the balance check is all that is left (tests/test_promql_parser.py
+    # covers the parser).
+    monkeypatch.setattr(promql, "promql_parser", lambda: None)
     result = runner.invoke(app, ["validate", str(ROOT / "slo_specs"), str(ROOT / "examples")])
     assert result.exit_code == 0
     assert result.stderr.count(PROMTOOL_MISSING) == 1
@@ -155,10 +158,13 @@ def test_console_script_promtool_error_and_fallback(tmp_path: Path) -> None:
     proc = _run("validate", str(path))
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[0].startswith(f"{path}:8:14: invalid PromQL: parse error")
-    # With no promtool on PATH the same file passes the balance check, and we say why.
+    # With no promtool on PATH, promql-parser finds the same error at the same query (it
+    # gives no position inside the query; promtool's line:column was the query's anyway).
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
     env = {**os.environ, "PATH": str(empty_bin)}
     fallback = _run("validate", str(path), env=env)
-    assert fallback.returncode == 0, fallback.stdout + fallback.stderr
-    assert PROMTOOL_MISSING in fallback.stderr
+    assert fallback.returncode == 1, fallback.stdout + fallback.stderr
+    assert fallback.stdout.splitlines()[0].startswith(f"{path}:8:14: invalid PromQL: ")
+    assert "promql-parser could not parse this query" in fallback.stdout
+    assert PROMTOOL_MISSING not in fallback.stderr

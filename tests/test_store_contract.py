@@ -18,8 +18,9 @@ import pytest
 from harness.incidents import T0, make_alert
 
 from engine.incidents.config import IncidentConfig
-from engine.incidents.engine import IncidentEngine
+from engine.incidents.engine import Declaration, IncidentEngine
 from engine.incidents.incident import IncidentStatus, Severity
+from engine.incidents.response import IncidentCategory, UpdateContent
 from engine.incidents.silences import Matcher, Silence
 from engine.incidents.state import Decision
 from engine.store.base import IncidentStore, Outbox, StaleStateError, StoreError
@@ -146,6 +147,53 @@ def test_list_and_filter_incidents(store):
     assert [i.id for i in store.list_incidents(status="investigating", severity="SEV3")] == []
     assert [i.id for i in store.list_incidents(limit=1)] == ["INC-2024-0002"]
     assert store.get_incident("INC-1999-0001") is None
+
+
+def test_incident_response_persists_roles_updates_action_items_and_review(backend):
+    """Issue 11: what incident response adds lives in the incident's JSON body and its
+    timeline — no new table — and survives a restart; an incident in `review` is closed
+    (not loaded as open) yet still takes action items."""
+    config = IncidentConfig(
+        receivers=[{"name": "oncall"}], escalation=[], review_severities=["SEV1"]
+    )
+    store = backend.open()
+    engine = IncidentEngine(config, store.load_state())
+    declared = engine.declare(
+        T0,
+        Declaration("api", Severity.SEV1, "keys leaked", IncidentCategory.security),
+        by="alice",
+    )
+    store.apply(declared)
+    incident_id = declared.incidents[0].id
+    store.apply(engine.assign_role(T0 + 1, incident_id, "technical_lead", "bob", by="alice"))
+    content = UpdateContent("3 keys", "rotating", "noon", next_update_in=600.0, public=True)
+    store.apply(engine.post_update(T0 + 2, incident_id, "carol", content))
+    store.apply(engine.resolve(T0 + 3, incident_id, by="alice", note="rotated"))
+    store.close()
+
+    store = backend.open()  # a restart
+    assert incident_id not in store.load_state().incidents  # in review: not open
+    stored = store.get_incident(incident_id)
+    assert stored is not None and stored.status is IncidentStatus.review
+    assert [i.id for i in store.list_incidents(status=IncidentStatus.review)] == [incident_id]
+    assert stored.category is IncidentCategory.security and stored.declared_by == "alice"
+    assert stored.role_holders() == {"incident_commander": "alice", "technical_lead": "bob"}
+    assert stored.latest_update is not None and stored.latest_update["impact"] == "3 keys"
+    engine = IncidentEngine(config, store.load_state())
+    store.apply(engine.add_action_item(T0 + 4, incident_id, "scan", "bob", "alice", stored))
+    stored = store.get_incident(incident_id)
+    store.apply(
+        engine.change_action_item(T0 + 5, incident_id, "AI-1", "bob", status="done", stored=stored)
+    )
+    store.apply(
+        engine.close_review(T0 + 6, incident_id, "alice", "done", store.get_incident(incident_id))
+    )
+    final = store.get_incident(incident_id)
+    assert final is not None and final.status is IncidentStatus.resolved
+    assert [(a.id, a.status, a.done_by) for a in final.action_items] == [("AI-1", "done", "bob")]
+    kinds = [e.kind for e in final.timeline]
+    assert kinds[-3:] == ["action_item", "action_item", "review_closed"]
+    assert [e.kind for e in store.timeline(incident_id)] == kinds  # every entry numbered once
 
 
 def test_ids_continue_across_restarts(backend):

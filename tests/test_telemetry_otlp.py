@@ -104,6 +104,8 @@ def test_cycle_traces_and_metrics_arrive_over_otlp_http(
             runtime.run_cycle()
             source.outage, source.outage_from = {"api/availability"}, clock.advance(60)
             runtime.run_cycle(clock.advance(60))
+            # The page's delivery runs on the receiver's worker, in the cycle's trace.
+            assert runtime.wait_for_delivery()
             assert runtime.telemetry.tracer_provider.force_flush(10_000)
             assert runtime.telemetry.meter_provider.force_flush(10_000)
         finally:

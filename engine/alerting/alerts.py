@@ -12,7 +12,10 @@ The `slo` label is the SLO id, `<service>/<name>`, as on the generated Prometheu
 (engine.generate.rules.slo_labels): an Alertmanager receiving alerts from both sees one
 label scheme, and inhibition rules with `equal: [slo]` (alerts/alertmanager.yml) pair the
 daemon's alerts of one SLO as they pair Prometheus'. A bare name would also make two
-services' `availability` SLOs look like one.
+services' `availability` SLOs look like one. For an instance of a grouped SLO the label is
+the base id and the group labels come on top (`slo="api/availability", route="/cart"`),
+again as on the generated rules: `equal: [slo, route]` pairs one group's alerts, the
+fingerprint tells the groups apart, and `Alert.slo_id` keeps the instance id.
 """
 
 from __future__ import annotations
@@ -116,6 +119,14 @@ class Alert:
     # Anomaly alerts only: active for at least the service's `anomaly.sustained` time
     # (raises a critical service's anomaly from SEV4 to SEV3; see classify.py).
     sustained: bool = False
+    # The SLO's SLI kind (availability, events, latency) and its service's
+    # `customer_facing` flag: an incident's category and escalation follow them.
+    sli_kind: str | None = None
+    customer_facing: bool = False
+    # The spec's SLO, `<service>/<name>`: for an instance of a grouped SLO (`slo_id`
+    # `api/availability{route="/cart"}`) its base; "" = the same as `slo_id`. Several groups
+    # of one SLO failing together are one incident (engine.incidents.correlation).
+    slo_base_id: str = ""
     fingerprint: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +143,20 @@ class Alert:
 
 def _ratio_text(value: float | None) -> str:
     return "no data" if value is None else f"{value:.2%}"
+
+
+def burn_labels(slo: SLO, severity: str) -> dict[str, str]:
+    """The labels (the identity) of a burn-rate alert of `slo` at `severity`."""
+    return {
+        **{k: v for k, v in slo.labels.items()},
+        # Per-severity labels win over the SLO's, never over the reserved ones below.
+        **severity_labels(slo, severity),
+        "alertname": burn_alert_name(slo),
+        "service": slo.service,
+        "slo": slo.base_id,
+        "severity": severity,
+        "tier": slo.tier.value,
+    }
 
 
 def alerts_from_evaluation(
@@ -159,16 +184,7 @@ def alerts_from_evaluation(
         recent_ratio = None if recent is None else recent.error_ratio
         long_value = evaluation.windows.get(strongest.long_window)
         burn = None if long_value is None else long_value.burn_rate
-        labels = {
-            **{k: v for k, v in slo.labels.items()},
-            # Per-severity labels win over the SLO's, never over the reserved ones below.
-            **severity_labels(slo, severity),
-            "alertname": burn_alert_name(slo),
-            "service": slo.service,
-            "slo": slo.id,
-            "severity": severity,
-            "tier": slo.tier.value,
-        }
+        labels = burn_labels(slo, severity)
         burn_text = "no data" if burn is None else f"{burn:.1f}x"
         annotations = {
             **slo.alerting.annotations,
@@ -188,6 +204,7 @@ def alerts_from_evaluation(
                 labels=labels,
                 severity=severity,  # type: ignore[arg-type]
                 slo_id=slo.id,
+                slo_base_id=slo.base_id,
                 service=slo.service,
                 starts_at=evaluation.evaluated_at,
                 annotations=annotations,
@@ -211,6 +228,8 @@ def alerts_from_evaluation(
                 else 1.0 - recent_ratio,
                 runbook_url=slo.alerting.runbook_url,
                 dashboard_url=dashboard_url,
+                sli_kind=slo.sli.kind,
+                customer_facing=slo.customer_facing,
             )
         )
     return alerts
@@ -240,7 +259,7 @@ def anomaly_alert(
         **slo.labels,
         "alertname": ANOMALY_ALERT_NAME,
         "service": slo.service,
-        "slo": slo.id,
+        "slo": slo.base_id,
         "severity": "anomaly",
         "signal": signal,
         "tier": slo.tier.value,
@@ -259,6 +278,7 @@ def anomaly_alert(
         labels=labels,
         severity="anomaly",
         slo_id=slo.id,
+        slo_base_id=slo.base_id,
         service=slo.service,
         starts_at=starts_at,
         annotations=annotations,
@@ -267,6 +287,7 @@ def anomaly_alert(
         runbook_url=slo.alerting.runbook_url,
         dashboard_url=dashboard_url,
         sustained=sustained,
+        customer_facing=slo.customer_facing,
     )
 
 

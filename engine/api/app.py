@@ -6,7 +6,9 @@
 The app is a thin shell over the `Runtime` (engine/daemon/runtime.py): it validates input,
 checks who is asking, and turns the runtime's answers and errors into HTTP. Reads are open;
 every mutation needs an admin bearer token, is rate limited per token (per client address
-without one), and honours `Idempotency-Key` so a retried POST acts once. Errors are always
+without one), and honours `Idempotency-Key` so a retried POST acts once; a client address
+with `auth_failures` failed authentications within `auth_failure_window_s` is refused (429)
+until the window moves on. Errors are always
 `{"error": "..."}` JSON; tokens and stack traces never reach a response or a log line.
 
 This module assembles the app: middleware, error handlers and the per-app state
@@ -31,9 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.api.contract import Runtime
 from engine.api.deps import ApiContext, admin, bearer
 from engine.api.errors import ApiError
-from engine.api.middleware import STRICT_CSP, GuardMiddleware
-from engine.api.routers import health, incidents, silences, slos, status_page
-from engine.api.security import ApiToken, IdempotencyCache, RateLimiter
+from engine.api.middleware import STRICT_CSP, GuardMiddleware, request_duration
+from engine.api.routers import health, incidents, response, silences, slos, status_page
+from engine.api.security import ApiToken, FailedAuthLimiter, IdempotencyCache, RateLimiter
 
 __all__ = ["API_VERSION", "DEFAULT_MAX_BODY_BYTES", "ApiError", "Runtime", "create_app"]
 
@@ -49,6 +51,8 @@ def create_app(
     *,
     rate_limit_per_s: float = 5,
     burst: int = 20,
+    auth_failures: int = 10,
+    auth_failure_window_s: float = 60,
     idempotency_ttl_s: float = 86400,
     clock: Callable[[], float] = time.time,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -69,6 +73,7 @@ def create_app(
         runtime=runtime,
         tokens=tokens,
         limiter=RateLimiter(rate_limit_per_s, burst, clock),
+        failed_auth=FailedAuthLimiter(auth_failures, auth_failure_window_s, clock),
         idempotency=IdempotencyCache(idempotency_ttl_s, clock),
         clock=clock,
         registry=registry,
@@ -78,13 +83,14 @@ def create_app(
         max_body_bytes=max_body_bytes,
         csp_for=_csp_for,
         on_response=_request_counter(registry),
+        on_complete=request_duration(registry),
     )
     static_dir = Path(str(files("engine.api") / "static"))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
-    for resource in (slos, incidents, silences, health, status_page):
+    for resource in (slos, incidents, response, silences, health, status_page):
         app.include_router(resource.router)
     return app
 

@@ -7,12 +7,13 @@ through these methods, so reads and mutations have one meaning whoever serves th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import prometheus_client
 
 from engine.evaluation.result import SLOEvaluation
 from engine.incidents.incident import Incident
+from engine.incidents.response import ActionStatus, UpdateContent
 
 
 class Runtime(Protocol):
@@ -41,3 +42,38 @@ class Runtime(Protocol):
     def readiness(self) -> tuple[bool, list[str]]: ...
     def spec_status(self) -> dict: ...
     def customer_notice(self, incident: Incident) -> str: ...
+
+    # Incident response (issue 11; engine/daemon/response.py): KeyError → 404, ValueError →
+    # 409, StoreError → 503, as for the changes above.
+    def declare(
+        self,
+        service: str,
+        severity: str,
+        title: str,
+        category: str,
+        by: str,
+        *,
+        customer_facing: bool | None = None,
+        tier: str | None = None,
+        commander: str | None = None,
+        note: str = "",
+    ) -> Incident: ...
+    def set_status(self, incident_id: str, status: str, by: str, note: str) -> Incident: ...
+    def set_severity(self, incident_id: str, severity: str, by: str, reason: str) -> Incident: ...
+    def assign_role(self, incident_id: str, role: str, person: str, by: str) -> Incident: ...
+    def post_update(self, incident_id: str, by: str, content: UpdateContent) -> Incident: ...
+    def recovery(self, incident: Incident) -> dict[str, Any] | None: ...
+    def review(self, incident_id: str) -> dict[str, Any]: ...
+    def review_markdown(self, incident_id: str) -> str: ...
+    def add_action_item(
+        self, incident_id: str, text: str, owner: str | None, by: str
+    ) -> Incident: ...
+    def change_action_item(
+        self,
+        incident_id: str,
+        item_id: str,
+        by: str,
+        status: ActionStatus | None = None,
+        owner: str | None = ...,
+    ) -> Incident: ...
+    def close_review(self, incident_id: str, by: str, note: str = "") -> Incident: ...

@@ -4,7 +4,9 @@
 the tokens, the rate limiter and the idempotency cache. Routers are module-level and reach
 it through these dependencies, so two apps in one process (tests) never share a bucket.
 Reads are open (`Reader`, rate limited per token or client address); changes need an admin
-token (`Admin`).
+token (`Admin`), and a client address with too many failed authentications is refused for
+a while (`FailedAuthLimiter`). The client address is the TCP peer's unless the daemon
+trusts a proxy in front of it (`trusted_proxies`, engine/api/server.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.api.contract import Runtime
 from engine.api.errors import ApiError
-from engine.api.security import ApiToken, IdempotencyCache, RateLimiter, authenticate
+from engine.api.security import (
+    ApiToken,
+    FailedAuthLimiter,
+    IdempotencyCache,
+    RateLimiter,
+    authenticate,
+)
 
 log = logging.getLogger("engine.api")
 
@@ -33,6 +41,7 @@ class ApiContext:
     runtime: Runtime
     tokens: list[ApiToken]
     limiter: RateLimiter
+    failed_auth: FailedAuthLimiter
     idempotency: IdempotencyCache
     clock: Callable[[], float]
     # The API's own metrics (requests by route and code), exposed beside the runtime's.
@@ -61,13 +70,17 @@ bearer = HTTPBearer(
 )
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def identify(request: Request, presented: str | None) -> Caller:
     api = api_context(request)
     token = authenticate(api.tokens, presented)
     if token is not None:
         key = "token:" + token.digest.hex()[:16]
     else:
-        key = "client:" + (request.client.host if request.client else "unknown")
+        key = "client:" + client_address(request)
     wait = api.limiter.acquire(key)
     if wait > 0:
         raise ApiError(
@@ -90,9 +103,26 @@ async def admin(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Security(bearer),
 ) -> Caller:
+    api = api_context(request)
+    client = client_address(request)
+    # Checked before the token: while locked, a right guess must look like a wrong one.
+    wait = api.failed_auth.locked(client)
+    if wait > 0:
+        log.warning(
+            "refused %s %s from %s: too many failed authentications",
+            request.method,
+            request.url.path,
+            client,
+        )
+        raise ApiError(
+            429,
+            f"too many failed authentications from this address ({api.failed_auth.failures} "
+            f"in {api.failed_auth.window:g}s); retry later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     caller = identify(request, credentials.credentials if credentials else None)
-    client = request.client.host if request.client else "unknown"
     if caller.token is None:
+        api.failed_auth.record(client)
         problem = "invalid bearer token" if caller.presented else "missing bearer token"
         log.warning("refused %s %s from %s: %s", request.method, request.url.path, client, problem)
         challenge = 'Bearer realm="slo-engine"' + (

@@ -36,7 +36,10 @@ MUTATION_ERRORS: dict[int | str, dict[str, Any]] = {
     403: error_doc("A read-only token."),
     413: error_doc("Request body too large."),
     422: error_doc("Invalid body, parameters, or an Idempotency-Key reused for another request."),
-    429: error_doc("Rate limited; retry after `Retry-After` seconds."),
+    429: error_doc(
+        "Rate limited, or too many failed authentications from this address; retry after "
+        "`Retry-After` seconds."
+    ),
 }
 
 

@@ -1,5 +1,6 @@
 """The outermost layer of the HTTP app: security headers on every response, a request body
-size limit, and a last-resort error handler that answers `{"error": ...}` without a trace.
+size limit, a last-resort error handler that answers `{"error": ...}` without a trace, and
+the request-duration histogram.
 
 Written as plain ASGI (not Starlette's BaseHTTPMiddleware) so it also wraps the responses of
 exception handlers and static files, and so an oversized body is refused before any of it
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -32,6 +36,36 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("x-frame-options", "SAMEORIGIN"),
     ("cross-origin-opener-policy", "same-origin"),
 )
+KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+# API answers take milliseconds; the status page and /metrics of a large fleet longer.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def route_label(scope: Scope) -> str:
+    """The matched route's path template (`/api/v1/incidents/{incident_id}`), never the raw
+    path: clients choose paths and must not be able to grow a metric without bound."""
+    route = getattr(scope.get("route"), "path", None)
+    if route is not None:
+        return str(route)
+    return "/static" if scope["path"].startswith("/static/") else "unmatched"
+
+
+def request_duration(registry: CollectorRegistry) -> Callable[[Scope, int, float], None]:
+    """`slo_engine_http_request_duration_seconds{method, route, code}` on `registry`; the
+    returned function observes one answered request (GuardMiddleware's `on_complete`)."""
+    histogram = Histogram(
+        "slo_engine_http_request_duration_seconds",
+        "Time from a request's arrival to the end of its response, by route template.",
+        ["method", "route", "code"],
+        buckets=HTTP_BUCKETS,
+        registry=registry,
+    )
+
+    def observe(scope: Scope, status: int, seconds: float) -> None:
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        histogram.labels(method, route_label(scope), str(status)).observe(seconds)
+
+    return observe
 
 
 def _json(status: int, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -48,16 +82,36 @@ class GuardMiddleware:
         max_body_bytes: int,
         csp_for: Callable[[str], str],
         on_response: Callable[[Scope, int], None] | None = None,
+        on_complete: Callable[[Scope, int, float], None] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.csp_for = csp_for
         self.on_response = on_response
+        self.on_complete = on_complete
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.on_complete is None:
+            await self._guarded(scope, receive, send)
+            return
+        arrived = time.perf_counter()
+        status = 500
+
+        async def timed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, timed)
+        finally:
+            self.on_complete(scope, status, time.perf_counter() - arrived)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS]
         extra.append((b"content-security-policy", self.csp_for(scope["path"]).encode()))
         started = False

@@ -3,7 +3,9 @@
 Unknown fields are rejected (`extra="forbid"`) so a misspelt `note` is an error rather than
 silently ignored, and every string has a length limit so the timeline and the status page
 stay readable and the store stays small. Control characters are refused in the short,
-single-line fields (names) because they end up in logs and notifications.
+single-line fields (names) because they end up in logs and notifications. Free text accepts
+Windows (CRLF) and old Mac (CR) line ends and stores them as LF, so what a Windows client
+sends is neither refused nor shown with stray carriage returns.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -31,7 +34,17 @@ Actor = Annotated[
         strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
     ),
 ]
-# Free text (notes, comments): newlines allowed, other control characters not.
+
+
+def _lf(value: object) -> object:
+    """CRLF and lone CR line ends → LF (before the control-character check refuses CR)."""
+    if isinstance(value, str):
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+    return value
+
+
+# Free text (notes, comments): newlines allowed (any line end, stored as LF), other control
+# characters not.
 Text = Annotated[
     str,
     StringConstraints(
@@ -40,6 +53,7 @@ Text = Annotated[
         max_length=4000,
         pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$",
     ),
+    BeforeValidator(_lf),
 ]
 ShortText = Annotated[
     str,
@@ -49,6 +63,7 @@ ShortText = Annotated[
         max_length=1000,
         pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$",
     ),
+    BeforeValidator(_lf),
 ]
 LabelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,99}$")]
 

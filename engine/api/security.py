@@ -1,15 +1,18 @@
 """Who may change things, how often, and how a retried request stays a single effect.
 
 Tokens come from a file (one per line, `token` or `token read-only`; `#` comments), are
-compared in constant time, and never appear in logs or error messages.
+compared in constant time, and never appear in logs or error messages. Guessing them is
+slowed down per client address: after `FailedAuthLimiter.failures` failed authentications
+within its window, that address is refused (429) until the window has moved on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +103,52 @@ class RateLimiter:
         for key, (tokens, last) in list(self._buckets.items()):
             if tokens + (now - last) * self.rate >= self.burst:
                 del self._buckets[key]
+
+
+class FailedAuthLimiter:
+    """Failed authentications per client address in a sliding window.
+
+    After `failures` of them within `window` seconds, `locked(address)` answers how long
+    the address must wait — and every authentication from it is refused meanwhile, a valid
+    token included: otherwise the refusals would tell a guesser when it guessed right.
+    Defaults: 10 failures per 60 s (a typo or two never locks anyone out).
+    """
+
+    # Above this many addresses, those without a failure in the window are forgotten: many
+    # client addresses must not grow memory without bound.
+    max_addresses = 10_000
+
+    def __init__(self, failures: int, window: float, clock: Callable[[], float]) -> None:
+        self.failures, self.window, self._clock = failures, window, clock
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def locked(self, address: str) -> float:
+        """0 when `address` may try to authenticate; else the seconds to wait."""
+        with self._lock:
+            now = self._clock()
+            times = self._recent(address, now)
+            if len(times) < self.failures:
+                return 0.0
+            # Free again once enough failures have left the window.
+            return max(1.0, math.ceil(times[-self.failures] + self.window - now))
+
+    def record(self, address: str) -> None:
+        """One failed authentication (a missing or unknown token) from `address`."""
+        with self._lock:
+            now = self._clock()
+            if len(self._seen) >= self.max_addresses and address not in self._seen:
+                for known in list(self._seen):
+                    if not self._recent(known, now):
+                        del self._seen[known]
+            times = self._seen.setdefault(address, deque(maxlen=self.failures))
+            times.append(now)
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        times = self._seen.get(address, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
 
 
 @dataclass(frozen=True)

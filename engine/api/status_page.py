@@ -4,7 +4,11 @@ Building the view is pure (results, incidents and a time in; plain strings and n
 so every number on the page is formatted and range-checked here, and the template only
 places already-safe values. Jinja2 autoescapes every string anyway: SLO descriptions come
 from spec files, incident summaries from alert annotations and updates from API comments.
-Internal details (error messages with URLs, responders' names, runbooks) stay off the page.
+Internal details (error messages with URLs, responders' names, runbooks) stay off the page —
+unless it is the internal view (a request with a valid token): then each incident also shows
+its roles, its recovery time objective and its runbook. Security incidents appear on the
+public page only once their responders published an update to customers, and then without
+their summary or notes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from engine.evaluation.result import SLOEvaluation, Status
 from engine.incidents.incident import Incident, Severity
+from engine.incidents.response import IncidentCategory, Role
+from engine.incidents.rto import recovery
 
 # Text beside every colour, so the page reads the same for colour-blind people and in print.
 STATUS_LABEL: dict[Status, str] = {
@@ -102,6 +108,10 @@ class IncidentCard:
     opened: str
     notice: str
     updates: list[tuple[str, str]] = field(default_factory=list)
+    # The internal view only (empty on the public page).
+    roles: list[tuple[str, str]] = field(default_factory=list)
+    recovery: str = ""
+    runbook: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,10 @@ def build_view(
     notice: Callable[[Incident], str],
     now: float,
     ready: bool,
+    internal: Callable[[Incident], bool] | None = None,
 ) -> StatusView:
+    """`internal` tells which incidents this reader sees in the internal view (None: the
+    public page for all)."""
     services: dict[str, list[SLOEvaluation]] = {}
     for ev in results:
         services.setdefault(ev.slo.service, []).append(ev)
@@ -177,18 +190,7 @@ def build_view(
         (i for i in incidents if i.is_open), key=lambda i: (i.severity.level, -i.opened_at)
     )
     cards = [
-        IncidentCard(
-            id=i.id,
-            service=i.service,
-            severity=i.severity.value,
-            status=i.status.value,
-            summary=i.summary,
-            opened=when(i.opened_at),
-            notice=notice(i),
-            # Comments are the way responders post updates; names stay internal.
-            updates=[(when(e.at), e.message) for e in i.timeline if e.kind == "commented"][::-1],
-        )
-        for i in open_incidents
+        incident_card(i, notice, now, internal is not None and internal(i)) for i in open_incidents
     ]
     worst_rank = max((_RANK[ev.status] for ev in results), default=0)
     if any(i.severity in (Severity.SEV1, Severity.SEV2) for i in open_incidents) or worst_rank >= 5:
@@ -211,6 +213,58 @@ def build_view(
         incidents=cards,
         degraded=not ready,
     )
+
+
+def incident_card(
+    incident: Incident, notice: Callable[[Incident], str], now: float, internal: bool
+) -> IncidentCard:
+    secret = incident.category is IncidentCategory.security and not internal
+    updates = []
+    for e in incident.timeline:
+        # Comments and posted updates are how responders tell the page; names stay internal.
+        if e.kind == "commented" and not secret:
+            updates.append((when(e.at), e.message))
+        elif e.kind == "update_posted" and (e.data.get("public") or internal):
+            text = e.data.get("customer_message") if not internal else None
+            updates.append((when(e.at), text or _update_text(e.data, internal)))
+    card = IncidentCard(
+        id=incident.id,
+        service=incident.service,
+        severity=incident.severity.value,
+        status=incident.status.value,
+        summary="" if secret else incident.summary,
+        opened=when(incident.opened_at),
+        notice=notice(incident),
+        updates=updates[::-1],
+    )
+    if not internal:
+        return card
+    found = recovery(incident, now)
+    return IncidentCard(
+        **{
+            **card.__dict__,
+            "roles": [(Role(r).label, who) for r, who in incident.role_holders().items()],
+            "recovery": "" if found is None else _recovery_text(found.objective, found.remaining),
+            "runbook": incident.runbook_url or "",
+        }
+    )
+
+
+def _update_text(data: dict[str, object], internal: bool) -> str:
+    if internal:
+        return (
+            f"Impact: {data.get('impact')} · Current actions: {data.get('current_actions')} · "
+            f"Expected resolution: {data.get('expected_resolution')}"
+        )
+    return f"Expected resolution: {data.get('expected_resolution')}"
+
+
+def _recovery_text(objective: float, remaining: float | None) -> str:
+    if remaining is None:
+        return f"recovery time objective {_duration_text(objective)}"
+    if remaining <= 0:
+        return f"recovery time objective {_duration_text(objective)} missed"
+    return f"recovery time objective {_duration_text(objective)}: {_duration_text(remaining)} left"
 
 
 _env = Environment(

@@ -229,7 +229,7 @@ def backtest(
     with _progress_bar(stderr.is_terminal or output_format == "table") as progress:
         result = _fetch_and_replay(source, slos, plan, config, progress, report, n_workers)
     scores = _score(result, known) if labels is not None else None
-    _output(result, scores, report, output_format)
+    _output(result, scores, report, output_format, _history(source))
     for slo_id, message in sorted(result.errors.items()):
         stderr.print(f"[yellow]warning:[/yellow] {slo_id}: {message}", highlight=False)
 
@@ -332,10 +332,11 @@ def _fetch_and_replay(
     workers: int,
 ) -> ReplayResult:
     """Fetch the history (Prometheus unavailable: exit 2), then replay it; traces for the
-    plots only when a report is asked for."""
+    plots only when a report is asked for. Grouped SLOs are replayed as their instances."""
     from engine.backtest.replay import fetch_history, replay
     from engine.evaluation.source import SourceUnavailable
 
+    slos = _grouped_instances(source, slos, plan)
     try:
         rates = fetch_history(source, slos, plan, progress)
     except SourceUnavailable as exc:
@@ -343,8 +344,48 @@ def _fetch_and_replay(
     return replay(slos, rates, plan, config, progress, traces=report is not None, workers=workers)
 
 
+def _grouped_instances(source: EventSource, slos: list[SLO], plan: ReplayPlan) -> list[SLO]:
+    """Grouped SLOs' groups, discovered once over the whole fetched range (the replay and
+    its warm-up, ending at --end): every group with traffic in it is replayed as an SLO of
+    its own, instances after their base. Failures and dropped groups are warnings; no
+    discovery answered at all: exit 2."""
+    if not any(slo.grouped for slo in slos):
+        return slos
+    from engine.source.discovery import all_unreachable, inventory_once
+    from engine.spec.durations import Duration
+
+    window = Duration(round((plan.end - plan.fetch_start) * 1000))
+    inventory, answers = inventory_once(source, slos, plan.end, window)
+    unreachable = all_unreachable(answers)
+    if unreachable is not None:
+        raise _fail(f"Prometheus is unavailable: {unreachable}", EXIT_CANNOT_RUN)
+    stderr = Console(stderr=True)
+    for base_id, answer in answers.items():
+        if answer.error is not None:
+            stderr.print(
+                f"warning: {base_id}: group discovery failed: {answer.error}",
+                highlight=False,
+                markup=False,
+            )
+    for slo, reason in inventory.undiscovered():
+        stderr.print(f"warning: {slo.id}: not replayed: {reason}", highlight=False, markup=False)
+    for base_id, status in inventory.status().items():
+        if status["dropped"]:
+            stderr.print(
+                f"warning: {base_id}: {status['dropped']} group(s) beyond max_groups="
+                f"{status['max_groups']} not replayed, e.g. {status['dropped_groups'][0]}",
+                highlight=False,
+                markup=False,
+            )
+    return inventory.instances()
+
+
 def _output(
-    result: ReplayResult, scores: list[Any] | None, report: Path | None, output_format: str
+    result: ReplayResult,
+    scores: list[Any] | None,
+    report: Path | None,
+    output_format: str,
+    history: dict[str, Any],
 ) -> None:
     """The HTML report if asked for, then the table or JSON on stdout."""
     if report is not None:
@@ -355,10 +396,20 @@ def _output(
         obj: dict[str, Any] = result.to_json()
         if scores is not None:
             obj["labels"] = [s.to_json() for s in scores]
+        obj["history"] = history
         sys.stdout.write(json.dumps(obj, indent=2) + "\n")
     else:
         console = Console() if Console().is_terminal else Console(width=200)
         render_table(result, scores, console)
+        # Which way the history came: raw samples, or query_range (the fallback and why).
+        why = f" ({history['fallback']})" if history["fallback"] else ""
+        Console(stderr=True).print(f"history fetched over {history['method']}{why}")
+
+
+def _history(source: EventSource) -> dict[str, Any]:
+    from engine.source.remote_read import history_report
+
+    return history_report(source)
 
 
 def _score(result: Any, known: list[Any]) -> list[Any]:

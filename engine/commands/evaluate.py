@@ -26,10 +26,13 @@ from engine.commands.app import app
 from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.spec.durations import Duration
+from engine.spec.group_labels import label_set_text
 from engine.spec.models import SLO
 
 if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts without them
     from engine.evaluation.evaluator import Evaluator
+    from engine.evaluation.instant import WindowCounts
+    from engine.evaluation.resolution import Resolution
 
 EXIT_OK = 0
 EXIT_INVALID_SPECS = 1
@@ -62,6 +65,17 @@ class _WatchedSource:
         self.fetched = True
         return rates
 
+    def window_counts(
+        self, slos: Sequence[SLO], windows: Sequence[Duration], at: float
+    ) -> WindowCounts:
+        try:
+            counts = self.inner.window_counts(slos, windows, at)
+        except SourceUnavailable as exc:
+            self.unavailable = str(exc)
+            raise
+        self.fetched = True
+        return counts
+
 
 def _percent(value: float | None, digits: int = 3) -> str:
     if value is None:
@@ -73,6 +87,14 @@ def _burn(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{value:.3g}×"
+
+
+def _slo_cell(slo: SLO, previous: SLO | None) -> str:
+    """The SLO column: its id; the next instances of one grouped SLO show only their group,
+    indented under the first."""
+    if slo.group and previous is not None and previous.group and previous.base_id == slo.base_id:
+        return "  " + label_set_text(slo.group)
+    return slo.id
 
 
 def render_table(evaluations: Sequence[SLOEvaluation], at: float, console: Console) -> None:
@@ -88,9 +110,10 @@ def render_table(evaluations: Sequence[SLOEvaluation], at: float, console: Conso
         table.add_column(str(window), justify="right", no_wrap=True)
     table.add_column("budget", justify="right", no_wrap=True)
     table.add_column("alerts", overflow="fold")
+    previous: SLO | None = None
     for evaluation in evaluations:
         cells: list[Text | str] = [
-            evaluation.slo.id,
+            _slo_cell(evaluation.slo, previous),
             Text(evaluation.status, style=_STATUS_STYLE.get(evaluation.status, "")),
         ]
         for window in windows:
@@ -122,6 +145,7 @@ def render_table(evaluations: Sequence[SLOEvaluation], at: float, console: Conso
         alerts.rstrip()
         cells.append(alerts)
         table.add_row(*cells)
+        previous = evaluation.slo
     console.print(table)
 
 
@@ -201,11 +225,8 @@ def evaluate(
         inner, at = _open_source(stack, prometheus_url, openmetrics, at, options)
         source = _WatchedSource(inner)
         when = time.time() if at is None else at
-        evaluator, evaluations = _evaluate_at(slos, source, scrape, when)
-        # Fine steps empty where coarse ones have data: the scrape interval is longer than
-        # assumed. Say so (the numbers stay what they are: no data is no data).
-        sparse = evaluator.sparse_fine_steps()
-    _warn_sparse(evaluator, sparse)
+        resolution, evaluations, sparse = _evaluate_all(slos, source, scrape, when)
+    _warn_sparse(resolution, sparse)
     # The evaluator floors the instant to its finest step; report the instant it used.
     evaluated_at = evaluations[0].evaluated_at if evaluations else when
     _print(evaluations, evaluated_at, output_format)
@@ -278,6 +299,69 @@ def _open_source(
     return inner, at
 
 
+def _evaluate_all(
+    slos: list[SLO], source: _WatchedSource, scrape: Duration, when: float
+) -> tuple[Resolution, list[SLOEvaluation], dict[str, float]]:
+    """Every SLO once at `when` — grouped SLOs as their instances, discovered first — and
+    the SLOs whose fine steps look too sparse. Grouped SLOs without a group are `no_data`
+    under their base id; instances follow their base (the spec's order)."""
+    from engine.evaluation.groups import in_spec_order, undiscovered_evaluations
+    from engine.evaluation.resolution import ResolutionError, resolution_for
+
+    instances, placeholders = _discover_groups(slos, source, when)
+    if not instances:  # only grouped SLOs, none with a group yet: nothing to ask for
+        try:
+            resolution, evaluations, sparse = resolution_for(slos, scrape), [], {}
+        except ResolutionError as exc:
+            raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+    elif hasattr(source.inner, "window_counts"):
+        # One shot: whole-window instant queries, no cache to fill and throw away.
+        resolution, evaluations, sparse = _evaluate_once(instances, source, scrape, when)
+    else:
+        evaluator, evaluations = _evaluate_at(instances, source, scrape, when)
+        # Fine steps empty where coarse ones have data: the scrape interval is longer
+        # than assumed. Say so (the numbers stay what they are: no data is no data).
+        resolution, sparse = evaluator.resolution, evaluator.sparse_fine_steps()
+    if placeholders:
+        instant = evaluations[0].evaluated_at if evaluations else when
+        evaluations = in_spec_order(
+            [*evaluations, *undiscovered_evaluations(placeholders, instant)], slos
+        )
+    return resolution, evaluations, sparse
+
+
+def _discover_groups(
+    slos: list[SLO], source: _WatchedSource, when: float
+) -> tuple[list[SLO], list[tuple[SLO, str]]]:
+    """Grouped SLOs' groups, discovered once at `when` (engine.source.discovery): the SLOs
+    and instances to evaluate, and the grouped SLOs without any group. Failed discoveries
+    and groups beyond max_groups are warnings; a source that answered no discovery and no
+    fetch is "unavailable" (exit 2)."""
+    if not any(slo.grouped for slo in slos):
+        return slos, []
+    from engine.source.discovery import all_unreachable, inventory_once
+
+    inventory, answers = inventory_once(source, slos, when)
+    warn = Console(stderr=True)
+    for base_id, answer in answers.items():
+        if answer.error is not None:
+            warn.print(
+                f"[yellow]warning:[/yellow] {escape(base_id)}: group discovery failed: "
+                f"{escape(answer.error)}",
+                highlight=False,
+            )
+    for base_id, status in inventory.status().items():
+        if status["dropped"]:
+            warn.print(
+                f"[yellow]warning:[/yellow] {escape(base_id)}: {status['dropped']} group(s) "
+                f"beyond max_groups={status['max_groups']} not evaluated, e.g. "
+                f"{escape(status['dropped_groups'][0])} — raise max_groups or narrow the query",
+                highlight=False,
+            )
+    source.unavailable = source.unavailable or all_unreachable(answers)
+    return inventory.instances(), inventory.undiscovered()
+
+
 def _evaluate_at(
     slos: list[SLO], source: _WatchedSource, scrape: Duration, when: float
 ) -> tuple[Evaluator, list[SLOEvaluation]]:
@@ -297,14 +381,33 @@ def _evaluate_at(
     return evaluator, evaluations
 
 
-def _warn_sparse(evaluator: Evaluator, sparse: dict[str, float]) -> None:
+def _evaluate_once(
+    slos: list[SLO], source: _WatchedSource, scrape: Duration, when: float
+) -> tuple[Resolution, list[SLOEvaluation], dict[str, float]]:
+    """One evaluation at `when` from whole-window counts (engine.evaluation.instant), and
+    the SLOs whose fine steps look too sparse for the daemon; exit 2 as `_evaluate_at`."""
+    from engine.evaluation.evaluator import SPARSE_FINE_COVERAGE
+    from engine.evaluation.instant import evaluate_once, sparse_fine_steps_once
+    from engine.evaluation.resolution import ResolutionError
+
+    try:
+        once = evaluate_once(slos, source, when, scrape_interval=scrape)
+    except ResolutionError as exc:
+        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+    sparse: dict[str, float] = {}
+    if once.events is not None:
+        sparse = sparse_fine_steps_once(
+            slos, once.events, source, once.resolution, SPARSE_FINE_COVERAGE
+        )
+    return once.resolution, once.evaluations, sparse
+
+
+def _warn_sparse(resolution: Resolution, sparse: dict[str, float]) -> None:
     from engine.evaluation.evaluator import sparse_fine_steps_message
 
     warn = Console(stderr=True)
     for slo_id, coverage in sparse.items():
-        message = sparse_fine_steps_message(
-            slo_id, coverage, evaluator.resolution, "--scrape-interval"
-        )
+        message = sparse_fine_steps_message(slo_id, coverage, resolution, "--scrape-interval")
         warn.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
 

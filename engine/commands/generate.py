@@ -1,7 +1,12 @@
 """`slo-engine generate`: Prometheus rules, Alertmanager config and Grafana dashboards.
 
 Exit codes: 0 written (or, with --check, everything up to date); 1 --check found files that
-differ, are missing or are stale; 2 the specs are invalid or a path does not exist.
+differ, are missing or are stale; 2 the specs or generate.yml are invalid, or a path does
+not exist.
+
+generate.yml (beside the specs, or --config) names the real receivers, routes, Grafana
+datasource and folder (engine/generate/config.py); --format and --naming override its
+`format` and `naming`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,12 @@ import typer
 
 from engine.commands.app import app
 from engine.generate.alert_rules import DEFAULT_GRAFANA_URL
+from engine.generate.config import (
+    GenerateConfig,
+    GenerateConfigError,
+    config_beside,
+    load_generate_config,
+)
 from engine.generate.pipeline import GenerateError, generate
 from engine.generate.writer import check, write
 from engine.spec.loader import load_specs
@@ -34,13 +45,31 @@ def generate_command(
     check_only: bool = typer.Option(
         False, "--check", help="Write nothing; exit 1 and list files that are not up to date."
     ),
+    config_file: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Generation config: receivers, routes, Grafana [generate.yml beside the specs].",
+    ),
+    rule_format: str | None = typer.Option(
+        None,
+        "--format",
+        metavar="rules|prometheusrule",
+        help="Rule files, or one prometheus-operator PrometheusRule per service [rules].",
+    ),
+    naming: str | None = typer.Option(
+        None,
+        "--naming",
+        metavar="native|sloth",
+        help="Also record Sloth's series names and labels, for Sloth dashboards [native].",
+    ),
 ) -> None:
     """Generate Prometheus rules, Alertmanager config and Grafana dashboards from SLO specs."""
-    missing = [p for p in specs if not p.exists()]
+    missing = [p for p in [*specs, *([config_file] if config_file else [])] if not p.exists()]
     for path in missing:
         typer.echo(f"error: no such file or directory: {path}", err=True)
     if missing:
         raise typer.Exit(2)
+    config = _config(config_file or config_beside(specs), rule_format, naming)
     loaded = load_specs(specs)
     if not loaded.ok:
         for problem in loaded.errors:
@@ -48,7 +77,7 @@ def generate_command(
         typer.echo("error: fix the specs (see `slo-engine validate`) before generating", err=True)
         raise typer.Exit(2)
     try:
-        files = generate(loaded.slos, grafana_url=grafana_url)
+        files = generate(loaded.slos, grafana_url=grafana_url, config=config)
     except GenerateError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -74,3 +103,20 @@ def generate_command(
         f"ok: {len(loaded.slos)} SLOs → {len(files)} files "
         f"({len(drift.changed) + len(drift.missing)} written, {len(drift.extra)} removed)"
     )
+
+
+def _config(path: Path | None, rule_format: str | None, naming: str | None) -> GenerateConfig:
+    """generate.yml (or the defaults) with the flags given applied; exit 2 when invalid."""
+    try:
+        config = load_generate_config(path) if path is not None else GenerateConfig()
+        overrides = {"format": rule_format, "naming": naming}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return GenerateConfig.model_validate({**config.model_dump(), **given}) if given else config
+    except GenerateConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+    except ValueError as exc:  # a flag's value (pydantic's ValidationError is a ValueError)
+        for error in getattr(exc, "errors", lambda: [])():
+            flag = "--" + str(error["loc"][0])
+            typer.echo(f"error: {flag}: {error['msg']}", err=True)
+    raise typer.Exit(2)

@@ -1,5 +1,7 @@
 """`slo-engine incidents list|show|ack|resolve --state-dir DIR`: look at and act on incidents
-in a daemon's state directory, while the daemon runs or not.
+in a daemon's state directory, while the daemon runs or not. Incident response (declare,
+status, severity, assign, update, review, action, close-review) is in
+`engine.commands.incident_response`, on the same `incidents` command group.
 
 ack and resolve go through the incident engine, so they notify the same receivers the daemon
 would (queued in the outbox; the daemon's outbox worker delivers them). If the daemon
@@ -28,6 +30,8 @@ from engine.commands.app import app
 from engine.incidents.config import IncidentConfig, load_incident_config
 from engine.incidents.engine import IncidentEngine, IncidentError
 from engine.incidents.incident import Incident, IncidentStatus, Severity, iso
+from engine.incidents.response import Role
+from engine.incidents.rto import recovery
 from engine.incidents.state import Decision
 from engine.store.apply import StateKeptChanging, apply_with_retry
 from engine.store.base import StoreError
@@ -44,7 +48,13 @@ incidents_app = typer.Typer(
 app.add_typer(incidents_app, name="incidents")
 
 _SEVERITY_STYLE = {"SEV1": "bold red", "SEV2": "red", "SEV3": "yellow", "SEV4": "cyan"}
-_STATUS_STYLE = {"investigating": "bold", "mitigating": "yellow", "resolved": "green"}
+_STATUS_STYLE = {
+    "investigating": "bold",
+    "mitigating": "yellow",
+    "monitoring": "cyan",
+    "resolved": "green",
+    "review": "magenta",
+}
 
 StateDir = Annotated[
     Path,
@@ -95,7 +105,8 @@ def list_incidents(
     status: Annotated[
         str,
         typer.Option(
-            help="open (investigating or mitigating), investigating, mitigating, resolved or all."
+            help="open (investigating, mitigating or monitoring), investigating, mitigating, "
+            "monitoring, resolved, review or all."
         ),
     ] = "open",
     severity: Annotated[str | None, typer.Option(help="Only this severity, e.g. SEV1.")] = None,
@@ -106,7 +117,9 @@ def list_incidents(
     _check_format(fmt)
     if status not in ("open", "all", *(s.value for s in IncidentStatus)):
         raise _fail(
-            f"--status {status!r}: use open, investigating, mitigating, resolved or all",
+            f"--status {status!r}: use open, "
+            + ", ".join(s.value for s in IncidentStatus)
+            + " or all",
             EXIT_CANNOT_RUN,
         )
     try:
@@ -147,6 +160,19 @@ def list_incidents(
     console.print(table)
 
 
+def _recovery(incident: Incident) -> str:
+    found = recovery(incident, time.time())
+    if found is None:
+        return "—"
+    objective = f"RTO {found.objective / 3600:g} h"
+    if found.time_to_restore is not None:
+        verdict = "met" if found.met else "missed"
+        return f"{objective}: restored in {found.time_to_restore / 3600:.1f} h ({verdict})"
+    if found.remaining is not None and found.remaining <= 0:
+        return f"{objective}: missed ({-found.remaining / 3600:.1f} h over)"
+    return f"{objective}: {(found.remaining or 0) / 3600:.1f} h left"
+
+
 def _show(incident: Incident) -> None:
     console = Console()
     head = Text()
@@ -164,6 +190,17 @@ def _show(incident: Incident) -> None:
             else "not yet",
         ),
         ("commander", incident.commander or "unassigned"),
+        *[
+            (Role(r).label.lower(), who)
+            for r, who in incident.role_holders().items()
+            if r != "incident_commander"
+        ],
+        (
+            "category",
+            incident.category.value + (" · customer-facing" if incident.customer_facing else ""),
+        ),
+        ("declared by", incident.declared_by or "— (opened by an alert)"),
+        ("recovery", _recovery(incident)),
         ("resolved", _when(incident.resolved_at) or "—"),
         ("SLOs", ", ".join(incident.slo_ids)),
         ("related services", ", ".join(incident.related_services) or "—"),
@@ -180,6 +217,18 @@ def _show(incident: Incident) -> None:
     for name, value in fields:
         grid.add_row(Text(name), Text(str(value)))
     console.print(grid)
+    if incident.latest_update:
+        update = incident.latest_update
+        console.print(
+            Text(f"\nLatest update ({_when(update['at'])} by {update['by']}):", style="bold")
+        )
+        for name in ("impact", "current_actions", "expected_resolution"):
+            console.print(Text(f"  {name.replace('_', ' ')}: {update[name]}"))
+    if incident.action_items:
+        console.print(Text("\nAction items:", style="bold"))
+        for item in incident.action_items:
+            mark = "x" if item.status == "done" else " "
+            console.print(Text(f"  [{mark}] {item.id} {item.text} — {item.owner or 'no owner'}"))
     if incident.customer_notice:
         console.print(Text("\nCustomer notice:", style="bold"))
         console.print(Text(incident.customer_notice))
@@ -305,3 +354,7 @@ def resolve(
         state_dir, config, incident_id, lambda e, now: e.resolve(now, incident_id, who, note)
     )
     _report(decision, f"resolved by {who}", fmt)
+
+
+# Registered on `incidents_app` when imported; imported last, it uses the helpers above.
+from engine.commands import incident_response  # noqa: E402, F401

@@ -2,7 +2,11 @@
 HTTP API, /metrics and the status page.
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT); 1 invalid specs at start-up; 2 an
-unusable configuration (bad key, unreadable token file, port in use, store unusable).
+unusable configuration (bad key, a URL with credentials in it, a missing or unreadable
+secret file, port in use, store unusable).
+
+Every log line of the process goes through `engine.redact` (URL credentials and secret
+query parameters removed), uvicorn's access log included.
 """
 
 from __future__ import annotations
@@ -121,6 +125,10 @@ ClientKeyOption = Annotated[Path | None, typer.Option(help="Key of the client ce
 LogLevelOption = Annotated[
     str | None, typer.Option(help="debug, info, warning or error (default info).")
 ]
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(help="Log lines as text, json or logfmt (default text).", metavar="FORMAT"),
+]
 
 
 @app.command()
@@ -147,10 +155,13 @@ def run(
     client_cert: ClientCertOption = None,
     client_key: ClientKeyOption = None,
     log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the daemon: scheduled evaluation, incidents, notifications and the HTTP API."""
     from engine.daemon.config import ConfigError, load_config
-    from engine.telemetry import configure_logging
+    from engine.daemon.secret_files import missing_secret_files
+    from engine.logs import chosen_format, configure_logging
+    from engine.redact import redact_handlers
 
     overrides: dict[str, Any] = {
         "specs": [str(p) for p in specs] if specs else None,
@@ -174,12 +185,18 @@ def run(
         "client_cert": _text(client_cert),
         "client_key": _text(client_key),
         "log_level": log_level,
+        # `slo-engine --log-format json run` too (the option before the command name).
+        "log_format": log_format or chosen_format(),
     }
     try:
         config = load_config(config_file, overrides)
     except ConfigError as exc:
         raise _fail("invalid configuration:\n" + "\n".join(exc.problems), EXIT_BAD_CONFIG) from None
-    configure_logging(getattr(logging, config.log_level.upper()))
+    missing = missing_secret_files(config)
+    if missing:
+        raise _fail("invalid configuration:\n" + "\n".join(missing), EXIT_BAD_CONFIG)
+    configure_logging(getattr(logging, config.log_level.upper()), config.log_format)
+    redact_handlers()
     raise typer.Exit(
         serve(config, config_dir=config_file.resolve().parent if config_file else None)
     )
@@ -192,6 +209,7 @@ def _text(path: Path | None) -> str | None:
 def serve(config: Any, config_dir: Path | None = None) -> int:
     """Start everything, block until SIGTERM/SIGINT, shut down in order; the exit code."""
     from engine.daemon.scheduler import DaemonScheduler
+    from engine.redact import redact
 
     tokens = _api_tokens(config)
     if tokens is None:
@@ -225,7 +243,7 @@ def serve(config: Any, config_dir: Path | None = None) -> int:
         host,
         port,
         config.interval,
-        ", ".join(f"{name} ({ds.url})" for name, ds in config.all_datasources().items()),
+        redact(", ".join(f"{name} ({ds.url})" for name, ds in config.all_datasources().items())),
     )
     while not stop.wait(1.0):
         if not api_thread.is_alive():
@@ -283,18 +301,23 @@ def _api_server(
     import uvicorn
 
     from engine.api.app import create_app
+    from engine.api.server import server_config
 
     application = create_app(runtime, tokens)
     server = uvicorn.Server(
-        uvicorn.Config(
+        server_config(
             application,
-            log_config=None,
+            trusted_proxies=config.trusted_proxies,
             access_log=config.log_level == "debug",
+            log_config=None,
             lifespan="off",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=1,
         )
     )
-    return server, threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api")
+    # A daemon thread: a client holding a connection open must not delay the exit.
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api")
+    thread.daemon = True
+    return server, thread
 
 
 def _shut_down(
@@ -305,11 +328,20 @@ def _shut_down(
     server: uvicorn.Server,
     api_thread: threading.Thread,
 ) -> None:
-    """In order: no new cycles (the running one finishes), flush the outbox, stop the API."""
+    """Within `shutdown_flush_timeout` and about a second more: no new jobs; deliver what is
+    queued (every receiver in parallel; one that hangs is abandoned at the deadline) while a
+    running cycle finishes; then stop the API and close."""
     log.info("%s: stopping the scheduler and finishing the running cycle", why)
     started = time.monotonic()
+    budget = config.shutdown_flush_timeout.seconds
     scheduler.stop()
-    flushed = runtime.flush(config.shutdown_flush_timeout.seconds)
+    flushed = runtime.flush(budget)
+    if not runtime.wait_idle(started + budget - time.monotonic()):
+        log.warning(
+            "the running cycle did not finish within %.1fs; whatever it decided is decided "
+            "again after restart",
+            budget,
+        )
     pending = runtime.store.counts().get("pending", 0)
     log.info(
         "outbox flushed: %d sent, %d failed, %d still pending (delivered after restart)",
@@ -318,6 +350,6 @@ def _shut_down(
         pending,
     )
     server.should_exit = True
-    api_thread.join(timeout=10)
-    runtime.close()
+    api_thread.join(timeout=1.0)
+    runtime.close(wait=0.1)  # the flush already waited for the receivers
     log.info("stopped in %.1fs", time.monotonic() - started)

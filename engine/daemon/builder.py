@@ -11,12 +11,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from engine.daemon.anomaly import DaemonAnomalies
 from engine.daemon.config import DaemonConfig, read_headers_file
 from engine.daemon.datasources import configured_source, datasource_problems
+from engine.daemon.groups import daemon_groups
 from engine.daemon.metrics import DaemonMetrics
 from engine.daemon.source_guard import GuardedSource
 from engine.daemon.specs import DaemonSpecs, SpecsInvalid, SpecWatcher, load_startup_specs
@@ -30,8 +32,13 @@ from engine.notify.factory import build_notifiers
 from engine.retry import CircuitBreaker
 from engine.spec.loader import LoadResult
 from engine.spec.models import SLO
-from engine.store.sqlite import SQLiteStore
+from engine.store.base import IncidentStore
+from engine.store.open import open_store
 from engine.telemetry import Telemetry, setup_telemetry
+
+if TYPE_CHECKING:
+    from engine.daemon.fleet import Fleet
+    from engine.daemon.replicas import ReplicaSet
 
 # These lines logged under the Runtime's name before it was split; operators filter on it.
 log = logging.getLogger("engine.daemon.runtime")
@@ -49,10 +56,13 @@ class RuntimeParts:
     source: GuardedSource
     evaluator: Evaluator
     anomalies: DaemonAnomalies
-    store: SQLiteStore
+    store: IncidentStore
     engine: IncidentEngine
     notifiers: dict[str, Notifier]
     deliverer: Deliverer
+    # With a PostgreSQL store (several replicas): membership, lease and what is published.
+    replicas: ReplicaSet | None = None
+    fleet: Fleet | None = None
 
 
 def build_runtime(
@@ -82,14 +92,17 @@ def build_runtime(
     guarded = GuardedSource(raw, breaker, tracer, metrics)
     evaluator = _evaluator(loaded.slos, guarded, config)
     # The raw source: anomaly fetches stay off the burn-rate path's breaker (see there).
-    anomalies = DaemonAnomalies(raw, loaded.slos, tracer, metrics)
-    specs = DaemonSpecs(watcher, loaded, now, evaluator, anomalies, metrics, tracer)
+    anomalies = _anomalies(loaded.slos, raw, tracer, metrics, config)
+    # Grouped SLOs: the evaluator gets their instances, discovered from the first cycle on.
+    groups = daemon_groups(config, raw, metrics, tracer)
+    groups.attach(loaded.slos, evaluator, anomalies)
+    specs = DaemonSpecs(watcher, loaded, now, evaluator, anomalies, metrics, tracer, groups)
 
-    store = SQLiteStore.in_state_dir(Path(config.state_dir))
+    store = open_store(config.store, Path(config.state_dir), config.store_password_file)
     engine = _incident_engine(config, store, now)
     if notifiers is None:
         notifiers = build_notifiers(config.all_notifiers(), base_dir=config_dir, clock=clock)
-    return RuntimeParts(
+    parts = RuntimeParts(
         telemetry=telemetry,
         tracer=tracer,
         metrics=metrics,
@@ -103,6 +116,9 @@ def build_runtime(
         notifiers=notifiers,
         deliverer=Deliverer(store, notifiers, clock=clock),
     )
+    if config.shared_store:
+        _wire_replicas(parts, config, clock)
+    return parts
 
 
 def telemetry_from_config(config: DaemonConfig) -> Telemetry:
@@ -119,13 +135,65 @@ def telemetry_from_config(config: DaemonConfig) -> Telemetry:
 
 def _evaluator(slos: Sequence[SLO], source: EventSource, config: DaemonConfig) -> Evaluator:
     try:
+        if config.shared_store:  # a replica evaluates its shard (engine.daemon.shards)
+            from engine.daemon.shards import ShardEvaluator
+
+            return ShardEvaluator(slos, source, scrape_interval=config.scrape_interval)
         return Evaluator(slos, source, scrape_interval=config.scrape_interval)
     except ResolutionError as exc:
         # The specs' windows cannot be measured at this scrape interval: nothing to run.
         raise SpecsInvalid([str(exc)]) from None
 
 
-def _incident_engine(config: DaemonConfig, store: SQLiteStore, now: float) -> IncidentEngine:
+def _anomalies(
+    slos: Sequence[SLO],
+    source: EventSource,
+    tracer: trace.Tracer,
+    metrics: DaemonMetrics,
+    config: DaemonConfig,
+) -> DaemonAnomalies:
+    if config.shared_store:
+        from engine.daemon.shards import ShardAnomalies
+
+        return ShardAnomalies(source, slos, tracer, metrics)
+    return DaemonAnomalies(source, slos, tracer, metrics)
+
+
+def _wire_replicas(parts: RuntimeParts, config: DaemonConfig, clock: Callable[[], float]) -> None:
+    """One replica of several: its membership and lease, its shard, publishing, and a
+    deliverer that sends only while this replica leads (docs/replicas.md)."""
+    # Imported here: a SQLite daemon never loads the replica machinery (or psycopg).
+    from engine.daemon.fleet import Fleet
+    from engine.daemon.leader_delivery import LeaderDeliverer
+    from engine.daemon.replicas import ReplicaSet, default_replica_id
+    from engine.daemon.shards import Assignment, ShardAnomalies, ShardEvaluator
+    from engine.store.coordination import PostgreSQLCoordination
+    from engine.store.postgresql import PostgreSQLStore
+
+    assert isinstance(parts.store, PostgreSQLStore)
+    assert isinstance(parts.evaluator, ShardEvaluator)
+    assert isinstance(parts.anomalies, ShardAnomalies)
+    evaluator, anomalies = parts.evaluator, parts.anomalies
+
+    def reassign(assignment: Assignment) -> None:
+        evaluator.reassign(assignment)
+        anomalies.reassign(assignment)
+
+    coordination = PostgreSQLCoordination(parts.store)
+    replicas = ReplicaSet(
+        coordination,
+        config.replica_id or default_replica_id(),
+        config.interval.seconds,
+        on_assignment=reassign,
+    )
+    parts.replicas = replicas
+    parts.fleet = Fleet(coordination, replicas, evaluator, parts.engine)
+    parts.deliverer = LeaderDeliverer(
+        parts.store, parts.notifiers, clock=clock, leading=replicas.leading
+    )
+
+
+def _incident_engine(config: DaemonConfig, store: IncidentStore, now: float) -> IncidentEngine:
     engine = IncidentEngine(config.incident_config(), state=store.load_state(now))
     template_errors = engine.renderer.check()
     if template_errors:

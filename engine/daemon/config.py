@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.networks import IPvAnyNetwork
 
+from engine.daemon.store_config import StoreSettings
 from engine.incidents.config import IncidentConfig, ReceiverConfig
 from engine.notify.base import HttpUrlText, WebhookConfig
 from engine.notify.factory import NotifierConfig
@@ -92,7 +94,7 @@ def _check_pairs(section: Any) -> None:
 PROMETHEUS_URL_DATASOURCE = "default"
 
 
-class DaemonConfig(_Section):
+class DaemonConfig(StoreSettings, _Section):  # + store, store_password_file, replica_id
     # -- what to evaluate, against what ---------------------------------------------------
     specs: list[Path] = Field(min_length=1)
     # The default backend; `datasources` adds named ones (a service or SLO picks one with
@@ -125,7 +127,13 @@ class DaemonConfig(_Section):
     # -- the daemon ---------------------------------------------------------------------
     state_dir: Path
     listen: str = DEFAULT_LISTEN
+    # Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For/-Proto headers
+    # are believed. Empty: nobody's are — the client address is the TCP peer's, for rate
+    # limits and logs alike (a forged X-Forwarded-For cannot dodge a limit).
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     interval: DurationField = Field(default_factory=lambda: _d("30s"))
+    # How often grouped SLOs look for new groups; ≥ interval (unset: 5m, engine/daemon/groups.py).
+    group_discovery_interval: DurationField | None = None
     # How often the outbox is delivered and the incident timers (escalation) run.
     delivery_interval: DurationField = Field(default_factory=lambda: _d("5s"))
     escalation_interval: DurationField = Field(default_factory=lambda: _d("15s"))
@@ -138,6 +146,8 @@ class DaemonConfig(_Section):
     dashboard_url: HttpUrlText | None = None
     external_url: HttpUrlText | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Log lines on stderr: text (people), json or logfmt (log pipelines); see engine/logs.py.
+    log_format: Literal["text", "json", "logfmt"] = "text"
 
     # -- notifications, incidents, self-telemetry ----------------------------------------
     # Shorthand: each URL becomes a generic webhook receiver (webhook-1, webhook-2, ...).
@@ -176,6 +186,8 @@ class DaemonConfig(_Section):
     def _check(self) -> DaemonConfig:
         _check_pairs(self)
         self._check_datasources()
+        if (self.group_discovery_interval or self.interval) < self.interval:
+            raise ValueError("group_discovery_interval must be at least interval — e.g. 5m")
         clash = [
             name
             for name in self.notifiers
@@ -299,6 +311,7 @@ class ConfigError(ValueError):
 # Keys whose values are paths: resolved against the config file's directory.
 _PATH_KEYS = (
     "state_dir",
+    "store_password_file",
     "api_token_file",
     "bearer_token_file",
     "basic_auth_password_file",

@@ -4,20 +4,28 @@
     evaluate (source batches behind a circuit breaker) → anomalies (services with
     `anomaly.enabled`; failures contained) → alerts (+ "evaluation blind", + anomaly alerts)
     → IncidentEngine.observe → store.apply (one transaction, outbox included)
-    → deliver the outbox → sync state-syncing receivers (Alertmanager)
+
+and that is all: the cycle never talks to a receiver. Notifications wait in the outbox for
+the receivers' delivery workers (engine/notify/workers.py), which the Runtime wakes when a
+decision enqueued some — so a slow or hanging receiver can never hold up evaluation.
 
 Each step is a span of the cycle's trace (`slo_engine.cycle` the root); logs inside carry
-its trace id. The incident side (the store write under the Runtime's lock, delivery, sync)
-is the Runtime's and handed in as functions, because API mutations and timer ticks share it.
+its trace id. The incident side (the store write under the Runtime's lock) is the Runtime's
+and handed in as a function, because API mutations and timer ticks share it.
+
+Error texts from the source go through `redact()` here, where they enter the daemon: the
+same text reaches logs, `/readyz`, the API's SLO errors and the spans.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -37,8 +45,11 @@ from engine.incidents.cycle import CycleOutcome, observe_cycle
 from engine.incidents.engine import IncidentEngine
 from engine.incidents.incident import iso
 from engine.incidents.state import Decision
-from engine.notify.delivery import DeliveryReport
+from engine.redact import redact
 from engine.spec.models import SLO
+
+if TYPE_CHECKING:  # imported lazily: a SQLite daemon never loads the replica machinery
+    from engine.daemon.fleet import Fleet
 
 # These lines logged under the Runtime's name before it was split; operators filter on it.
 log = logging.getLogger("engine.daemon.runtime")
@@ -55,11 +66,15 @@ class CycleReport:
     results: list[SLOEvaluation]
     alerts: list[Alert]
     decision: Decision | None
-    delivery: DeliveryReport
     source_error: str | None
     blind: bool
     duration: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def queued(self) -> int:
+        """Notifications this cycle wrote into the outbox (delivered by the workers)."""
+        return 0 if self.decision is None else len(self.decision.notifications)
 
 
 class SourceHealth:
@@ -114,8 +129,7 @@ class EvaluationCycle:
         anomalies: DaemonAnomalies,
         engine: IncidentEngine,
         decide: Decide,
-        deliver: Callable[[float], DeliveryReport],
-        sync: Callable[[float], None],
+        fleet: Fleet | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -127,8 +141,8 @@ class EvaluationCycle:
         self._anomalies = anomalies
         self._engine = engine
         self._decide = decide
-        self._deliver = deliver
-        self._sync = sync
+        # One replica of several (engine.daemon.fleet): publish, and decide if leading.
+        self._fleet = fleet
         self._lock = threading.Lock()
         self.health = SourceHealth(config.blind_after_cycles, metrics)
         # Swapped in as a whole: readers on other threads see one cycle's results or the next.
@@ -137,9 +151,16 @@ class EvaluationCycle:
         self.last_at: float | None = None
         self.last_finished: float | None = None
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether no cycle is running, waiting up to `timeout` seconds for one to finish."""
+        if not self._lock.acquire(timeout=max(0.0, timeout)):
+            return False
+        self._lock.release()
+        return True
+
     def run(self, now: float | None = None) -> CycleReport:
         """One evaluation cycle at `now` (default: the clock). Never raises for a failing
-        source, receiver or spec file; those are reported (logs, metrics, readiness)."""
+        source or spec file; those are reported (logs, metrics, readiness)."""
         with self._lock:
             now = self._clock() if now is None else float(now)
             started = time.perf_counter()
@@ -154,12 +175,12 @@ class EvaluationCycle:
                 if report.source_error:
                     span.set_status(Status(StatusCode.ERROR, report.source_error))
                 log.info(
-                    "cycle at %s: %d SLOs (%s), %d alerts, %d notifications sent in %.3fs%s",
+                    "cycle at %s: %d SLOs (%s), %d alerts, %d notifications queued in %.3fs%s",
                     iso(now),
                     len(report.results),
                     _status_summary(report.results),
                     len(report.alerts),
-                    report.delivery.sent,
+                    report.queued,
                     report.duration,
                     f"; source failed: {report.source_error}" if report.source_error else "",
                 )
@@ -169,6 +190,8 @@ class EvaluationCycle:
 
     def _cycle(self, now: float) -> CycleReport:
         notes = self._specs.reload_if_changed(now)
+        if self._specs.groups is not None:  # grouped SLOs: look for new groups when due
+            self._specs.groups.refresh_if_due(now, not self._source.circuit_open)
         results, source_error = self._evaluate(now)
         self.results = results
         if source_error is None:
@@ -181,9 +204,6 @@ class EvaluationCycle:
         anomaly_states = self._anomalies.run(now, source_ok)
         blindness = self.health.blindness(blind, source_error)
         decision, alerts = self._incidents(now, results, anomaly_states, blindness)
-
-        delivery = self._deliver(now)
-        self._sync(now)
         self.last_at = now
         self.last_finished = self._clock()
         return CycleReport(
@@ -191,7 +211,6 @@ class EvaluationCycle:
             results=results,
             alerts=alerts,
             decision=decision,
-            delivery=delivery,
             source_error=source_error,
             blind=blind,
             notes=notes,
@@ -201,15 +220,18 @@ class EvaluationCycle:
         """Every SLO's evaluation at `now`, and why the source failed this cycle (if it did)."""
         self._source.begin_cycle()
         with self._tracer.start_as_current_span("evaluate") as span:
-            results = self._evaluator.evaluate(now)
+            results = [_redacted(r) for r in self._evaluator.evaluate(now)]
             self._source.probe(now)
             source_error = self._source.cycle_failure()
             if source_error is not None:
+                source_error = redact(source_error)
                 # Whatever the cache could still compose, the source does not answer now:
                 # report every SLO as an error instead of a stale answer.
                 instant = float(self._evaluator.cache.instant(now))
                 results = _error_results(
-                    self._evaluator.slos, instant, f"source unavailable: {source_error}"
+                    (*self._evaluator.slos, *self._evaluator.undiscovered),
+                    instant,
+                    f"source unavailable: {source_error}",
                 )
                 span.set_status(Status(StatusCode.ERROR, source_error))
             span.set_attribute("slo_engine.results", len(results))
@@ -235,8 +257,13 @@ class EvaluationCycle:
             return outcome.decision
 
         with self._tracer.start_as_current_span("incidents") as span:
-            decision = self._decide("cycle", observe, now)
-            alerts = outcomes[-1].alerts if outcomes else []
+            if self._fleet is not None:
+                decision, alerts = self._fleet.cycle(
+                    now, results, anomaly_states, blindness, self._dashboard, self._decide
+                )
+            else:
+                decision = self._decide("cycle", observe, now)
+                alerts = outcomes[-1].alerts if outcomes else []
             if decision is not None:
                 span.set_attribute("slo_engine.notifications", len(decision.notifications))
                 span.set_attribute("slo_engine.incidents_changed", len(decision.incidents))
@@ -246,7 +273,9 @@ class EvaluationCycle:
     def _dashboard(self, slo: SLO) -> str | None:
         if self._config.dashboard_url is None:
             return None
-        return slo_dashboard_url(self._config.dashboard_url, slo.service, slo.id)
+        return slo_dashboard_url(
+            self._config.dashboard_url, slo.service, slo.base_id, slo.group_labels
+        )
 
 
 def _log_opened(decision: Decision) -> None:
@@ -261,6 +290,14 @@ def _log_opened(decision: Decision) -> None:
                 incident.service,
                 incident.summary,
             )
+
+
+def _redacted(result: SLOEvaluation) -> SLOEvaluation:
+    """The evaluation with its error text redacted (a source's message may quote a URL)."""
+    if result.error is None:
+        return result
+    cleaned = redact(result.error)
+    return result if cleaned == result.error else dataclasses.replace(result, error=cleaned)
 
 
 def _error_results(slos: Sequence[SLO], evaluated_at: float, message: str) -> list[SLOEvaluation]:

@@ -12,12 +12,21 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine.anomaly.live import AnomalyState
 from engine.evaluation.result import SLOEvaluation
+from engine.telemetry import build_info
 
 STATUSES = ("ok", "ticket", "page", "exhausted", "no_data", "error")
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
@@ -51,7 +60,7 @@ class _SLOCollector(Collector):
             labels=["slo", "service", "window"],
         )
         budget = GaugeMetricFamily(
-            "slo_engine_slo_error_budget_remaining",
+            "slo_engine_slo_error_budget_remaining_ratio",
             "Share of the period's error budget left (1 = untouched, < 0 = overspent).",
             labels=["slo", "service"],
         )
@@ -140,13 +149,32 @@ class DaemonMetrics:
     """Every metric of the daemon; one instance per Runtime (own registry, own meter)."""
 
     def __init__(self, meter: otel_metrics.Meter) -> None:
+        # No `*_created` series: they double every counter's series and no query reads them
+        # (a process-wide switch of prometheus_client, read at scrape time).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         # Defined in exposition order (the order /metrics lists them), one concern at a time.
+        self._build_metrics(self.registry)
         self._cycle_metrics(self.registry)
         self._source_metrics(self.registry)
         self._outcome_metrics(self.registry)
         self._evaluation_metrics(self.registry)
         self._otel_mirrors(meter)
+
+    def _build_metrics(self, r: CollectorRegistry) -> None:
+        """Which build runs (`slo_engine_build_info` 1, the labels say), and the process
+        itself: process_* (memory, CPU, file descriptors, start time) and python_info —
+        prometheus_client adds these to its default registry only, not to ours."""
+        info = build_info()
+        self.build_info = Gauge(
+            "slo_engine_build_info",
+            "Always 1; the labels name the running version, Python and source revision.",
+            list(info),
+            registry=r,
+        )
+        self.build_info.labels(**info).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
 
     def _cycle_metrics(self, r: CollectorRegistry) -> None:
         """How long cycles take, how they end, when the last one finished."""
@@ -175,6 +203,13 @@ class DaemonMetrics:
         self.source_failures_total = Counter(
             "slo_engine_source_failures",
             "Calls to the metrics source that failed as a whole.",
+            registry=r,
+        )
+        self.history_slos_total = Counter(
+            "slo_engine_source_history_slos",
+            "SLO histories fetched over long spans (cold fill, gaps), by method: "
+            "remote_read (raw samples) or query_range (its fallback).",
+            ["method"],
             registry=r,
         )
         self.query_errors_total = Counter(
@@ -242,7 +277,7 @@ class DaemonMetrics:
             registry=r,
         )
         self.fine_step_coverage = Gauge(
-            "slo_engine_slo_fine_step_coverage",
+            "slo_engine_slo_fine_step_coverage_ratio",
             "Share of an SLO's fine evaluation steps with data where its coarse steps have "
             "data; only SLOs below 0.75 are listed (scrape interval longer than configured).",
             ["slo"],
@@ -338,6 +373,10 @@ class DaemonMetrics:
         if n > 0:
             self.source_requests_total.inc(n)
             self._otel_requests.add(n)
+
+    def history_slos(self, method: str, n: int) -> None:
+        if n > 0:
+            self.history_slos_total.labels(method).inc(n)
 
     def source_failure(self) -> None:
         self.source_failures_total.inc()

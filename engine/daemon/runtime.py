@@ -2,18 +2,21 @@
 is in docs/daemon.md, "The Runtime").
 
 It holds what a running daemon is made of (wired by `engine.daemon.builder`), runs its cycles
-(`engine.daemon.cycle`), its jobs (delivery, timer ticks, shutdown flush) and the API's
-reads and incident/silence mutations.
+(`engine.daemon.cycle`), its jobs (timer ticks, waking delivery, shutdown flush) and the
+API's reads and incident/silence mutations.
 
-Thread-safety: the scheduler's threads run cycles, deliveries and timer ticks; uvicorn's
-threads read results and mutate incidents. Engine calls and their store writes happen under
-one lock, so a decision is always applied to the state it was computed from; results are
-swapped in as a whole.
+Thread-safety: the scheduler's threads run cycles and timer ticks; one worker thread per
+receiver delivers the outbox (`engine.notify.workers`), woken right after a cycle or tick
+that enqueued notifications and by the delivery job; uvicorn's threads read results and
+mutate incidents. Engine calls and their store writes happen under one lock, so a decision
+is always applied to the state it was computed from; results are swapped in as a whole.
+No receiver is ever called under that lock or from a cycle.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -22,11 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry import context as otel_context
 
 from engine.daemon.builder import build_runtime, telemetry_from_config
 from engine.daemon.config import DaemonConfig
 from engine.daemon.cycle import CycleReport, EvaluationCycle
+from engine.daemon.replicas import LEADER_ORIGINS
+from engine.daemon.response import IncidentResponse
 from engine.daemon.specs import SpecsInvalid
 from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import EventSource
@@ -36,8 +41,11 @@ from engine.incidents.silences import Matcher, MatcherError
 from engine.incidents.state import Decision
 from engine.notify.base import Notifier
 from engine.notify.delivery import DeliveryReport
+from engine.notify.workers import ReceiverWorkers
+from engine.redact import redact
 from engine.store.apply import apply_with_retry
 from engine.store.base import StaleStateError, StoreError
+from engine.store.leases import Fence, FencedOut
 from engine.telemetry import Telemetry
 
 __all__ = ["CycleReport", "Runtime", "SpecsInvalid", "telemetry_from_config"]
@@ -46,6 +54,9 @@ log = logging.getLogger(__name__)
 
 # A decision refused as stale is recomputed from the reloaded state this many times.
 _STALE_RETRIES = 3
+# Decisions of these origins wake the delivery workers at once (pages must not wait for the
+# delivery job); API changes (acks, comments) go out with the next delivery job.
+_WAKING_ORIGINS = frozenset({"cycle", "tick"})
 
 
 class _WriteFailed(Exception):
@@ -73,7 +84,7 @@ def _matcher(obj: dict[str, Any]) -> Matcher:
         raise ValueError(str(exc)) from None
 
 
-class Runtime:
+class Runtime(IncidentResponse):
     """Everything a running daemon holds. Build with a config; `close()` when done."""
 
     def __init__(
@@ -90,7 +101,6 @@ class Runtime:
         self.clock = clock
         self.interval = config.interval.seconds
         self._lock = threading.RLock()  # engine + store writes
-        self._delivery_lock = threading.Lock()
         parts = build_runtime(
             config,
             clock=clock,
@@ -111,6 +121,10 @@ class Runtime:
         self.engine = parts.engine
         self.notifiers = parts.notifiers
         self.deliverer = parts.deliverer
+        # Replicas on PostgreSQL (docs/replicas.md); None for SQLite.
+        self.replicas, self._fleet = parts.replicas, parts.fleet
+        # API changes keep their Idempotency-Keys in the store (shared with other replicas).
+        self.idempotency_keys = self.store.idempotency_keys()
         self._store_error: str | None = None
         self._cycle = EvaluationCycle(
             config,
@@ -123,22 +137,32 @@ class Runtime:
             anomalies=parts.anomalies,
             engine=parts.engine,
             decide=self._decide,
-            deliver=self.deliver,
-            sync=self._sync,
+            fleet=parts.fleet,
         )
+        self._delivery = ReceiverWorkers(
+            self.deliverer,
+            tracer=self._tracer,
+            open_incidents=self._open_incidents,
+            on_report=self._delivered,
+        )
+        self._delivery.start()
 
         meter = self.telemetry.meter
         self.metrics.attach(self.slo_results, self._open_counts, self._outbox_counts, meter)
         self.metrics.attach_anomalies(self.anomalies.states, meter)
         self.metrics.slos.set(len(parts.loaded.slos))
         self.metrics.specs_valid.set(1)
+        self._attach_response_metrics()
         log.info(
             "runtime ready: %d SLOs from %d files, %d receivers, state in %s",
             len(parts.loaded.slos),
             len(parts.loaded.files),
             len(self.notifiers),
-            self.store.path,
+            getattr(self.store, "path", self.store),
         )
+        if self.replicas is not None:
+            self.replicas.attach_metrics(self.metrics_registry, lambda: len(parts.evaluator.slos))
+            self.heartbeat()
 
     # ------------------------------------------------------------------ the cycle
 
@@ -154,8 +178,14 @@ class Runtime:
 
         A store that cannot be written is reported (readiness) and the engine reloads what
         the store has, so the next cycle recomputes the same decision — nothing is lost,
-        notifications included (their ids are deterministic).
+        notifications included (their ids are deterministic). With replicas, only the
+        incident leader makes the calls of `LEADER_ORIGINS`, each write fenced by its token.
         """
+        fence = None
+        if self.replicas is not None and origin in LEADER_ORIGINS:
+            fence = self.replicas.fence()
+            if fence is None:
+                return None  # not the incident leader (any more)
         with self._lock:
             try:
                 decision = apply_with_retry(
@@ -165,11 +195,17 @@ class Runtime:
                     self.clock,
                     at=now,
                     retries=_STALE_RETRIES,
-                    apply=self._write,
+                    apply=functools.partial(self._write, fence=fence),
                     on_stale=lambda: log.info(
                         "incident state changed underneath (CLI?): reloading and retrying"
                     ),
                 )
+            except FencedOut as exc:  # another replica leads now: stop, write nothing more
+                assert self.replicas is not None
+                self.replicas.deposed(str(exc))
+                with contextlib.suppress(Exception):
+                    self.engine.reset(self.store.load_state(self.clock()))
+                return None
             except _WriteFailed as failed:  # sqlite3/OS errors: report and keep running
                 exc = failed.error
                 self._store_error = f"{type(exc).__name__}: {exc}"
@@ -181,42 +217,45 @@ class Runtime:
             self._store_error = None
             if decision.changed:
                 self.metrics.decision(origin)
+                self._observe_response(decision)
+            if decision.notifications and origin in _WAKING_ORIGINS:
+                # The current trace (a cycle's) continues in the workers' delivery spans.
+                self._delivery.wake(otel_context.get_current())
             return decision
 
-    def _write(self, decision: Decision) -> None:
-        """`store.apply` in its span; a failure other than a stale state is `_WriteFailed`."""
+    def _write(self, decision: Decision, fence: Fence | None = None) -> None:
+        """`store.apply` in its span; a failure other than a stale state (or a fenced-out
+        leader) is `_WriteFailed`."""
         try:
             with self._tracer.start_as_current_span("store.apply"):
-                self.store.apply(decision)
-        except StaleStateError:
+                if fence is None:
+                    self.store.apply(decision)
+                else:  # PostgreSQL: checked against the lease in the same transaction
+                    self.store.apply(decision, fence=fence)  # type: ignore[call-arg]
+        except (StaleStateError, FencedOut):
             raise
         except Exception as exc:
             raise _WriteFailed(exc) from exc
 
     # ------------------------------------------------------------------ jobs
 
-    def deliver(self, now: float | None = None) -> DeliveryReport:
-        """Deliver due outbox items (the delivery job; also the end of every cycle)."""
-        with self._delivery_lock, self._tracer.start_as_current_span("notifications") as span:
-            try:
-                report = self.deliverer.run_once(now)
-            except Exception as exc:  # a store hiccup must not kill the job
-                log.error("outbox delivery failed: %s", exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                return DeliveryReport()
-            span.set_attribute("slo_engine.sent", report.sent)
-            span.set_attribute("slo_engine.failed", report.retrying + report.dead)
-            self.metrics.delivered(report.sent, report.retrying, report.dead)
-            return report
+    def deliver(self, now: float | None = None) -> None:
+        """The delivery job: wake every receiver's worker (never waits for a receiver).
+        `now` is accepted for the job signature; workers deliver at the clock's time."""
+        self._delivery.wake()
 
-    def _sync(self, now: float) -> None:
-        if not any(hasattr(n, "sync") for n in self.notifiers.values()):
-            return
-        with self._delivery_lock, self._tracer.start_as_current_span("notifications.sync"):
-            try:
-                self.deliverer.sync(list(self.engine.state.incidents.values()), now)
-            except Exception as exc:
-                log.error("receiver sync failed: %s", exc)
+    def wait_for_delivery(self, timeout: float = 10.0) -> bool:
+        """Wake the workers and wait until each has finished a pass begun after this call
+        (tests, tools); False if `timeout` seconds passed first."""
+        return self._delivery.wait(self._delivery.wake(), timeout)
+
+    def _delivered(self, report: DeliveryReport) -> None:
+        self.metrics.delivered(report.sent, report.retrying, report.dead)
+
+    def _open_incidents(self) -> list[Incident]:
+        """For state-syncing receivers: the open incidents, read under the engine's lock."""
+        with self._lock:
+            return list(self.engine.state.incidents.values())
 
     def tick(self, now: float | None = None) -> Decision | None:
         """Incident timers between cycles: escalation, repeats, clear-timer resolution."""
@@ -224,13 +263,44 @@ class Runtime:
             return self._decide("tick", self.engine.tick, now)
 
     def flush(self, timeout: float) -> DeliveryReport:
-        """Deliver what is queued until nothing is due or `timeout` seconds pass (shutdown)."""
-        with self._delivery_lock, self._tracer.start_as_current_span("notifications.flush"):
-            report = self.deliverer.flush(self.clock() + timeout)
+        """Shutdown: stop the workers and deliver what is due, all receivers in parallel,
+        for at most `timeout` seconds. A receiver still busy then is abandoned (its items
+        stay queued for the next start)."""
+        with self._tracer.start_as_current_span("notifications.flush"):
+            report, busy = self._delivery.flush(timeout)
         self.metrics.delivered(report.sent, report.retrying, report.dead)
+        for name in busy:
+            log.warning(
+                "receiver %r still busy after %.1fs: its queued notifications are delivered "
+                "after restart",
+                name,
+                timeout,
+            )
         return report
 
-    def close(self) -> None:
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether no cycle is running, waiting up to `timeout` seconds for one to end."""
+        return self._cycle.wait_idle(timeout)
+
+    def heartbeat(self) -> None:
+        """Replicas (the heartbeat job): membership, shard and the incident lease; right
+        after winning the lease, decide for everyone without waiting for a cycle."""
+        if self.replicas is None or self._fleet is None:
+            return
+        became = self.replicas.beat()
+        if self._fleet.after_heartbeat(became, self.clock(), self._decide, self._reload_engine):
+            self.deliver()
+
+    def _reload_engine(self) -> None:
+        with self._lock:
+            self.engine.reset(self.store.load_state(self.clock()))
+
+    def close(self, wait: float = 1.0) -> None:
+        """Stop the delivery workers (waiting up to `wait` seconds for a delivery in progress:
+        a hung request is abandoned), then telemetry and the store."""
+        self._delivery.stop(timeout=wait)
+        if self.replicas is not None:
+            self.replicas.leave()  # the lease and the shard go to the others at once
         try:
             self.telemetry.tracer_provider.force_flush(5_000)
             self.telemetry.shutdown()
@@ -245,16 +315,19 @@ class Runtime:
     # ------------------------------------------------------------------ reads (API)
 
     def slo_results(self) -> list[SLOEvaluation]:
-        return list(self._cycle.results)
+        """This daemon's own results; with replicas, the others' published ones too."""
+        results = list(self._cycle.results)
+        return results if self._fleet is None else self._fleet.results(results)
 
     def slo_result(self, slo_id: str) -> SLOEvaluation | None:
-        return next((r for r in self._cycle.results if r.slo.id == slo_id), None)
+        return next((r for r in self.slo_results() if r.slo.id == slo_id), None)
 
     def list_incidents(
         self, status: str | None = None, severity: str | None = None
     ) -> list[Incident]:
-        """Newest first. `status` is investigating|mitigating|resolved, or `open` (any but
-        resolved); raises ValueError for an unknown status or severity."""
+        """Newest first. `status` is investigating|mitigating|monitoring|resolved|review, or
+        `open` (not resolved nor in review); raises ValueError for an unknown status or
+        severity."""
         if severity is not None:
             try:
                 severity = Severity(severity)
@@ -262,13 +335,14 @@ class Runtime:
                 raise ValueError(f"unknown severity {severity!r}: use SEV1…SEV4") from None
         if status == "open":
             found = self.store.list_incidents(None, severity)
-            return [i for i in found if i.status is not IncidentStatus.resolved]
+            return [i for i in found if i.is_open]
         if status is not None:
             try:
                 status = IncidentStatus(status)
             except ValueError:
                 raise ValueError(
-                    f"unknown status {status!r}: use open, investigating, mitigating or resolved"
+                    f"unknown status {status!r}: use open, "
+                    + ", ".join(s.value for s in IncidentStatus)
                 ) from None
         return self.store.list_incidents(status, severity)
 
@@ -283,11 +357,18 @@ class Runtime:
 
     def _open_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for incident in list(self.engine.state.incidents.values()):
+        incidents = list(self.engine.state.incidents.values())
+        replicas = self.replicas
+        if replicas is not None and not replicas.leading() and replicas.store_reachable():
+            # A follower's engine memory is as old as its last decision: ask the store.
+            incidents = self.list_incidents("open")
+        for incident in incidents:
             counts[incident.severity.value] = counts.get(incident.severity.value, 0) + 1
         return counts
 
     def _outbox_counts(self) -> dict[str, int]:
+        if self.replicas is not None and not self.replicas.store_reachable():
+            return {}  # a scrape must not wait on a store the heartbeat cannot reach
         try:
             return self.store.counts()
         except Exception:  # a scrape must not fail on a busy store
@@ -307,11 +388,13 @@ class Runtime:
                     f"{self.config.interval})"
                 )
         if self._cycle.source_error is not None:
-            reasons.append(f"source unreachable: {self._cycle.source_error}")
+            reasons.append(f"source unreachable: {redact(self._cycle.source_error)}")
         if self._store_error is not None:
-            reasons.append(f"store not writable: {self._store_error}")
-        elif not os.access(self.state_dir, os.W_OK):
+            reasons.append(f"store not writable: {redact(self._store_error)}")
+        elif self.replicas is None and not os.access(self.state_dir, os.W_OK):
             reasons.append(f"store not writable: {self.state_dir} is not writable")
+        if self.replicas is not None:
+            reasons.extend(self.replicas.problems())
         if self._specs.last_error is not None:
             reasons.append(
                 f"specs invalid (still evaluating the last good set): {self._specs.last_error}"
@@ -324,7 +407,7 @@ class Runtime:
         incident = self.store.get_incident(incident_id)
         if incident is None:
             raise KeyError(f"no incident {incident_id}")
-        if incident.status is IncidentStatus.resolved:
+        if not incident.is_open:  # resolved, or resolved and in review
             raise ValueError(f"{incident_id} is already resolved")
 
     def _mutate(self, what: str, incident_id: str, call: Callable[[float], Decision]) -> Incident:

@@ -3,11 +3,16 @@
 Three jobs, each `max_instances=1` and `coalesce=True` so a slow run is never overlapped by
 the next and a backlog of missed runs collapses into one:
 
-- evaluate every `interval` (first run at once): the cycle;
-- deliver every `delivery_interval`: the outbox, so an API acknowledgement or a retry after
-  backoff does not wait for the next cycle;
+- evaluate every `interval` (first run at once): the cycle — evaluation and decisions only;
+- deliver every `delivery_interval`: wakes the receivers' delivery workers
+  (engine/notify/workers.py), so an API acknowledgement or a retry after backoff goes out
+  without waiting for a cycle. It returns at once: delivery itself runs on the workers'
+  threads (a cycle or tick that enqueued a page wakes them right away too), so no receiver
+  can hold up a job;
 - escalate every `escalation_interval`: the incident timers (escalation, repeats), which
-  must keep running even while a cycle is stuck on a slow source.
+  must keep running even while a cycle is stuck on a slow source;
+- with several replicas (a PostgreSQL store), a fourth: heartbeat every `interval / 3`
+  (at most 5 s) — membership, shard and the incident lease (engine/daemon/replicas.py).
 
 `misfire_grace_time` is one interval: a run late by less than that still runs (the daemon
 was busy); later than that it is skipped and the next one is due soon anyway.
@@ -43,9 +48,10 @@ class DaemonScheduler:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         config = runtime.config
-        # One thread per job: the three never wait for each other's thread.
+        # One thread per job: they never wait for each other's thread (the fourth is the
+        # replicas' heartbeat, which must never queue behind a slow cycle).
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(3)},
+            executors={"default": ThreadPoolExecutor(4)},
             timezone=UTC,
         )
         now = datetime.now(UTC)
@@ -55,6 +61,9 @@ class DaemonScheduler:
             ("deliver", runtime.deliver, config.delivery_interval.seconds, False),
             ("escalate", runtime.tick, config.escalation_interval.seconds, False),
         )
+        replicas = getattr(runtime, "replicas", None)
+        if replicas is not None:  # membership and the incident lease
+            jobs += (("heartbeat", runtime.heartbeat, replicas.timings.heartbeat, False),)
         for name, call, seconds, at_start in jobs:
             self._scheduler.add_job(
                 _guard(name, call),
@@ -75,6 +84,7 @@ class DaemonScheduler:
         self._scheduler.start()
 
     def stop(self) -> None:
-        """Schedule nothing more; wait for the running jobs (the current cycle) to finish."""
+        """Schedule nothing more. Returns at once: a cycle still running is given the
+        shutdown flush time to finish (`Runtime.wait_idle`), not an unbounded wait."""
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+            self._scheduler.shutdown(wait=False)

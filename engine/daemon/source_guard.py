@@ -44,6 +44,7 @@ def counting_requests(source: object, span: trace.Span, metrics: Any) -> Iterato
     """Record the HTTP requests `source` made inside the block, on the span and in the
     metrics, whether the block succeeds or raises (sources count them in `http_requests`)."""
     before = _http_requests(source)
+    histories = _history_slos(source)
     try:
         yield
     finally:
@@ -52,11 +53,20 @@ def counting_requests(source: object, span: trace.Span, metrics: Any) -> Iterato
             span.set_attribute("slo_engine.http_requests", after - before)
             if metrics is not None:
                 metrics.source_requests(after - before)
+        if metrics is not None:
+            # Long fetches: remote read or its query_range fallback (engine.source.remote_read).
+            for method, n in _history_slos(source).items():
+                metrics.history_slos(method, n - histories.get(method, 0))
 
 
 def _http_requests(source: object) -> int | None:
     value = getattr(source, "http_requests", None)
     return value if isinstance(value, int) else None
+
+
+def _history_slos(source: object) -> dict[str, int]:
+    value = getattr(source, "history_slos", None)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 class GuardedSource:

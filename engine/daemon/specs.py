@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -24,6 +24,9 @@ from engine.evaluation.evaluator import Evaluator, sparse_fine_steps_message
 from engine.evaluation.resolution import ResolutionError
 from engine.spec.loader import LoadResult, load_specs, spec_files
 from engine.spec.models import SLO
+
+if TYPE_CHECKING:
+    from engine.daemon.groups import DaemonGroups
 
 # These lines logged under the Runtime's name before it was split; operators filter on it.
 log = logging.getLogger("engine.daemon.runtime")
@@ -104,8 +107,11 @@ class DaemonSpecs:
         anomalies: DaemonAnomalies,
         metrics: DaemonMetrics,
         tracer: trace.Tracer,
+        groups: DaemonGroups | None = None,
     ) -> None:
         self._watcher = watcher
+        # Grouped SLOs' discovery: it hands their instances to the evaluator on a reload.
+        self.groups = groups
         self._evaluator = evaluator
         self._anomalies = anomalies
         self._metrics = metrics
@@ -125,7 +131,11 @@ class DaemonSpecs:
         self._metrics.fine_step_seconds.set(self._evaluator.resolution.fine_step.seconds)
 
     def status(self) -> dict[str, Any]:
-        return dict(self._status, errors=list(self._status["errors"]))
+        status = dict(self._status, errors=list(self._status["errors"]))
+        groups = {} if self.groups is None else self.groups.status()
+        if groups:  # grouped SLOs: their groups, vanished and dropped ones
+            status["groups"] = groups
+        return status
 
     @property
     def last_error(self) -> str | None:
@@ -145,7 +155,10 @@ class DaemonSpecs:
                     log.error("spec reload rejected, keeping the last good specs: %s", error)
                 return errors
             try:
-                self._evaluator.set_slos(loaded.slos)
+                if self.groups is None:
+                    self._evaluator.set_slos(loaded.slos)
+                else:  # instances of grouped SLOs, rediscovered (anomalies included)
+                    self.groups.set_slos(loaded.slos, now)
             except ResolutionError as exc:
                 # Valid specs whose windows cannot be measured at the scrape interval: same
                 # treatment as invalid specs — keep evaluating the last good set.
@@ -154,7 +167,8 @@ class DaemonSpecs:
                 return [str(exc)]
             self._status["sampling"] = self._sampling_status()
             self._metrics.fine_step_seconds.set(self._evaluator.resolution.fine_step.seconds)
-            self._anomalies.set_slos(loaded.slos)
+            if self.groups is None:
+                self._anomalies.set_slos(loaded.slos)
             self._status.update(
                 loaded_at=now,
                 slos=len(loaded.slos),

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
-from scipy.stats import binom
 
 from engine.evaluation.budget import EXHAUSTION_WINDOW, error_ratio
 from engine.evaluation.policy import AlertPolicy, BurnRateRule, policy_windows
@@ -181,6 +180,9 @@ def decide_alerts(matrix: RuleMatrix, bad: np.ndarray, total: np.ndarray) -> Ale
     held = np.zeros_like(fire)
     p_value = np.full(fire.shape, np.nan)
     if guarded.any():
+        # scipy.stats takes ~0.3 s to import: only runs that hold an alert pay for it.
+        from scipy.stats import binom
+
         thr = np.broadcast_to(threshold, fire.shape)[guarded]
         n = np.rint(long_total[guarded])
         k = np.minimum(np.rint(long_bad[guarded]), n)

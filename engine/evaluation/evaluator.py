@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.evaluation.burn import evaluate_window_events, plan_evaluation
 from engine.evaluation.cache import MultiResolutionCache, Tier
+from engine.evaluation.groups import undiscovered_evaluations
 from engine.evaluation.resolution import (
     DEFAULT_SCRAPE_INTERVAL,
     Resolution,
@@ -75,15 +76,31 @@ class Evaluator:
         cannot be evaluated at the scrape interval. A set that needs a different fine step
         (new windows) starts a new cache: it refills from the source on the next evaluation."""
         resolution = self._resolve(slos)
-        if resolution.tiers != self._resolution.tiers:
+        # A cache of no SLOs has no columns to re-index: start a new one (grouped SLOs
+        # whose first groups appear after none were known).
+        if resolution.tiers != self._resolution.tiers or not self._cache.slos:
             self._cache = MultiResolutionCache(self._source, slos, resolution.tiers)
         else:
             self._cache.set_slos(slos)
         self._resolution = resolution
         self._plan = plan_evaluation(self._cache.slos, self._cache.windows)
 
+    # Grouped SLOs without any group yet (engine.evaluation.groups): each is reported as one
+    # `no_data` evaluation under its base id, never silently absent. A class default, so a
+    # subclass re-running __init__ (a replica's shard) keeps them.
+    _undiscovered: tuple[tuple[SLO, str], ...] = ()
+
+    @property
+    def undiscovered(self) -> tuple[SLO, ...]:
+        return tuple(slo for slo, _ in self._undiscovered)
+
+    def set_undiscovered(self, placeholders: Sequence[tuple[SLO, str]]) -> None:
+        """The grouped SLOs without groups, each with the reason shown in its evaluation."""
+        self._undiscovered = tuple(placeholders)
+
     def evaluate(self, at: float) -> list[SLOEvaluation]:
-        """Evaluate every SLO at `at` floored to the finest cache step (`evaluated_at`)."""
+        """Evaluate every SLO at `at` floored to the finest cache step (`evaluated_at`);
+        grouped SLOs without groups follow as `no_data`."""
         try:
             events = self._cache.refresh(at)
         except SourceUnavailable as exc:
@@ -91,9 +108,10 @@ class Evaluator:
             instant = float(self._cache.instant(at))
             return [
                 SLOEvaluation(slo=slo, evaluated_at=instant, status="error", error=message)
-                for slo in self._cache.slos
+                for slo in (*self._cache.slos, *self.undiscovered)
             ]
-        return evaluate_window_events(self._cache.slos, events, self._plan)
+        results = evaluate_window_events(self._cache.slos, events, self._plan)
+        return results + undiscovered_evaluations(self._undiscovered, events.at)
 
     def sparse_fine_steps(self, threshold: float = SPARSE_FINE_COVERAGE) -> dict[str, float]:
         """SLO id → share of fine steps with data, for SLOs whose fine steps are mostly empty

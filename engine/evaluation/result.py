@@ -86,9 +86,10 @@ class SLOEvaluation:
         return None if value is None else value.error_ratio
 
     def to_json(self) -> dict[str, Any]:
-        """The documented `evaluate --format json` object for one SLO."""
+        """The documented `evaluate --format json` object for one SLO. A grouped SLO's
+        instance adds `group` ({label: value}; {} for one without groups yet)."""
         ordered = sorted(self.windows.items())
-        return {
+        out: dict[str, Any] = {
             "id": self.slo.id,
             "service": self.slo.service,
             "slo": self.slo.name,
@@ -108,6 +109,9 @@ class SLOEvaluation:
             "error": self.error,
             "recent": self._recent_json(),
         }
+        if self.slo.grouped:
+            out["group"] = self.slo.group_labels
+        return out
 
     def _recent_json(self) -> dict[str, Any] | None:
         """`{"window": "1m", "error_ratio", "burn_rate", "events": {"bad", "total"} | null}`,

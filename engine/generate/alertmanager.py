@@ -15,8 +15,8 @@
   Alertmanager lets a muted alert still inhibit others, so a chain storage → database → api
   silences api while database is firing, without transitive rules.
 
-Receivers are webhooks to placeholders on the local host; point them at PagerDuty, the
-slo-engine daemon or your ticket system when deploying.
+Without `alertmanager:` in generate.yml the receivers are webhooks to placeholders on the
+local host; with it, the real receivers and route tree of engine/generate/receivers.py.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from engine.generate.config import AlertmanagerSettings
+from engine.generate.receivers import receivers, route_tree
 from engine.spec.models import SLO
 
 PAGER_RECEIVER = "pager"
@@ -68,7 +70,15 @@ def inhibit_rules(slos: Sequence[SLO]) -> list[dict[str, Any]]:
     return rules
 
 
-def alertmanager_config(slos: Sequence[SLO]) -> dict[str, Any]:
+def alertmanager_config(
+    slos: Sequence[SLO], settings: AlertmanagerSettings | None = None
+) -> dict[str, Any]:
+    if settings is not None:
+        return {
+            "route": route_tree(slos, settings),
+            "inhibit_rules": inhibit_rules(slos),
+            "receivers": receivers(settings),
+        }
     return {
         "route": {
             "receiver": TICKET_RECEIVER,

@@ -6,6 +6,10 @@ specs ─► SLO records ─► per service: recording rules + alert rules ─�
 
 Pure and deterministic: services sorted by name, SLOs in spec order, no timestamps, so the
 same specs always give byte-identical files and `generate --check` can diff them.
+
+A `GenerateConfig` (generate.yml) changes the receivers and routes, Grafana's datasource
+and folder, the rule format (`prometheusrule`: alerts/<service>.prometheusrule.yml) and the
+naming (`sloth`); without one the output is the placeholder setup, byte for byte.
 """
 
 from __future__ import annotations
@@ -14,15 +18,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Literal
+from typing import Any, Literal
 
 from engine.evaluation.policy import policy_for
 from engine.generate.alert_rules import DEFAULT_GRAFANA_URL, alert_rules
 from engine.generate.alertmanager import alertmanager_config
+from engine.generate.config import GenerateConfig, GrafanaSettings, Naming
 from engine.generate.dashboards import dashboards
+from engine.generate.prometheusrule import prometheus_rule
 from engine.generate.provisioning import provisioning_files
+from engine.generate.receivers import RouteError
 from engine.generate.render import to_json, to_yaml
 from engine.generate.rules import recording_groups
+from engine.generate.sloth_naming import sloth_group, with_sloth_labels
 from engine.spec.models import SLO
 
 Root = Literal["rules", "dashboards"]
@@ -49,7 +57,9 @@ def by_service(slos: Sequence[SLO]) -> list[tuple[str, list[SLO]]]:
     return [(name, list(group)) for name, group in groupby(ordered, key=lambda s: s.service)]
 
 
-def service_rule_groups(slos: Sequence[SLO], grafana_url: str = DEFAULT_GRAFANA_URL) -> list[dict]:
+def service_rule_groups(
+    slos: Sequence[SLO], grafana_url: str = DEFAULT_GRAFANA_URL, naming: Naming = "native"
+) -> list[dict]:
     groups = []
     for slo in slos:
         policy = policy_for(slo)
@@ -57,18 +67,47 @@ def service_rule_groups(slos: Sequence[SLO], grafana_url: str = DEFAULT_GRAFANA_
         # Alerts share the SLI group: rules in a group run in order, so each alert reads
         # the rates recorded a moment earlier in the same evaluation.
         sli["rules"] = [*sli["rules"], *alert_rules(slo, policy, grafana_url)]
-        groups += [sli, period]
+        if naming == "sloth":
+            groups += [*with_sloth_labels([sli, period], slo), sloth_group(slo, policy)]
+        else:
+            groups += [sli, period]
     return groups
 
 
-def rule_file_text(
-    service: str, slos: Sequence[SLO], grafana_url: str = DEFAULT_GRAFANA_URL
-) -> str:
+def _rule_header(service: str, slos: Sequence[SLO]) -> str:
     what = f" of service {service}"
     sources = sorted({s.source.rsplit("/", 1)[-1] for s in slos if s.source})
     if sources:
         what += f" ({', '.join(sources)})"
-    return to_yaml({"groups": service_rule_groups(slos, grafana_url)}, HEADER.format(what=what))
+    return HEADER.format(what=what)
+
+
+def rule_file_text(
+    service: str,
+    slos: Sequence[SLO],
+    grafana_url: str = DEFAULT_GRAFANA_URL,
+    config: GenerateConfig | None = None,
+) -> str:
+    config = config or GenerateConfig()
+    groups = service_rule_groups(slos, grafana_url, config.naming)
+    if config.format == "prometheusrule":
+        document = prometheus_rule(service, groups, config.prometheusrule)
+        return to_yaml(document, _rule_header(service, slos))
+    return to_yaml({"groups": groups}, _rule_header(service, slos))
+
+
+def rule_file_name(service: str, config: GenerateConfig) -> str:
+    suffix = "prometheusrule.yml" if config.format == "prometheusrule" else "rules.yml"
+    return f"{service}.{suffix}"
+
+
+def _grafana_datasource(board: Any, grafana: GrafanaSettings) -> Any:
+    """The dashboards' `datasource` variable defaulting to the configured datasource."""
+    for variable in board.templating.list_val or ():
+        if variable.name == "datasource" and variable.current is not None:
+            variable.current.text = grafana.datasource_name
+            variable.current.value = grafana.datasource_uid
+    return board
 
 
 def _check_names(slos: Sequence[SLO]) -> None:
@@ -84,22 +123,42 @@ def _check_names(slos: Sequence[SLO]) -> None:
         raise GenerateError(f"SLO ids defined more than once: {', '.join(duplicates)}")
 
 
-def generate(slos: Sequence[SLO], grafana_url: str = DEFAULT_GRAFANA_URL) -> list[GeneratedFile]:
+def generate(
+    slos: Sequence[SLO],
+    grafana_url: str = DEFAULT_GRAFANA_URL,
+    config: GenerateConfig | None = None,
+) -> list[GeneratedFile]:
+    config = config or GenerateConfig()
     _check_names(slos)
     files = [
-        GeneratedFile("rules", f"{service}.rules.yml", rule_file_text(service, group, grafana_url))
-        for service, group in by_service(slos)
-    ]
-    files.append(
         GeneratedFile(
             "rules",
-            "alertmanager.yml",
-            to_yaml(alertmanager_config(slos), HEADER.format(what="")),
+            rule_file_name(service, config),
+            rule_file_text(service, group, grafana_url, config),
         )
+        for service, group in by_service(slos)
+    ]
+    try:
+        routing = alertmanager_config(slos, config.alertmanager)
+    except RouteError as exc:
+        raise GenerateError(str(exc)) from None
+    files.append(
+        GeneratedFile("rules", "alertmanager.yml", to_yaml(routing, HEADER.format(what="")))
     )
-    files += [GeneratedFile("dashboards", name, to_json(d)) for name, d in dashboards(slos)]
+    grafana = config.grafana
+    files += [
+        GeneratedFile("dashboards", name, to_json(_grafana_datasource(d, grafana)))
+        for name, d in dashboards(slos)
+    ]
+    provisioning = provisioning_files(
+        grafana.datasource_uid,
+        grafana.datasource_name,
+        grafana.prometheus_url,
+        grafana.folder,
+        grafana.dashboards_path,
+    )
     files += [
         GeneratedFile("dashboards", name, to_yaml(data, HEADER.format(what="")))
-        for name, data in provisioning_files()
+        for name, data in provisioning
     ]
     return files

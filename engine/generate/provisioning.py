@@ -2,7 +2,9 @@
 
 The dashboards never name this datasource: they pick it through their `datasource`
 variable, which defaults to the provisioned uid below, so they work as provisioned and
-still let a user switch to another Prometheus (or Mimir/Thanos) in the UI.
+still let a user switch to another Prometheus (or Mimir/Thanos) in the UI. generate.yml's
+`grafana:` changes the uid, name, URL, folder and path (engine/generate/config.py); the
+defaults are the constants below.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ DASHBOARDS_PATH = "/var/lib/grafana/dashboards/slo-engine"
 FOLDER = "SLOs"
 
 
-def datasources() -> dict[str, Any]:
+def datasources(
+    uid: str = DATASOURCE_UID, name: str = DATASOURCE_NAME, url: str = PROMETHEUS_URL
+) -> dict[str, Any]:
     return {
         "apiVersion": 1,
         "datasources": [
             {
-                "name": DATASOURCE_NAME,
-                "uid": DATASOURCE_UID,
+                "name": name,
+                "uid": uid,
                 "type": "prometheus",
                 "access": "proxy",
-                "url": PROMETHEUS_URL,
+                "url": url,
                 "isDefault": True,
                 "editable": False,
                 "jsonData": {"timeInterval": "15s", "httpMethod": "POST"},
@@ -35,26 +39,32 @@ def datasources() -> dict[str, Any]:
     }
 
 
-def dashboard_provider() -> dict[str, Any]:
+def dashboard_provider(folder: str = FOLDER, path: str = DASHBOARDS_PATH) -> dict[str, Any]:
     return {
         "apiVersion": 1,
         "providers": [
             {
                 "name": "slo-engine",
                 "orgId": 1,
-                "folder": FOLDER,
+                "folder": folder,
                 "type": "file",
                 "disableDeletion": True,
                 "allowUiUpdates": False,
                 "updateIntervalSeconds": 30,
-                "options": {"path": DASHBOARDS_PATH, "foldersFromFilesStructure": False},
+                "options": {"path": path, "foldersFromFilesStructure": False},
             }
         ],
     }
 
 
-def provisioning_files() -> list[tuple[str, dict[str, Any]]]:
+def provisioning_files(
+    uid: str = DATASOURCE_UID,
+    name: str = DATASOURCE_NAME,
+    url: str = PROMETHEUS_URL,
+    folder: str = FOLDER,
+    path: str = DASHBOARDS_PATH,
+) -> list[tuple[str, dict[str, Any]]]:
     return [
-        ("provisioning/datasources/prometheus.yml", datasources()),
-        ("provisioning/dashboards/slo-engine.yml", dashboard_provider()),
+        ("provisioning/datasources/prometheus.yml", datasources(uid, name, url)),
+        ("provisioning/dashboards/slo-engine.yml", dashboard_provider(folder, path)),
     ]

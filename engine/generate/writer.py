@@ -17,7 +17,7 @@ from engine.generate.pipeline import GeneratedFile, Root
 
 # Every name the generator can produce, per output root (relative, POSIX).
 OWNED_PATTERNS: Mapping[Root, tuple[str, ...]] = {
-    "rules": ("*.rules.yml", "alertmanager.yml"),
+    "rules": ("*.rules.yml", "*.prometheusrule.yml", "alertmanager.yml"),
     "dashboards": (
         "slo-overview.json",
         "slo-*.json",

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
 from engine.incidents.incident import DEFAULT_RESPONSE_TARGETS, Severity
+from engine.incidents.response import IncidentCategory
 from engine.spec.durations import Duration
 from engine.spec.models import DecimalField, DurationField, Strict, Tier
 
 ALL_SEVERITIES = (Severity.SEV1, Severity.SEV2, Severity.SEV3, Severity.SEV4)
+# The runbook pages the team lead at the opening of these.
+RUNBOOK_FROM_OPEN = (Severity.SEV1, Severity.SEV2)
 
 
 def _d(text: str) -> Duration:
@@ -43,24 +46,52 @@ class ReceiverConfig(Strict):
 
 
 class EscalationLevel(Strict):
-    """Notified when an incident is still unacknowledged `after` its response target passed."""
+    """Notified `after` the chain's start while the incident is neither acknowledged nor
+    mitigated. The chain starts when the incident opens for the severities in
+    `IncidentConfig.escalate_from_open`, else when its response target is missed."""
 
     name: str
     after: DurationField
     receivers: list[str] = Field(default_factory=list)
+    # Notified the moment a customer-facing incident opens at these severities (the
+    # runbook: the CTO at once for a customer-facing SEV1).
+    at_once_if_customer_facing: list[Severity] = Field(default_factory=list)
 
 
 def default_escalation() -> list[EscalationLevel]:
     # The runbook: team lead 0–30 min, engineering manager 30–60 min, VP engineering 1–2 h,
-    # CTO 2 h+ — counted from the moment the response target is missed.
+    # CTO 2 h+ or at once if customer-facing.
     return [
         EscalationLevel(name="team-lead", after=_d("0s"), receivers=["team-lead"]),
         EscalationLevel(
             name="engineering-manager", after=_d("30m"), receivers=["engineering-manager"]
         ),
         EscalationLevel(name="vp-engineering", after=_d("1h"), receivers=["vp-engineering"]),
-        EscalationLevel(name="cto", after=_d("2h"), receivers=["cto"]),
+        EscalationLevel(
+            name="cto",
+            after=_d("2h"),
+            receivers=["cto"],
+            at_once_if_customer_facing=[Severity.SEV1],
+        ),
     ]
+
+
+# What ends an incident's escalation: an acknowledgement, or its status moving past
+# investigating (mitigating or monitoring).
+EscalationStop = Literal["acknowledged", "mitigating"]
+
+
+class RunbookEntry(Strict):
+    """One line of the runbook index: the runbook to execute for incidents it matches.
+
+    The most specific entry wins: SLO, then service and category, service, category, and an
+    entry naming none of them (the index itself)."""
+
+    url: str = Field(min_length=1)
+    title: str | None = None
+    slo: str | None = None
+    service: str | None = None
+    category: IncidentCategory | None = None
 
 
 class FlapConfig(Strict):
@@ -140,6 +171,38 @@ class IncidentConfig(Strict):
     # Directory whose *.j2 files override the default templates of the same name.
     templates_dir: Path | None = None
     status_page_url: str | None = None
+    # --- incident response (issue 11; docs/incidents.md, "Incident response").
+    # Severities whose escalation chain starts when the incident opens (the runbook's
+    # minute 0); the others' starts at the missed response target. None: SEV1 and SEV2 with
+    # the runbook chain, none with an `escalation:` of your own — whose `after` times have
+    # always counted from the missed response target.
+    escalate_from_open: list[Severity] | None = None
+    escalation_stops_on: list[EscalationStop] = Field(
+        default_factory=lambda: ["acknowledged", "mitigating"]
+    )
+    # Recovery time objective per service tier, from opening to resolution.
+    recovery_time_objectives: dict[Tier, DurationField] = Field(
+        default_factory=lambda: {
+            Tier.critical: _d("1h"),
+            Tier.important: _d("4h"),
+            Tier.standard: _d("24h"),
+        }
+    )
+    # A missed RTO notifies the responders and, if the chain has stopped (acknowledged or
+    # mitigating), brings in its next level.
+    rto_breach_escalates: bool = True
+    # How often stakeholders hear from the responders; a severity not listed has none.
+    update_cadence: dict[Severity, DurationField] = Field(
+        default_factory=lambda: {
+            Severity.SEV1: _d("30m"),
+            Severity.SEV2: _d("1h"),
+            Severity.SEV3: _d("4h"),
+        }
+    )
+    runbooks: list[RunbookEntry] = Field(default_factory=list)
+    # Resolved incidents at these severities stay in `review` until their post-incident
+    # review is closed.
+    review_severities: list[Severity] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> IncidentConfig:
@@ -171,6 +234,12 @@ class IncidentConfig(Strict):
             level.model_copy(update={"receivers": [r for r in level.receivers if r in known]})
             for level in default_escalation()
         ]
+
+    def from_open(self) -> frozenset[Severity]:
+        """The severities whose escalation chain starts at the opening (see the key)."""
+        if self.escalate_from_open is not None:
+            return frozenset(self.escalate_from_open)
+        return frozenset() if self.escalation is not None else frozenset(RUNBOOK_FROM_OPEN)
 
     def receiver(self, name: str) -> ReceiverConfig | None:
         return next((r for r in self.receivers if r.name == name), None)

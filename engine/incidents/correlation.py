@@ -1,8 +1,9 @@
 """Correlation: which alerts are one problem, and so one incident and one page.
 
 A page supersedes the ticket of the same SLO (inhibition). A new alert joins an open
-incident of the same SLO, then one of the same service opened within `group_window`, then
-one on a service it depends on (recorded as related). Root causes are processed before
+incident of the same SLO, then one holding another group of the same grouped SLO (at any
+age), then one of the same service opened within `group_window`, then one on a service it
+depends on (recorded as related). Root causes are processed before
 their victims so both fire into one incident in the same cycle.
 """
 
@@ -46,6 +47,12 @@ def processing_order(settings: Settings, alerts: Iterable[Alert]) -> list[Alert]
     )
 
 
+def base_slo_id(slo_id: str) -> str:
+    """`api/availability` for `api/availability{route="/cart"}` (an instance of a grouped
+    SLO; engine.spec.models.SLO.id) and for `api/availability` itself: names never hold `{`."""
+    return slo_id.split("{", 1)[0]
+
+
 def find_incident(
     settings: Settings, st: EngineState, now: float, alert: Alert
 ) -> tuple[Incident | None, str]:
@@ -54,6 +61,13 @@ def find_incident(
     for incident in incidents:
         if alert.slo_id in incident.slo_ids:
             return incident, "same SLO"
+    base = alert.slo_base_id
+    if base and base != alert.slo_id:
+        # Another group of a grouped SLO already failing: one problem, one incident that
+        # lists the groups (not one page per route), however long after the first it fires.
+        for incident in incidents:
+            if any(base_slo_id(slo_id) == base for slo_id in incident.slo_ids):
+                return incident, "same SLO, another group"
     for incident in incidents:
         if incident.service == alert.service and now - incident.opened_at <= settings.group_window:
             return incident, "same service"
@@ -77,6 +91,8 @@ def join(
                 target.depends_on.append(dep)
     if alert.slo_id not in target.slo_ids:
         target.slo_ids.append(alert.slo_id)
+    if alert.slo_id not in target.slo_budget:
+        target.slo_budget[alert.slo_id] = [alert.error_budget_remaining] * 2
     if how == "dependency":
         if alert.service != target.service and alert.service not in target.related_services:
             target.related_services.append(alert.service)

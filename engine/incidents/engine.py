@@ -26,6 +26,11 @@ Fatigue controls, in the order an alert meets them (and the module that applies 
 7. repeats only every `repeat_interval` while unacknowledged (`timers`);
 8. a per-receiver rate limit with one summary notification when it trips (`ratelimit`).
 
+Incident response (issue 11) on top: declaring by hand (`declare`), the status workflow and
+severity changes, the four roles (`roles`), escalation from minute 0 and recovery time
+objectives (`escalation`, `rto`), updates on a clock (`updates`), runbook routing
+(`runbooks`), action items and the post-incident review (`actions`, `review`).
+
 This module is the facade: each public call opens a `Transaction`, runs the concern
 modules in a fixed order and returns the `Decision`.
 """
@@ -36,20 +41,24 @@ from collections.abc import Iterable, Sequence
 
 from engine.alerting.alerts import Alert
 from engine.evaluation.result import SLOEvaluation
-from engine.incidents import intake, silencing, transitions
+from engine.incidents import actions, intake, silencing, transitions
 from engine.incidents.config import IncidentConfig
 from engine.incidents.correlation import inhibit_tickets, processing_order
+from engine.incidents.declare import Declaration, declare
 from engine.incidents.flapping import percent_state_change, update_flapping
 from engine.incidents.holddown import fold_held
-from engine.incidents.incident import Incident, IncidentStatus, Severity
+from engine.incidents.incident import OPEN_STATUSES, Incident, IncidentStatus, Severity
 from engine.incidents.render import TemplateRenderer
+from engine.incidents.response import ActionStatus, Role, UpdateContent
+from engine.incidents.roles import assign_role
 from engine.incidents.settings import Settings
 from engine.incidents.silences import Matcher
 from engine.incidents.state import Decision, EngineState
 from engine.incidents.timers import run_timers
 from engine.incidents.transaction import Transaction
+from engine.incidents.updates import post_update, restart_clock
 
-__all__ = ["IncidentEngine", "IncidentError", "percent_state_change"]
+__all__ = ["Declaration", "IncidentEngine", "IncidentError", "percent_state_change"]
 
 _UNKNOWN_STATUSES = frozenset({"no_data", "error"})
 
@@ -137,6 +146,7 @@ class IncidentEngine:
         tx = self._begin()
         now = float(now)
         incident = self._open_incident(tx, incident_id)
+        restart_clock(incident, now)  # comments reach the status page: an update
         tx.log(incident, now, "commented", text, actor=by)
         return self._commit(tx)
 
@@ -146,6 +156,10 @@ class IncidentEngine:
         status = IncidentStatus(status)
         if status is IncidentStatus.resolved:
             return self.resolve(now, incident_id, by, note)
+        if status not in OPEN_STATUSES:
+            raise IncidentError(
+                f"{status.value} is not set by hand: resolve the incident, then close its review"
+            )
         tx = self._begin()
         now = float(now)
         incident = self._open_incident(tx, incident_id)
@@ -172,6 +186,84 @@ class IncidentEngine:
             transitions.change_severity(
                 self._settings, tx, now, incident, severity, reason or "set manually", actor=by
             )
+        return self._commit(tx)
+
+    # ---------------------------------------------------------------- incident response
+
+    def declare(self, now: float, declaration: Declaration, by: str) -> Decision:
+        """Open an incident by hand (no alert needed); the decision's first incident is it."""
+        if not declaration.title.strip():
+            raise IncidentError("a declared incident needs a title")
+        tx = self._begin()
+        incident = declare(self._settings, tx, float(now), declaration, by)
+        tx.incidents = {incident.id: incident, **tx.incidents}
+        return self._commit(tx)
+
+    def assign_role(
+        self, now: float, incident_id: str, role: Role | str, person: str, by: str
+    ) -> Decision:
+        """Assign a role, or hand it over from whoever held it."""
+        role = role if isinstance(role, Role) else Role.parse(role)
+        if not person.strip():
+            raise IncidentError("a role needs a person")
+        tx = self._begin()
+        incident = self._open_incident(tx, incident_id)
+        assign_role(self._settings, tx, float(now), incident, role, person, by)
+        return self._commit(tx)
+
+    def post_update(
+        self, now: float, incident_id: str, by: str, content: UpdateContent
+    ) -> Decision:
+        """A stakeholder update: to the receivers, and to the status page when public."""
+        tx = self._begin()
+        incident = self._open_incident(tx, incident_id)
+        post_update(self._settings, tx, float(now), incident, by, content)
+        return self._commit(tx)
+
+    def add_action_item(
+        self,
+        now: float,
+        incident_id: str,
+        text: str,
+        owner: str | None,
+        by: str,
+        stored: Incident | None = None,
+    ) -> Decision:
+        """`stored`: the incident as the store has it, for one that is no longer open."""
+        if not text.strip():
+            raise IncidentError("an action item needs text")
+        tx = self._begin()
+        incident = self._any_incident(tx, incident_id, stored)
+        actions.add_action_item(tx, float(now), incident, text, owner, by)
+        return self._commit(tx)
+
+    def change_action_item(
+        self,
+        now: float,
+        incident_id: str,
+        item_id: str,
+        by: str,
+        status: ActionStatus | None = None,
+        owner: str | None = actions.KEEP,
+        stored: Incident | None = None,
+    ) -> Decision:
+        tx = self._begin()
+        incident = self._any_incident(tx, incident_id, stored)
+        try:
+            actions.change_action_item(tx, float(now), incident, item_id, by, status, owner)
+        except KeyError as exc:
+            raise IncidentError(str(exc.args[0])) from None
+        return self._commit(tx)
+
+    def close_review(
+        self, now: float, incident_id: str, by: str, note: str = "", stored: Incident | None = None
+    ) -> Decision:
+        tx = self._begin()
+        incident = self._any_incident(tx, incident_id, stored)
+        try:
+            actions.close_review(tx, float(now), incident, by, note)
+        except ValueError as exc:
+            raise IncidentError(str(exc)) from None
         return self._commit(tx)
 
     def add_silence(
@@ -210,3 +302,13 @@ class IncidentEngine:
         if incident is None:
             raise IncidentError(f"{incident_id} is not an open incident (unknown or resolved)")
         return incident
+
+    def _any_incident(self, tx: Transaction, incident_id: str, stored: Incident | None) -> Incident:
+        """An open incident from the state, else the closed one the caller loaded (with its
+        full timeline: new entries are numbered after it)."""
+        incident = tx.state.incidents.get(incident_id)
+        if incident is not None:
+            return incident
+        if stored is None or stored.id != incident_id or stored.is_open:
+            raise IncidentError(f"no incident {incident_id}")
+        return stored.clone()

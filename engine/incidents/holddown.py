@@ -116,6 +116,8 @@ def merge(
     for slo_id in victim.slo_ids:
         if slo_id not in root.slo_ids:
             root.slo_ids.append(slo_id)
+    for slo_id, budget in victim.slo_budget.items():
+        root.slo_budget.setdefault(slo_id, list(budget))
     for service in (victim.service, *victim.related_services):
         if service != root.service and service not in root.related_services:
             root.related_services.append(service)

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from engine.incidents.response import ActionItem, IncidentCategory, Role
+
 
 class Severity(StrEnum):
     """Incident severity. SEV1 is the most severe; `level` orders them (1 = worst).
@@ -55,9 +57,27 @@ DEFAULT_RESPONSE_TARGETS: dict[Severity, float] = {
 
 
 class IncidentStatus(StrEnum):
+    """The runbook's workflow: investigating → mitigating (→ monitoring) → resolved, and
+    `review` after resolution while a post-incident review is required and not closed."""
+
     investigating = "investigating"
     mitigating = "mitigating"
+    monitoring = "monitoring"
     resolved = "resolved"
+    review = "review"
+
+    @property
+    def closed(self) -> bool:
+        """Resolved (or resolved and awaiting its review): no longer handled by the engine."""
+        return self in (IncidentStatus.resolved, IncidentStatus.review)
+
+
+# Statuses a person may set on an open incident (resolving has its own call).
+OPEN_STATUSES = (IncidentStatus.investigating, IncidentStatus.mitigating, IncidentStatus.monitoring)
+
+
+# The runbook's order of the roles (what `role_holders` lists first).
+_ROLE_ORDER = tuple(r.value for r in Role)
 
 
 TimelineKind = Literal[
@@ -79,6 +99,13 @@ TimelineKind = Literal[
     "held",
     "hold_ended",
     "merged",
+    # Incident response (issue 11): roles, updates on a clock, recovery time, the review.
+    "role_assigned",
+    "update_posted",
+    "update_due",
+    "rto_breached",
+    "action_item",
+    "review_closed",
 ]
 TIMELINE_KINDS: frozenset[str] = frozenset(TimelineKind.__args__)  # type: ignore[attr-defined]
 
@@ -168,10 +195,42 @@ class Incident:
     # Set when this incident was folded, before it paged, into the root cause's incident
     # (then resolved with no notification ever sent). Reports should not count it separately.
     merged_into: str | None = None
+    # Incident response (see `response`): what kind of incident, who declared it by hand
+    # (None: opened by an alert), whether customers see it, the service tier.
+    category: IncidentCategory = IncidentCategory.availability
+    declared_by: str | None = None
+    customer_facing: bool = False
+    tier: str | None = None
+    # Roles other than the commander (Role value -> person).
+    roles: dict[str, str] = field(default_factory=dict)
+    # Escalation levels notified ahead of the chain (the CTO at once for a customer-facing
+    # SEV1); the chain skips them when it gets there.
+    escalated_early: list[str] = field(default_factory=list)
+    # Recovery time objective (seconds from opening to resolution, fixed at opening from
+    # the tier) and when it was missed.
+    rto_seconds: float | None = None
+    rto_breached_at: float | None = None
+    # Updates on a clock: the cadence counts from `update_clock` (the last update, status
+    # change or comment; or when someone took the incident), or the promised
+    # `next_update_at`; `update_reminded_at` is the last reminder. None: nobody to remind.
+    update_clock: float | None = None
+    next_update_at: float | None = None
+    update_reminded_at: float | None = None
+    latest_update: dict[str, Any] | None = None
+    action_items: list[ActionItem] = field(default_factory=list)
+    # Error budget remaining per SLO: [when its alert first fired here, latest seen].
+    slo_budget: dict[str, list[float | None]] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
-        return self.status is not IncidentStatus.resolved
+        return not self.status.closed
+
+    def role_holders(self) -> dict[str, str]:
+        """Every assigned role, the commander included, in the runbook's order."""
+        held = dict(self.roles)
+        if self.commander:
+            held[Role.incident_commander.value] = self.commander
+        return {role: held[role] for role in _ROLE_ORDER if role in held}
 
     def clone(self) -> Incident:
         # Hot in backtests (every open incident, every evaluation): copy the attribute dict
@@ -184,6 +243,10 @@ class Incident:
         new.timeline = list(self.timeline)
         new.notified_receivers = list(self.notified_receivers)
         new.depends_on = list(self.depends_on)
+        new.roles = dict(self.roles)
+        new.escalated_early = list(self.escalated_early)
+        new.action_items = list(self.action_items)
+        new.slo_budget = dict(self.slo_budget)
         return new
 
     def to_json(self, timeline: bool = True) -> dict[str, Any]:
@@ -216,6 +279,7 @@ class Incident:
             "depends_on": list(self.depends_on),
             "held_until": self.held_until,
             "merged_into": self.merged_into,
+            **self._response_json(),
         }
         if timeline:
             obj["timeline"] = [e.to_json() for e in self.timeline]
@@ -252,7 +316,48 @@ class Incident:
             depends_on=list(obj.get("depends_on", [])),
             held_until=obj.get("held_until"),
             merged_into=obj.get("merged_into"),
+            **cls._response_fields(obj),
         )
+
+    def _response_json(self) -> dict[str, Any]:
+        return {
+            "category": self.category.value,
+            "declared_by": self.declared_by,
+            "customer_facing": self.customer_facing,
+            "tier": self.tier,
+            "roles": self.role_holders(),
+            "escalated_early": list(self.escalated_early),
+            "rto_seconds": self.rto_seconds,
+            "rto_breached_at": self.rto_breached_at,
+            "update_clock": self.update_clock,
+            "next_update_at": self.next_update_at,
+            "update_reminded_at": self.update_reminded_at,
+            "latest_update": self.latest_update,
+            "action_items": [a.to_json() for a in self.action_items],
+            "slo_budget": {k: list(v) for k, v in self.slo_budget.items()},
+        }
+
+    @staticmethod
+    def _response_fields(obj: dict[str, Any]) -> dict[str, Any]:
+        """The incident-response fields; absent in incidents stored before them."""
+        roles = obj.get("roles") or {}
+        return {
+            "category": IncidentCategory(obj.get("category") or "availability"),
+            "declared_by": obj.get("declared_by"),
+            "customer_facing": bool(obj.get("customer_facing", False)),
+            "tier": obj.get("tier"),
+            # The commander has its own field (and key); `roles` shows it too.
+            "roles": {k: v for k, v in roles.items() if k != Role.incident_commander.value},
+            "escalated_early": list(obj.get("escalated_early", [])),
+            "rto_seconds": obj.get("rto_seconds"),
+            "rto_breached_at": obj.get("rto_breached_at"),
+            "update_clock": obj.get("update_clock"),
+            "next_update_at": obj.get("next_update_at"),
+            "update_reminded_at": obj.get("update_reminded_at"),
+            "latest_update": obj.get("latest_update"),
+            "action_items": [ActionItem.from_json(a) for a in obj.get("action_items", [])],
+            "slo_budget": {k: list(v) for k, v in (obj.get("slo_budget") or {}).items()},
+        }
 
     def webhook_snapshot(self) -> dict[str, Any]:
         """The `incident` object of the generic webhook contract (issue 5, item 6)."""
@@ -275,6 +380,16 @@ class Incident:
             "flapping": self.flapping,
             "fingerprints": list(self.fingerprints),
             "customer_notice": self.customer_notice,
+            "category": self.category.value,
+            "customer_facing": self.customer_facing,
+            "roles": self.role_holders(),
+            "tier": self.tier,
+            "rto_deadline": None
+            if self.rto_seconds is None
+            else iso(self.opened_at + self.rto_seconds),
+            "rto_breached_at": iso(self.rto_breached_at),
+            "latest_update": self.latest_update,
+            "next_update_at": iso(self.next_update_at),
         }
 
 

@@ -44,6 +44,7 @@ def process_firing(settings: Settings, tx: Transaction, now: float, alert: Alert
             cleared_at=None,
             silenced=silenced,
             classified=classified.severity.value,
+            budget_remaining=alert.error_budget_remaining,
         )
         if prior.cleared_at is not None and not incident.flapping:
             tx.log(
@@ -65,6 +66,7 @@ def process_firing(settings: Settings, tx: Transaction, now: float, alert: Alert
         last_seen=now,
         silenced=silenced,
         classified=classified.severity.value,
+        budget_remaining=alert.error_budget_remaining,
     )
     if silenced:
         st.alerts[fp] = state

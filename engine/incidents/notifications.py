@@ -7,6 +7,7 @@ re-applying a decision after a crash enqueues the same ids again (the store igno
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from engine.incidents.incident import Incident, Notification, NotificationEvent
 from engine.incidents.ratelimit import within_rate_limit
@@ -27,7 +28,10 @@ def notify(
     receivers: Sequence[str],
     repeat: bool = False,
     escalated_to: str = "",
+    context: dict[str, Any] | None = None,
 ) -> None:
+    """Queue `event` for `receivers`; `context` adds to the templates' (e.g. a `reason`
+    line for reminders and RTO breaches)."""
     receivers = list(dict.fromkeys(receivers))
     if not receivers:
         return
@@ -44,7 +48,9 @@ def notify(
         return
     snapshot = incident.webhook_snapshot()
     title = settings.renderer.title(incident, event)
-    message = settings.renderer.internal_notification(incident, event, escalated_to=escalated_to)
+    message = settings.renderer.internal_notification(
+        incident, event, escalated_to=escalated_to, now=now, **(context or {})
+    )
     for receiver in allowed:
         incident.notification_seq += 1
         tx.notifications.append(

@@ -26,6 +26,8 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.incidents.incident import Incident, IncidentStatus, Severity, iso
+from engine.incidents.response import Role
+from engine.incidents.rto import recovery
 
 TEMPLATE_NAMES = (
     "title.txt.j2",
@@ -33,14 +35,15 @@ TEMPLATE_NAMES = (
     "customer_notice.txt.j2",
     "customer_notice.html.j2",
     "rate_limit_summary.txt.j2",
+    "review.md.j2",
 )
 
-# How often stakeholders hear from us while an incident is open (runbook update cadence).
-UPDATE_CADENCE: dict[Severity, str] = {
-    Severity.SEV1: "30 minutes",
-    Severity.SEV2: "1 hour",
-    Severity.SEV3: "4 hours",
-    Severity.SEV4: "",
+# How often stakeholders hear from us while an incident is open (the runbook's update
+# cadence; `IncidentConfig.update_cadence` may override it), in seconds.
+UPDATE_CADENCE: dict[Severity, float] = {
+    Severity.SEV1: 30 * 60.0,
+    Severity.SEV2: 3600.0,
+    Severity.SEV3: 4 * 3600.0,
 }
 
 
@@ -50,6 +53,35 @@ def _human(seconds: float) -> str:
         return f"{minutes} minutes"
     hours = minutes / 60
     return f"{hours:g} hour{'s' if hours != 1 else ''}"
+
+
+def _span(seconds: float) -> str:
+    """A duration people read at a glance: "45 minutes", "1 hour 30 minutes", "2 days"."""
+    minutes = max(0, round(seconds / 60))
+    if minutes < 60:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours, rest = divmod(minutes, 60)
+    if hours >= 48:
+        return f"{hours / 24:.1f} days"
+    text = f"{hours} hour{'s' if hours != 1 else ''}"
+    return text + (f" {rest} minute{'s' if rest != 1 else ''}" if rest else "")
+
+
+def recovery_context(incident: Incident, now: float | None) -> dict[str, Any] | None:
+    """The RTO as templates show it (plain strings and a flag)."""
+    at = now if now is not None else (incident.resolved_at or incident.opened_at)
+    found = recovery(incident, at)
+    if found is None:
+        return None
+    return {
+        "objective": _span(found.objective),
+        "deadline": iso(found.deadline),
+        "remaining": None if found.remaining is None else _span(found.remaining),
+        "breached": found.breached_at is not None
+        or (found.remaining is not None and found.remaining <= 0),
+        "time_to_restore": None if found.time_to_restore is None else _span(found.time_to_restore),
+        "met": found.met,
+    }
 
 
 def _when(value: str | None) -> str:
@@ -70,6 +102,7 @@ def _environment(loader: Any) -> SandboxedEnvironment:
         keep_trailing_newline=False,
     )
     env.filters["when"] = _when
+    env.filters["span"] = _span
     return env
 
 
@@ -79,6 +112,7 @@ class TemplateRenderer:
         override_dir: Path | None = None,
         response_targets: dict[Severity, float] | None = None,
         status_page_url: str | None = None,
+        update_cadence: dict[Severity, float] | None = None,
     ) -> None:
         self._builtin = _environment(PackageLoader("engine.incidents", "templates"))
         self._env = (
@@ -95,20 +129,37 @@ class TemplateRenderer:
         )
         self._targets = response_targets or {s: s.response_target for s in Severity}
         self._status_page_url = status_page_url
+        self._cadence = UPDATE_CADENCE if update_cadence is None else update_cadence
 
-    def _context(self, incident: Incident, event: str, **extra: Any) -> dict[str, Any]:
+    def _context(
+        self, incident: Incident, event: str, now: float | None = None, **extra: Any
+    ) -> dict[str, Any]:
         snapshot = incident.webhook_snapshot()
+        cadence = self._cadence.get(incident.severity)
+        update = incident.latest_update
         return {
             "incident": snapshot,
             "event": event,
             "response_target": _human(self._targets[incident.severity]),
-            "update_cadence": UPDATE_CADENCE[incident.severity],
+            "update_cadence": _human(cadence) if cadence else "",
+            "next_update": _next_update(incident, cadence),
             "status_page_url": self._status_page_url,
             "recent": [
                 {"time": iso(e.at), "kind": e.kind, "message": e.message}
                 for e in incident.timeline[-5:]
             ],
             "escalated_to": "",
+            "reason": "",
+            # Roles besides the commander (who has a line of its own), runbook order.
+            "roles": [
+                (Role(role).label, person)
+                for role, person in incident.role_holders().items()
+                if role != Role.incident_commander.value
+            ],
+            "recovery": recovery_context(incident, now),
+            "update": update,
+            # What customers may read of the latest update (the customer templates).
+            "public_update": update if update and update.get("public") else None,
             **extra,
         }
 
@@ -124,11 +175,22 @@ class TemplateRenderer:
     def title(self, incident: Incident, event: str) -> str:
         return self.render("title.txt.j2", self._context(incident, event))
 
-    def internal_notification(self, incident: Incident, event: str, escalated_to: str = "") -> str:
+    def internal_notification(
+        self,
+        incident: Incident,
+        event: str,
+        escalated_to: str = "",
+        now: float | None = None,
+        **extra: Any,
+    ) -> str:
         return self.render(
             "internal_notification.txt.j2",
-            self._context(incident, event, escalated_to=escalated_to),
+            self._context(incident, event, now, escalated_to=escalated_to, **extra),
         )
+
+    def review(self, review: dict[str, Any]) -> str:
+        """The post-incident review draft (Markdown) from `review.review_context`."""
+        return self.render("review.md.j2", review)
 
     def customer_notice(self, incident: Incident, html: bool = False) -> str:
         name = "customer_notice.html.j2" if html else "customer_notice.txt.j2"
@@ -166,8 +228,20 @@ class TemplateRenderer:
                     self._env.get_template(name).render(
                         receiver="r", limit=1, window="1h", suppressed=["x"], severity="SEV1"
                     )
+                elif name.startswith("review"):
+                    # Imported here: review builds on this module.
+                    from engine.incidents.review import review_context
+
+                    self._env.get_template(name).render(review_context(sample, 0.0))
                 else:
                     self._env.get_template(name).render(self._context(sample, "triggered"))
             except TemplateError as exc:
                 errors.append(f"{name}: {exc}")
         return errors
+
+
+def _next_update(incident: Incident, cadence: float | None) -> str:
+    """When stakeholders hear next: the time the last update promised, else the cadence."""
+    if incident.next_update_at is not None:
+        return f"by {(iso(incident.next_update_at) or '')[:16].replace('T', ' ')} UTC"
+    return f"within {_human(cadence)}" if cadence else ""

@@ -29,10 +29,17 @@ class Settings:
     depends_on: dict[str, tuple[str, ...]]
     dependency_wait: float
     hold_severities: frozenset[Severity]
+    # Incident response: where each severity's chain starts, what stops it, recovery time
+    # per tier, update cadence per severity (seconds).
+    from_open: frozenset[Severity]
+    stops_on: frozenset[str]
+    rto: dict[str, float]
+    cadence: dict[Severity, float]
 
     @classmethod
     def of(cls, config: IncidentConfig, renderer: TemplateRenderer | None = None) -> Settings:
         targets = {s: d.seconds for s, d in config.response_targets.items()}
+        cadence = {s: d.seconds for s, d in config.update_cadence.items() if d.seconds > 0}
         return cls(
             config=config,
             renderer=renderer
@@ -40,6 +47,7 @@ class Settings:
                 config.templates_dir,
                 response_targets=targets,
                 status_page_url=config.status_page_url,
+                update_cadence=cadence,
             ),
             targets=targets,
             chain=config.escalation_chain(),
@@ -49,6 +57,10 @@ class Settings:
             depends_on={k: tuple(v) for k, v in config.depends_on.items()},
             dependency_wait=config.dependency_wait.seconds,
             hold_severities=frozenset(config.dependency_wait_severities),
+            from_open=config.from_open(),
+            stops_on=frozenset(config.escalation_stops_on),
+            rto={t.value: d.seconds for t, d in config.recovery_time_objectives.items()},
+            cadence=cadence,
         )
 
     def deps(self, alert: Alert) -> set[str]:

@@ -52,6 +52,8 @@ class AlertState:
     silenced: bool = False
     # The severity this alert alone justifies (see classify); None while cleared.
     classified: str | None = None
+    # The error budget left when it last fired (the review's "budget consumed").
+    budget_remaining: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class AlertState:
             "needs_clear": self.needs_clear,
             "silenced": self.silenced,
             "classified": self.classified,
+            "budget_remaining": self.budget_remaining,
         }
 
     @classmethod
@@ -84,6 +87,7 @@ class AlertState:
             needs_clear=bool(obj.get("needs_clear", False)),
             silenced=bool(obj.get("silenced", False)),
             classified=obj.get("classified"),
+            budget_remaining=obj.get("budget_remaining"),
         )
 
 

@@ -1,14 +1,17 @@
 """What happens with time alone (`IncidentEngine.tick`, and the end of every `observe`).
 
 In order, per open incident: resolve once every alert has been clear for `resolve_after`
-(never while flapping); release a held page whose `dependency_wait` is over; escalate an
-unacknowledged incident past its response target; repeat its page every `repeat_interval`.
-An incident whose every firing alert is silenced stays open but quiet (no release, no
-escalation, no repeats).
+(never while flapping, never a declared incident: a person declared it, a person resolves
+it); release a held page whose `dependency_wait` is over; escalate (`escalation`: the
+chain's levels that are due, a missed recovery time objective); remind the responders of a
+due stakeholder update (`updates`); repeat an unacknowledged incident's page every
+`repeat_interval`. An incident whose every firing alert is silenced stays open but quiet
+(no release, no escalation, no reminders, no repeats).
 """
 
 from __future__ import annotations
 
+from engine.incidents.escalation import check_rto, escalate, stopped
 from engine.incidents.incident import Incident
 from engine.incidents.notifications import notify
 from engine.incidents.settings import Settings
@@ -16,9 +19,12 @@ from engine.incidents.silencing import quiet
 from engine.incidents.state import EngineState
 from engine.incidents.transaction import Transaction
 from engine.incidents.transitions import release, resolve
+from engine.incidents.updates import remind_due_update
 
 
 def clear_for(settings: Settings, st: EngineState, incident: Incident, now: float) -> bool:
+    if incident.declared_by is not None:
+        return False
     for fp in incident.fingerprints:
         alert_state = st.alerts.get(fp)
         if alert_state is None:
@@ -54,9 +60,14 @@ def run_timers(settings: Settings, tx: Transaction, now: float) -> None:
                 f"no incident on {', '.join(incident.depends_on)} within "
                 f"{settings.config.dependency_wait}",
             )
-        if incident.acknowledged_at is not None or quiet(st, incident):
+        if quiet(st, incident):
             continue
-        escalate(settings, tx, now, incident)
+        if not stopped(settings, incident):
+            escalate(settings, tx, now, incident)
+        check_rto(settings, tx, now, incident)
+        remind_due_update(settings, tx, now, incident)
+        if incident.acknowledged_at is not None:
+            continue
         if incident.flapping:
             if (
                 incident.last_notified_at is not None
@@ -73,25 +84,3 @@ def run_timers(settings: Settings, tx: Transaction, now: float) -> None:
             if not receivers:
                 incident.last_notified_at = now
                 tx.touch(incident)
-
-
-def escalate(settings: Settings, tx: Transaction, now: float, incident: Incident) -> None:
-    """Past the severity's response target (counted from the last rise), walk the
-    escalation chain one level per `after`, notifying each level's receivers."""
-    start = incident.severity_changed_at or incident.opened_at
-    deadline = start + settings.targets[incident.severity]
-    while incident.escalation_level < len(settings.chain):
-        level = settings.chain[incident.escalation_level]
-        if now < deadline + level.after.seconds:
-            return
-        incident.escalation_level += 1
-        who = ", ".join(level.receivers) or "nobody configured"
-        tx.log(
-            incident,
-            now,
-            "escalated",
-            f"unacknowledged past the {incident.severity.value} response target: escalated "
-            f"to level {incident.escalation_level} {level.name} ({who})",
-            data={"level": incident.escalation_level, "name": level.name},
-        )
-        notify(settings, tx, now, incident, "escalated", level.receivers, escalated_to=level.name)

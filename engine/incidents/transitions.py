@@ -2,7 +2,8 @@
 
 Each transition records itself on the incident's timeline and tells the receivers that need
 to know. Severity only rises on its own (`reclassify`); a fall is suggested on the timeline
-and left to a person (`change_severity` with an actor).
+and left to a person (`change_severity` with an actor). Resolving an incident at one of
+`review_severities` leaves it in `review` until its post-incident review is closed.
 """
 
 from __future__ import annotations
@@ -12,24 +13,33 @@ from datetime import UTC, datetime
 from engine.alerting.alerts import Alert
 from engine.incidents.incident import Incident, IncidentStatus, Severity
 from engine.incidents.notifications import notify
+from engine.incidents.runbooks import category_of, runbook_for
 from engine.incidents.settings import Settings
 from engine.incidents.transaction import Transaction, evolve
+from engine.incidents.updates import restart_clock, start_clock
 
 
 def incident_year(now: float) -> int:
     return datetime.fromtimestamp(now, tz=UTC).year
 
 
-def new_incident(
-    settings: Settings, tx: Transaction, now: float, alert: Alert, severity: Severity, reason: str
-) -> Incident:
-    """Number and record a new incident for `alert` (INC-<year>-<n>); nobody is told yet."""
+def next_incident_id(tx: Transaction, now: float) -> str:
+    """INC-<year>-<n>: sequential per UTC year, never reused (the store keeps the sequence)."""
     st = tx.state
     year = incident_year(now)
     number = st.sequences.get(year, 0) + 1
     st.sequences[year] = number
+    return f"INC-{year}-{number:04d}"
+
+
+def new_incident(
+    settings: Settings, tx: Transaction, now: float, alert: Alert, severity: Severity, reason: str
+) -> Incident:
+    """Number and record a new incident for `alert`; nobody is told yet."""
+    st = tx.state
+    category = category_of(alert)
     incident = Incident(
-        id=f"INC-{year}-{number:04d}",
+        id=next_incident_id(tx, now),
         service=alert.service,
         severity=severity,
         status=IncidentStatus.investigating,
@@ -37,10 +47,21 @@ def new_incident(
         opened_at=now,
         slo_ids=[alert.slo_id],
         fingerprints=[alert.fingerprint],
-        runbook_url=alert.runbook_url or alert.annotations.get("runbook_url"),
+        runbook_url=runbook_for(
+            settings.config.runbooks,
+            alert.service,
+            category,
+            [alert.slo_id],
+            alert.runbook_url or alert.annotations.get("runbook_url"),
+        ),
         dashboard_url=alert.dashboard_url,
         severity_changed_at=now,
         depends_on=sorted(settings.deps(alert)),
+        category=category,
+        customer_facing=alert.customer_facing,
+        tier=alert.tier,
+        rto_seconds=settings.rto.get(alert.tier),
+        slo_budget={alert.slo_id: [alert.error_budget_remaining] * 2},
     )
     st.incidents[incident.id] = incident
     tx.log(
@@ -77,6 +98,7 @@ def acknowledge(
     incident.acknowledged_by = by
     if commander or incident.commander is None:
         incident.commander = commander or by
+    start_clock(incident, now)
     tx.log(
         incident,
         now,
@@ -100,11 +122,12 @@ def change_status(
     by: str,
     note: str,
 ) -> None:
-    """A person's status change short of resolving (investigating, identified...)."""
+    """A person's status change short of resolving (investigating, mitigating, monitoring)."""
     if incident.status is status:
         return
     old = incident.status
     incident.status = status
+    restart_clock(incident, now)
     tx.log(
         incident,
         now,
@@ -228,11 +251,16 @@ def resolve(
     note: str,
 ) -> None:
     st = tx.state
-    incident.status = IncidentStatus.resolved
+    review = incident.severity in settings.config.review_severities
+    incident.status = IncidentStatus.review if review else IncidentStatus.resolved
     incident.resolved_at = now
     incident.flapping = False
     incident.held_until = None  # resolved before its page: nobody needs to hear of it
-    tx.log(incident, now, "resolved", note, actor=by)
+    incident.next_update_at = None
+    note_budgets(tx, incident)
+    if review:
+        note += " — in review until its post-incident review is closed"
+    tx.log(incident, now, "resolved", note, actor=by, data={"review": True} if review else None)
     for fp in incident.fingerprints:
         alert_state = st.alerts.get(fp)
         if alert_state is None or alert_state.incident_id != incident.id:
@@ -244,3 +272,20 @@ def resolve(
     del st.incidents[incident.id]
     refresh_customer_notice(settings, incident)
     notify(settings, tx, now, incident, "resolved", incident.notified_receivers)
+
+
+def note_budgets(tx: Transaction, incident: Incident) -> None:
+    """The latest error budget of each of the incident's SLOs (for the review's impact)."""
+    latest: dict[str, float] = {}
+    for fp in incident.fingerprints:
+        alert_state = tx.state.alerts.get(fp)
+        if alert_state is not None and alert_state.budget_remaining is not None:
+            previous = latest.get(alert_state.slo_id)
+            latest[alert_state.slo_id] = (
+                alert_state.budget_remaining
+                if previous is None
+                else min(previous, alert_state.budget_remaining)
+            )
+    for slo_id, remaining in latest.items():
+        first = incident.slo_budget.get(slo_id, [remaining])[0]
+        incident.slo_budget[slo_id] = [remaining if first is None else first, remaining]

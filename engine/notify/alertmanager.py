@@ -30,6 +30,7 @@ from engine.notify.base import (
     iso8601,
 )
 from engine.notify.http import encode_json, post_json
+from engine.redact import redact
 
 if TYPE_CHECKING:
     from engine.incidents.incident import Incident, Notification
@@ -226,7 +227,7 @@ class AlertmanagerNotifier:
         return SyncResult(firing=len(firing), resolved=len(ended), posted=True)
 
     def __repr__(self) -> str:
-        return f"AlertmanagerNotifier(name={self.name!r}, url={self.config.url!r})"
+        return f"AlertmanagerNotifier(name={self.name!r}, url={redact(self.config.url)!r})"
 
 
 def _ended(alert: dict[str, Any], at: float) -> dict[str, Any]:

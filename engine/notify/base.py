@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_che
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from engine.redact import has_userinfo, redact
 from engine.retry import Clock  # noqa: F401  (the notifiers' clock type, imported from here)
 from engine.spec.durations import Duration
 from engine.spec.models import DurationField
@@ -68,14 +69,6 @@ class StateSyncingNotifier(Notifier, Protocol):
 
 class ConfigError(ValueError):
     """A receiver cannot be built from its configuration; says what to fix."""
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value in `text` by "***" (error bodies sometimes echo input)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 class Secret:
@@ -143,7 +136,14 @@ class Secret:
 
 def _http_url(value: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"{value!r} is not an http(s) URL — write e.g. https://host/path")
+        raise ValueError(f"{redact(value)!r} is not an http(s) URL — write e.g. https://host/path")
+    if has_userinfo(value):
+        # A credential in a URL ends up in logs, error messages and /readyz; refuse it.
+        raise ValueError(
+            f"{redact(value)!r} carries credentials (user:password@) — remove them from the URL "
+            "and use basic_auth_user + basic_auth_password_file (Prometheus) or header_files "
+            "(webhooks), which keep the secret in a file"
+        )
     return value
 
 
@@ -153,7 +153,8 @@ HttpUrlText = Annotated[str, AfterValidator(_http_url)]
 class _BaseNotifierConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Per request; a receiver slower than this is treated like one that is down.
+    # Total deadline of one request (connect, send and the whole response); a receiver
+    # slower than this is cut off and treated like one that is down (retried with backoff).
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
 

@@ -12,12 +12,18 @@ crash can cost a delay or a duplicate delivery, never a lost page:
 Within one (receiver, dedup_key) the order matters — a `resolve` overtaking its
 `trigger` would re-open the page. While an item of a pair is pending, later items of that
 pair are held (not attempted, no attempt spent) until it is delivered or dead-lettered.
+
+Every method takes an optional `receiver`: the daemon runs one worker per receiver
+(engine/notify/workers.py), each delivering only its own receiver's items, so a receiver
+that hangs holds up nobody else. Two callers must never deliver the same receiver at once
+(the workers make sure of it); different receivers in parallel are safe.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -92,36 +98,50 @@ class Deliverer:
         self.scan_limit = scan_limit
         self._recent: deque[str] = deque(maxlen=_RECENTLY_SENT)
         self._recent_set: set[str] = set()
+        self._recent_lock = threading.Lock()  # receivers' workers share the memory
 
     def _remember_sent(self, item_id: str) -> None:
-        if len(self._recent) == self._recent.maxlen:
-            self._recent_set.discard(self._recent[0])
-        self._recent.append(item_id)
-        self._recent_set.add(item_id)
+        with self._recent_lock:
+            if len(self._recent) == self._recent.maxlen:
+                self._recent_set.discard(self._recent[0])
+            self._recent.append(item_id)
+            self._recent_set.add(item_id)
+
+    def _sent_already(self, item_id: str) -> bool:
+        with self._recent_lock:
+            return item_id in self._recent_set
 
     def run_once(
-        self, now: float | None = None, *, deadline: float | None = None
+        self,
+        now: float | None = None,
+        *,
+        deadline: float | None = None,
+        receiver: str | None = None,
     ) -> DeliveryReport:
-        """Try every due item once. Returns what happened; never raises for a receiver."""
+        """Try every due item (of `receiver`, or of all) once. Returns what happened; never
+        raises for a receiver."""
         now = self.clock() if now is None else now
         report = DeliveryReport()
         held: set[tuple[str, str]] = set()
-        for item in self._batch(now, report):
+        for item in self._batch(now, report, receiver):
             if deadline is not None and self.clock() >= deadline:
                 break
             pair = (item.receiver, item.notification.dedup_key)
             if pair in held:
                 report.deferred += 1
                 continue
-            if item.id in self._recent_set:
+            if self._sent_already(item.id):
                 # Delivered by this process already; only the bookkeeping is missing.
                 self.outbox.mark_sent(item.id, now)
                 continue
             self._deliver(item, now, report, held, pair)
         return report
 
-    def _batch(self, now: float, report: DeliveryReport) -> list[OutboxItem]:
-        """Due items whose (receiver, dedup_key) has no older item still pending.
+    def _batch(
+        self, now: float, report: DeliveryReport, receiver: str | None = None
+    ) -> list[OutboxItem]:
+        """Due items (of `receiver`, or of all) whose (receiver, dedup_key) has no older item
+        still pending.
 
         Reads every pending item (`due(inf)`), not just the due ones, because an older item
         waiting on backoff must hold back its successors — also right after a restart, so
@@ -132,6 +152,8 @@ class Deliverer:
         open_pairs: set[tuple[str, str]] = set()  # head due: successors may follow in order
         closed_pairs: set[tuple[str, str]] = set()  # head (or a predecessor) not due
         for item in pending:
+            if receiver is not None and item.receiver != receiver:
+                continue
             pair = (item.receiver, item.notification.dedup_key)
             if pair in closed_pairs:
                 if item.next_attempt_at <= now:
@@ -235,14 +257,22 @@ class Deliverer:
         report.errors.append((item.id, item.receiver, error))
         log.error("dead-lettered %s to %r: %s", item.id, item.receiver, error)
 
-    def sync(self, open_incidents: Iterable[Any], now: float | None = None) -> dict[str, str]:
-        """Give every state-syncing receiver (Alertmanager) the current open incidents; call
-        once per daemon cycle. Returns receiver → "ok" | "skipped" | the error; never raises
-        for a receiver (its breaker is honoured and fed like for outbox deliveries)."""
+    def sync(
+        self,
+        open_incidents: Iterable[Any],
+        now: float | None = None,
+        *,
+        receiver: str | None = None,
+    ) -> dict[str, str]:
+        """Give every state-syncing receiver (Alertmanager; or only `receiver`) the current
+        open incidents; call regularly. Returns receiver → "ok" | "skipped" | the error; never
+        raises for a receiver (its breaker is honoured and fed like for outbox deliveries)."""
         now = self.clock() if now is None else now
         incidents = list(open_incidents)
         outcome: dict[str, str] = {}
         for name, notifier in self.notifiers.items():
+            if receiver is not None and name != receiver:
+                continue
             if not isinstance(notifier, StateSyncingNotifier):
                 continue
             breaker = self.breakers[name]
@@ -263,12 +293,13 @@ class Deliverer:
                 outcome[name] = "ok"
         return outcome
 
-    def flush(self, deadline: float) -> DeliveryReport:
-        """Deliver what is due until nothing is left to try or `deadline` (clock time)
-        passes; for shutdown. Items waiting on backoff stay queued for the next start."""
+    def flush(self, deadline: float, *, receiver: str | None = None) -> DeliveryReport:
+        """Deliver what is due (of `receiver`, or of all) until nothing is left to try or
+        `deadline` (clock time) passes; for shutdown. Items waiting on backoff stay queued
+        for the next start."""
         total = DeliveryReport()
         while self.clock() < deadline:
-            report = self.run_once(deadline=deadline)
+            report = self.run_once(deadline=deadline, receiver=receiver)
             total.add(report)
             if report.attempted == 0:
                 break

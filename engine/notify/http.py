@@ -3,6 +3,12 @@
 Built on `urllib.request` on purpose: unlike requests/urllib3 it never logs the request
 line, and a Slack webhook URL *is* a credential. Proxy environment variables
 (`HTTPS_PROXY`, `NO_PROXY`) are honoured as usual.
+
+`timeout` is a TOTAL deadline — resolve, connect, send, and the whole response — not a
+socket timeout: a socket timeout restarts with every byte, so a receiver dripping one byte
+every 3 s would hold a 10 s timeout for minutes. The exchange runs in its own short-lived
+thread (engine/notify/exchange.py); at the deadline the caller stops waiting and the
+connection is shut, which ends that thread too.
 """
 
 from __future__ import annotations
@@ -13,37 +19,19 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from engine.notify.base import PermanentDeliveryError, RetryableDeliveryError, redact
+from engine.notify.base import PermanentDeliveryError, RetryableDeliveryError
+from engine.notify.exchange import Exchange, ExchangeTimeout, HttpResponse
+from engine.redact import redact
+
+__all__ = ["USER_AGENT", "HttpResponse", "encode_json", "parse_retry_after", "post_json"]
 
 USER_AGENT = "slo-engine-notifier/1"
 
 # 408 is the server saying *it* timed out waiting for us: as transient as our own timeout.
 _RETRYABLE_4XX = frozenset({408, 429})
 _RESPONSE_EXCERPT = 300
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirected POST loses its body in urllib; a receiver URL that redirects is a
-    configuration error the operator must fix, not something to follow silently."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body.decode("utf-8"))
 
 
 def encode_json(payload: Any) -> bytes:
@@ -85,9 +73,9 @@ def post_json(
 ) -> HttpResponse:
     """POST `body` and return a 2xx response, or raise a classified delivery error.
 
-    `secrets` are scrubbed from every error message (they end up in logs and in the
-    outbox's last_error column). `what` names the receiver in messages without the URL,
-    which may itself be a secret.
+    `timeout` bounds the whole exchange (see the module docstring). `secrets` are scrubbed
+    from every error message (they end up in logs and in the outbox's last_error column).
+    `what` names the receiver in messages without the URL, which may itself be a secret.
     """
     secrets = tuple(secrets)
     request = urllib.request.Request(url, data=body, method="POST")
@@ -96,23 +84,12 @@ def post_json(
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            return HttpResponse(response.status, dict(response.headers.items()), response.read())
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        response_headers = dict(exc.headers.items()) if exc.headers else {}
-        try:
-            # Redact before truncating: a cut could leave half a secret unmatched.
-            excerpt = redact(exc.read().decode("utf-8", "replace"), secrets)[:_RESPONSE_EXCERPT]
-        except OSError:
-            excerpt = ""
-        message = f"{what} answered HTTP {status}: {excerpt}".strip()
-        if status >= 500 or status in _RETRYABLE_4XX:
-            retry_after = parse_retry_after(
-                response_headers.get("Retry-After"), response_headers.get("Date")
-            )
-            raise RetryableDeliveryError(message, status=status, retry_after=retry_after) from None
-        raise PermanentDeliveryError(message, status=status) from None
+        response = Exchange(request, timeout).run()
+    except ExchangeTimeout:
+        raise RetryableDeliveryError(
+            f"{what} timed out after {timeout:g}s (deadline for connect, send and the whole "
+            "response)"
+        ) from None
     except TimeoutError:
         raise RetryableDeliveryError(f"{what} timed out after {timeout:g}s") from None
     except urllib.error.URLError as exc:
@@ -131,3 +108,23 @@ def post_json(
     except ValueError as exc:
         # urllib raises ValueError for malformed URLs ("unknown url type").
         raise PermanentDeliveryError(redact(f"{what} URL is invalid: {exc}", secrets)) from None
+    if 200 <= response.status < 300:
+        return response
+    raise _refused(response, secrets, what)
+
+
+def _refused(
+    response: HttpResponse, secrets: tuple[str, ...], what: str
+) -> RetryableDeliveryError | PermanentDeliveryError:
+    """The error for a non-2xx answer: retryable for 5xx, 408 and 429, else permanent."""
+    status = response.status
+    # Redact before truncating: a cut could leave half a secret unmatched.
+    text = response.body.decode("utf-8", "replace")
+    excerpt = redact(text, secrets)[:_RESPONSE_EXCERPT]
+    message = f"{what} answered HTTP {status}: {excerpt}".strip()
+    if status >= 500 or status in _RETRYABLE_4XX:
+        retry_after = parse_retry_after(
+            response.headers.get("Retry-After"), response.headers.get("Date")
+        )
+        return RetryableDeliveryError(message, status=status, retry_after=retry_after)
+    return PermanentDeliveryError(message, status=status)

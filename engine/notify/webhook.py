@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.notify.base import PermanentDeliveryError, Secret, WebhookConfig
 from engine.notify.http import encode_json, post_json
+from engine.redact import redact
 
 if TYPE_CHECKING:
     from engine.incidents.incident import Notification
@@ -81,7 +82,7 @@ class WebhookNotifier:
 
     def __repr__(self) -> str:
         return (
-            f"WebhookNotifier(name={self.name!r}, url={self.config.url!r}, "
+            f"WebhookNotifier(name={self.name!r}, url={redact(self.config.url)!r}, "
             f"secret_headers={sorted(self._header_secrets)!r}, "
             f"signed={self._signing_secret is not None})"
         )

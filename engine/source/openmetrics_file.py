@@ -13,12 +13,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
+
+if TYPE_CHECKING:
+    from engine.evaluation.instant import WindowCounts
 
 
 class OpenMetricsFileSource:
@@ -86,6 +89,11 @@ class OpenMetricsFileSource:
 
     def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
         return self.source.fetch(slos, step, start, end)
+
+    def window_counts(
+        self, slos: Sequence[SLO], windows: Sequence[Duration], at: float
+    ) -> WindowCounts:
+        return self.source.window_counts(slos, windows, at)
 
 
 def _newest_sample(tsdb: Path) -> float:

@@ -17,7 +17,7 @@ Failure semantics, because a failed query must never look like a healthy or dead
   is missing at a step with a total has no data at that step (bad *and* total NaN): the
   evaluation's rule "a missing bad rate with a known total is 0 bad events" is meant for
   error counters that do not exist yet, and must not make a missing good series look like a
-  perfect SLO. For a latency SLI whose newest step with traffic has no bucket at the
+  perfect SLO. For a classic latency SLI whose newest step with traffic has no bucket at the
   threshold, the SLO gets an `errors` entry naming the histogram, the threshold and the
   bounds the histogram does have: the threshold is not a bucket bound, which no amount of
   waiting fixes.
@@ -27,18 +27,15 @@ Failure semantics, because a failed query must never look like a healthy or dead
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
 import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import requests
@@ -46,6 +43,8 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from engine.evaluation.source import SourceUnavailable, StepRates
+from engine.redact import redact
+from engine.source.api_errors import parse_client_error, read_secret, seconds_param
 from engine.source.outcome import FetchOutcome
 from engine.source.partial import PartialResponse, PartialResponseWatch
 from engine.source.query_plan import (
@@ -61,6 +60,9 @@ from engine.spec.durations import Duration
 from engine.spec.models import SLO, LatencySLI
 from engine.spec.sli import bad_rate, derives_bad, missing_bucket_message, total_rate
 
+if TYPE_CHECKING:  # the evaluation side of the one-shot path, loaded only when used
+    from engine.evaluation.instant import WindowCounts
+
 log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -71,7 +73,6 @@ _PROMQL_ERROR_STATUS = frozenset({400, 422})
 _PLANS_KEPT = 8
 # Opaque expressions × points per series in one `or` request (see `_batches`).
 _OPAQUE_POINTS_PER_REQUEST = 4000
-_STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 # Bucket bounds named in a "threshold is not a bucket" error, at most.
 _BOUNDS_SHOWN = 30
 
@@ -91,47 +92,10 @@ class _Unreachable(Exception):
     """The request failed after every retry (or cannot succeed: auth, TLS)."""
 
     def __init__(self, message: str, fatal: bool = False) -> None:
-        super().__init__(message)
+        # Messages quote the URL and library errors: never a credential (engine/redact.py).
+        super().__init__(redact(message))
         # Fatal: the server refused us outright, so no other request will fare better.
         self.fatal = fatal
-
-
-def _read_secret(path: str | None, what: str) -> str | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        # Name the file, never its content.
-        raise SourceUnavailable(f"cannot read {what} file {path}: {exc.strerror}") from None
-
-
-def _seconds_param(value: float) -> str:
-    return f"{value:.3f}"
-
-
-def _error_text(status: int, body: str) -> str:
-    """Prometheus' own error message when the body is its JSON envelope."""
-    try:
-        payload = json.loads(body)
-        return f"{payload.get('errorType', 'error')}: {payload['error']}"
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return f"HTTP {status}: {body[:300]}"
-
-
-def _parse_client_error(exc: PrometheusApiClientException) -> tuple[int, str]:
-    """prometheus-api-client reports failures as 'HTTP Status Code N (b'<body>')'."""
-    match = _STATUS_RE.match(str(exc))
-    if match is None:
-        return 0, str(exc)
-    status = int(match.group(1))
-    raw = match.group(2)
-    try:
-        body = ast.literal_eval(raw)
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    except (ValueError, SyntaxError):
-        text = raw
-    return status, _error_text(status, text)
 
 
 class PrometheusSource:
@@ -159,6 +123,8 @@ class PrometheusSource:
         max_response_points: int = 250_000,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        remote_read: bool = True,
+        remote_read_min_steps: int = 60,
     ) -> None:
         if basic_auth_password_file is not None and basic_auth_user is None:
             raise ValueError("basic_auth_password_file needs basic_auth_user")
@@ -181,6 +147,12 @@ class PrometheusSource:
         self._basic_auth_password_file = basic_auth_password_file
         # HTTP requests sent, retries included: what the benchmark reports per cycle.
         self.http_requests = 0
+        # Fetches of at least this many steps read raw samples (engine.source.remote_read);
+        # SLO histories fetched per method, and why remote read was last given up.
+        self.remote_read, self.remote_read_min_steps = remote_read, remote_read_min_steps
+        self.history_slos: dict[str, int] = {}
+        self.history_fallback: str | None = None
+        self.history_fallback_permanent = False
         self._lock = threading.Lock()
 
         session = requests.Session()
@@ -201,11 +173,11 @@ class PrometheusSource:
     def _refresh_auth(self) -> None:
         """Re-read secrets once per fetch: mounted tokens rotate under long-running daemons."""
         headers: dict[str, str] = {}
-        token = _read_secret(self._bearer_token_file, "bearer token")
+        token = read_secret(self._bearer_token_file, "bearer token")
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         self._client.headers = headers or None
-        password = _read_secret(self._basic_auth_password_file, "basic auth password")
+        password = read_secret(self._basic_auth_password_file, "basic auth password")
         if self._basic_auth_user is not None:
             self._client.auth = (self._basic_auth_user, password or "")
 
@@ -218,8 +190,8 @@ class PrometheusSource:
     def _query_range(self, query: str, start: float, end: float, step: Duration) -> list[dict]:
         params = {
             # Explicit, unrounded times: the client would round start/end to whole seconds.
-            "start": _seconds_param(start),
-            "end": _seconds_param(end),
+            "start": seconds_param(start),
+            "end": seconds_param(end),
             "step": format(step.decimal_seconds.normalize(), "f"),
             # Let Prometheus abandon the query when we stop waiting for it.
             "timeout": self._timeout_param,
@@ -233,7 +205,7 @@ class PrometheusSource:
 
     def query_instant(self, query: str, at: float) -> list[dict]:
         """One instant query at an explicit time (used by the naive baseline and tests)."""
-        params = {"time": _seconds_param(at), "timeout": self._timeout_param}
+        params = {"time": seconds_param(at), "timeout": self._timeout_param}
         return self._with_retries(lambda: self._client.custom_query(query, params=params))
 
     def _with_retries(self, call: Callable[[], list[dict]]) -> list[dict]:
@@ -250,7 +222,7 @@ class PrometheusSource:
                 self._partial.check()
                 return result
             except PrometheusApiClientException as exc:
-                status, message = _parse_client_error(exc)
+                status, message = parse_client_error(exc)
                 if status in _PROMQL_ERROR_STATUS:
                     raise _PromQLError(message) from None
                 if status in (401, 403):
@@ -288,7 +260,17 @@ class PrometheusSource:
         if not slos or n_steps == 0:
             empty = np.full((len(slos), n_steps), np.nan)
             return StepRates(step=step, times=times, bad=empty, total=empty.copy(), errors={})
+        if self.remote_read and n_steps >= self.remote_read_min_steps:
+            from engine.source.remote_read import read_history
 
+            return read_history(self, slos, step, times)
+        return self.query_range_rates(slos, step, times)
+
+    def query_range_rates(
+        self, slos: Sequence[SLO], step: Duration, times: np.ndarray
+    ) -> StepRates:
+        """`fetch` at `times` (non-empty, on the step grid) over query_range."""
+        n_steps = times.size
         self._refresh_auth()
         plan, scales = self._plan(slos, step)
         rates = np.full((len(plan.atoms), n_steps), np.nan)
@@ -323,6 +305,15 @@ class PrometheusSource:
         self._missing_good(slos, times, bad, total, errors)
         return StepRates(step=step, times=times, bad=bad, total=total, errors=errors)
 
+    def window_counts(
+        self, slos: Sequence[SLO], windows: Sequence[Duration], at: float
+    ) -> WindowCounts:
+        """Events over each whole window ending at `at`: one instant query per batch of
+        atoms and window (engine.source.window_counts; the one-shot `evaluate` path)."""
+        from engine.source.window_counts import window_counts
+
+        return window_counts(self, slos, windows, at)
+
     def _missing_good(
         self,
         slos: Sequence[SLO],
@@ -335,8 +326,8 @@ class PrometheusSource:
 
         PromQL's `(total) - (good)` is empty exactly when one side is, so these are the steps
         whose good series is missing. They become no data (never 0 bad, never all bad: the
-        step could be a wrong selector as well as every request failing); a latency SLI
-        whose newest step with traffic has no bucket is an error (see the module docstring).
+        step could be a wrong selector as well as every request failing); a classic latency
+        SLI whose newest step with traffic has no bucket is an error (module docstring).
         Modifies the arrays and `errors` in place.
         """
         derived = np.fromiter((derives_bad(s.sli) for s in slos), dtype=bool, count=len(slos))
@@ -346,7 +337,7 @@ class PrometheusSource:
         for row in np.flatnonzero(gap.any(axis=1)).tolist():
             latency = slos[row].sli.latency
             newest = int(np.flatnonzero(~np.isnan(total[row]))[-1])
-            if latency is not None and gap[row, newest]:
+            if latency is not None and not latency.native and gap[row, newest]:
                 bounds = self._bucket_bounds(latency, float(times[newest]))
                 errors[slos[row].id] = missing_bucket_message(latency, bounds)
                 bad[row, :] = np.nan
@@ -426,13 +417,18 @@ class PrometheusSource:
         times: np.ndarray,
         i0: int,
         i1: int,
-        step: Duration,
+        step: Duration | None,
         rates: np.ndarray,
         outcome: FetchOutcome,
     ) -> None:
+        """Ask one batch for the points i0 … i1−1 of `times` and store them in `rates`;
+        `step` None asks one instant query at `times[i0]` (whole-window counts)."""
         query = or_tree([tagged(part, f"p{k}") for k, part in enumerate(batch)])
         try:
-            result = self._query_range(query, times[i0], times[i1 - 1], step)
+            if step is None:
+                result = self.query_instant(query, times[i0])
+            else:
+                result = self._query_range(query, times[i0], times[i1 - 1], step)
         except _PromQLError as exc:
             if len(batch) == 1 and batch[0].group_label is None:
                 outcome.error(batch[0].atoms[0], f"PromQL error: {exc}")
@@ -455,10 +451,11 @@ class PrometheusSource:
             outcome.success()  # the backend answers; its data for these SLOs is incomplete
             for part in batch:
                 for atom in part.atoms:
-                    outcome.error(atom, f"partial response from {self.url}: {exc}")
+                    outcome.error(atom, redact(f"partial response from {self.url}: {exc}"))
             return
         outcome.success()
-        origin, step_s = times[0], step.seconds
+        # An instant query's one point is point i0 whatever its timestamp's rounding.
+        origin, step_s = times[0], step.seconds if step is not None else math.inf
         for series in result:
             labels = series.get("metric", {})
             tag = labels.get(SLO_LABEL, "")
@@ -472,7 +469,8 @@ class PrometheusSource:
                 if value not in part.values:
                     continue  # a '.' in a grouped value matched a series nobody asked for
                 atom = part.atoms[part.values.index(value)]
-            points = np.asarray(series.get("values", ()), dtype=np.float64).reshape(-1, 2)
+            values = series["values"] if "values" in series else [series.get("value", ())]
+            points = np.asarray(values, dtype=np.float64).reshape(-1, 2)
             k = np.rint((points[:, 0] - origin) / step_s).astype(np.int64)
             inside = (k >= i0) & (k < i1)
             rates[atom, k[inside]] = points[inside, 1]

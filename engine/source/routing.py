@@ -41,10 +41,23 @@ class RoutedSource:
             raise UnknownDatasource(f"{slo.id}: no datasource {name!r} (configured: {known})")
         return name
 
+    def source_for(self, slo: SLO) -> EventSource:
+        """The backend `slo` reads (group discovery asks it directly, engine.source.discovery)."""
+        return self.sources[self.datasource_of(slo)]
+
     @property
     def http_requests(self) -> int:
         """Requests sent by every backend (what the daemon's metrics count per cycle)."""
         return sum(int(getattr(s, "http_requests", 0) or 0) for s in self.sources.values())
+
+    @property
+    def history_slos(self) -> dict[str, int]:
+        """SLO histories fetched per method by every backend (engine.source.remote_read)."""
+        found: dict[str, int] = {}
+        for source in self.sources.values():
+            for method, n in (getattr(source, "history_slos", None) or {}).items():
+                found[method] = found.get(method, 0) + n
+        return found
 
     def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
         rows: dict[str, list[int]] = {}

@@ -3,12 +3,16 @@
 The real parser is promtool's: every query of a validate run goes into ONE temporary rule
 file as a recording rule (with `{{window}}` replaced by 5m) and a single `promtool check
 rules` call parses them all, so checking fifty SLOs costs one process start, not fifty.
-Without promtool we still catch what people actually get wrong — unbalanced brackets and
-quotes — and say once that the full check was skipped.
+Without promtool (a pip install, a slim image) the `promql-parser` package parses them —
+Prometheus' grammar in Rust, in process — with the same messages but no positions inside the
+query (the error still points at the query's line). Without either we still catch what
+people actually get wrong — unbalanced brackets and quotes — and say once that the full
+check was skipped.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -16,6 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
@@ -98,7 +103,10 @@ def promtool_problems(queries: Sequence[str], promtool: str) -> list[Problem]:
     ]
     with tempfile.TemporaryDirectory(prefix="slo-engine-validate-") as tmp:
         path = Path(tmp) / "queries.rules.yml"
-        path.write_text(yaml.safe_dump({"groups": [{"name": "validate", "rules": rules}]}))
+        # libyaml's emitter when PyYAML has it: 2,000 queries take ~0.3 s in pure Python.
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        document = {"groups": [{"name": "validate", "rules": rules}]}
+        path.write_text(yaml.dump(document, Dumper=dumper))
         proc = subprocess.run(
             [promtool, "check", "rules", str(path)],
             capture_output=True,
@@ -129,4 +137,33 @@ def promtool_problems(queries: Sequence[str], promtool: str) -> list[Problem]:
         problems.append(
             Problem(-1, f"promtool check rules failed: {tail[0]}", "run promtool by hand")
         )
+    return problems
+
+
+def promql_parser() -> ModuleType | None:
+    """The `promql-parser` module, or None when it is not installed."""
+    try:
+        return importlib.import_module("promql_parser")
+    except ImportError:
+        return None
+
+
+def parser_problems(queries: Sequence[str]) -> list[Problem] | None:
+    """Parse every query with `promql-parser` (no promtool needed); None without it."""
+    parser = promql_parser()
+    if parser is None:
+        return None
+    problems = []
+    for index, query in enumerate(queries):
+        try:
+            parser.parse(for_parsing(query))
+        except ValueError as exc:
+            problems.append(
+                Problem(
+                    index,
+                    f"invalid PromQL: {exc}",
+                    "promql-parser could not parse this query (promtool, when installed, "
+                    "also gives the position); check it in the Prometheus UI",
+                )
+            )
     return problems

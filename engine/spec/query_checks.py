@@ -1,6 +1,6 @@
 """The SLI queries of every valid spec, checked in one batch: bracket/quote balance always
 (offsets match what the SRE wrote), the full PromQL parse through one promtool call when
-promtool is installed."""
+promtool is installed, else through the promql-parser package."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def _queries(unit: NativeUnit, spec: ServiceSpec) -> list[_Query]:
 
 
 def check_promql(validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadResult) -> set[str]:
-    """Balance checks always; the full parse through one promtool call when available."""
+    """Balance checks always; the full parse through one promtool call when available,
+    else promql-parser; `result.promql_parsed` is False only when neither exists."""
     bad_ids: set[str] = set()
     to_parse: list[_Query] = []
     for unit, spec in validated:
@@ -68,10 +69,12 @@ def check_promql(validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadRe
             else:
                 to_parse.append(query)
     tool = promql.promtool_path()
-    if tool is None:
+    texts = [q.text for q in to_parse]
+    problems = promql.promtool_problems(texts, tool) if tool else promql.parser_problems(texts)
+    if problems is None:
         result.promql_parsed = False
         return bad_ids
-    for problem in promql.promtool_problems([q.text for q in to_parse], tool):
+    for problem in problems:
         if problem.index < 0:
             first = to_parse[0]
             result.errors.append(SpecError(first.file, 1, 1, problem.message, problem.hint))

@@ -21,10 +21,11 @@ Concurrency choices:
   The owner's own later `due()` calls see its claimed rows again and renew the lease, so one
   store behaves like SQLite (the same rows until they are marked). An overrun lease can only
   cause a duplicate delivery, which receivers fold by notification id and dedup_key.
-  Not covered yet: the Deliverer's per-incident order (a later item of a (receiver,
-  dedup_key) pair waits while an earlier one is pending) needs to see every row of the pair,
-  and another replica's claimed rows are invisible to it — until claims cover whole pairs,
-  run one deliverer per database.
+  The Deliverer's per-incident order (a later item of a (receiver, dedup_key) pair waits
+  while an earlier one is pending) needs to see every row of the pair, and another
+  replica's claimed rows are invisible to it: so only the incident leader delivers
+  (engine.daemon.replicas) — one deliverer per database — and a new leader releases its
+  predecessor's claims at once (`PostgreSQLCoordination.adopt_outbox`).
 - Migrations run under a transaction-scoped advisory lock: two replicas starting at once
   apply them once, and PostgreSQL's DDL is transactional, so a migration is all or nothing.
 
@@ -57,13 +58,15 @@ from engine.incidents.incident import (
 )
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
-from engine.store import rows
+from engine.store import idempotency, rows
 from engine.store.base import OutboxItem, StaleStateError, StoreError
+from engine.store.leases import Fence, check_fence
 from engine.store.postgresql_schema import migrate
 
 # Long enough for a delivery batch (receivers answer or time out within seconds), short
 # enough that the pages a dead replica had claimed still go out within a minute.
 CLAIM_LEASE_SECONDS = 60.0
+POOL_WAIT_SECONDS = 5.0
 _SECRET_KEYS = ("password", "sslpassword")
 _DB_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 
@@ -167,6 +170,9 @@ class PostgreSQLStore:
             kwargs=kwargs,
             min_size=1,
             max_size=max_connections,
+            # A healthy pool hands a connection out at once; this long only when the
+            # database cannot be reached — then fail, do not hold a cycle or a scrape.
+            timeout=POOL_WAIT_SECONDS,
             open=True,
             check=ConnectionPool.check_connection,  # survive a database restart
             name="slo-engine-store",
@@ -178,9 +184,11 @@ class PostgreSQLStore:
     # ------------------------------------------------------------------ plumbing
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
-        """One READ COMMITTED transaction: commit on success, roll back on any exception."""
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+    def _transaction(self, wait: float | None = None) -> Iterator[psycopg.Cursor[Any]]:
+        """One READ COMMITTED transaction: commit on success, roll back on any exception.
+        `wait`: how long to wait for a connection (default `POOL_WAIT_SECONDS`) — a
+        heartbeat must fail faster when the database is gone."""
+        with self._pool.connection(timeout=wait) as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
 
     @contextmanager
@@ -189,6 +197,10 @@ class PostgreSQLStore:
         with self._transaction() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield cur
+
+    # Public for the replica tables (engine.store.coordination) and idempotency keys.
+    transaction = _transaction
+    snapshot = _snapshot
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         with self._pool.connection() as conn:
@@ -201,6 +213,10 @@ class PostgreSQLStore:
 
     def schema_version(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")[0]["v"])
+
+    def idempotency_keys(self) -> idempotency.IdempotencyKeys:
+        """The API's idempotency keys, shared by every replica on this database."""
+        return idempotency.SQLIdempotencyKeys(self.transaction)
 
     def close(self) -> None:
         self._pool.close()
@@ -219,8 +235,10 @@ class PostgreSQLStore:
             state = rows.state_from_body(row["version"], row["body"])
             state.sequences = self._sequences(cur)
             cur.execute(
-                'SELECT id, body FROM incidents WHERE status != %s ORDER BY opened_at, id COLLATE "C"',
-                (IncidentStatus.resolved.value,),
+                # Open ones only: resolved, or resolved and awaiting its review.
+                "SELECT id, body FROM incidents WHERE status NOT IN (%s, %s) "
+                'ORDER BY opened_at, id COLLATE "C"',
+                (IncidentStatus.resolved.value, IncidentStatus.review.value),
             )
             incidents = [rows.incident_from(r) for r in cur.fetchall()]
             timelines = self._timelines(cur, [i.id for i in incidents])
@@ -237,11 +255,15 @@ class PostgreSQLStore:
         row = cur.execute("SELECT version FROM engine_state WHERE id = 1 FOR UPDATE").fetchone()
         return int(row["version"])
 
-    def apply(self, decision: Decision) -> None:
+    def apply(self, decision: Decision, fence: Fence | None = None) -> None:
+        """As SQLite's; with a `fence` (the incident leader's writes), first check that its
+        token is still the lease's (`FencedOut` otherwise, nothing written)."""
         if not decision.changed:
             return
         state = decision.state
         with self._transaction() as cur:
+            if fence is not None:
+                check_fence(cur, fence)
             current = self._lock_state(cur)
             if current != decision.base_version:
                 raise StaleStateError(rows.stale_message(current, decision.base_version))

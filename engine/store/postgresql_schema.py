@@ -8,12 +8,12 @@ from typing import Any
 
 import psycopg
 
-from engine.store import rows
+from engine.store import idempotency, rows
 from engine.store.base import StoreError
 
 # Ordered, append-only. Never edit a released migration: add the next one. The tables are
 # SQLite's (see engine.store.sqlite), plus the outbox's insertion order (`seq`, SQLite's
-# rowid) and its claim columns.
+# rowid) and its claim columns; then what only several replicas need (migration 2).
 MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
     (
         1,
@@ -81,6 +81,41 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
                 claimed_until double precision
             )""",
             "CREATE INDEX outbox_due ON outbox (status, next_attempt_at)",
+        ),
+    ),
+    (
+        2,
+        "replicas: members, leases with fencing tokens, published SLO states; idempotency keys",
+        (
+            # Times are epoch seconds of the database's clock_timestamp() (engine.store.
+            # coordination): the one clock every replica shares.
+            """CREATE TABLE members (
+                replica_id text PRIMARY KEY,
+                started_at double precision NOT NULL,
+                heartbeat_at double precision NOT NULL,
+                published_at double precision,
+                alerts text NOT NULL DEFAULT '[]'
+            )""",
+            """CREATE TABLE leases (
+                name text PRIMARY KEY,
+                holder text,
+                token bigint NOT NULL CHECK (token >= 0),
+                expires_at double precision NOT NULL,
+                acquired_at double precision
+            )""",
+            "INSERT INTO leases (name, holder, token, expires_at) VALUES ('incidents', NULL, 0, 0)",
+            # JSON as text, like every JSON column here: NaN survives, jsonb would refuse it.
+            """CREATE TABLE slo_states (
+                slo_id text PRIMARY KEY,
+                replica_id text NOT NULL,
+                published_at double precision NOT NULL,
+                evaluated_at double precision NOT NULL,
+                status text NOT NULL,
+                evaluation text NOT NULL,
+                alerts text NOT NULL
+            )""",
+            idempotency.CREATE_TABLE,
+            idempotency.CREATE_INDEX,
         ),
     ),
 ]

@@ -34,7 +34,7 @@ from engine.incidents.incident import (
 )
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
-from engine.store import rows
+from engine.store import idempotency, rows
 from engine.store.base import OutboxItem, StaleStateError, StoreError
 
 DB_FILENAME = "incidents.sqlite3"
@@ -106,6 +106,7 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
             "CREATE INDEX outbox_due ON outbox (status, next_attempt_at)",
         ),
     ),
+    (2, "idempotency keys of API changes", (idempotency.CREATE_TABLE, idempotency.CREATE_INDEX)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -187,6 +188,10 @@ class SQLiteStore:
     def schema_version(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0])
 
+    def idempotency_keys(self) -> idempotency.IdempotencyKeys:
+        """The API's idempotency keys, kept here so they survive a restart."""
+        return idempotency.SQLIdempotencyKeys(self._transaction, "?")
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -214,8 +219,10 @@ class SQLiteStore:
                 for inc in (
                     self._incident(r)
                     for r in self._conn.execute(
-                        "SELECT id, body FROM incidents WHERE status != ? ORDER BY opened_at, id",
-                        (IncidentStatus.resolved.value,),
+                        # Open ones only: resolved, or resolved and awaiting its review.
+                        "SELECT id, body FROM incidents WHERE status NOT IN (?, ?) "
+                        "ORDER BY opened_at, id",
+                        (IncidentStatus.resolved.value, IncidentStatus.review.value),
                     ).fetchall()
                 )
             }

@@ -279,14 +279,30 @@ def evaluation(
 
 
 @contextmanager
-def serve(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free loopback port in a thread; yields the base URL."""
+def serve(
+    app: Any,
+    port: int | None = None,
+    *,
+    trusted_proxies: Sequence[str] = (),
+    access_log: bool = True,
+    log_level: str = "warning",
+) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free loopback port in a thread, with the daemon's server
+    settings (engine.api.server: proxy headers only from `trusted_proxies`, redacted uvicorn
+    logs); yields the base URL."""
     import uvicorn
 
+    from engine.api.server import server_config
     from engine.source.localprom import free_port
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="off"
+    config = server_config(
+        app,
+        trusted_proxies=trusted_proxies,
+        access_log=access_log,
+        host="127.0.0.1",
+        port=port or free_port(),
+        log_level=log_level,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="api-test-server", daemon=True)

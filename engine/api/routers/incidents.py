@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
-from engine.api.deps import Admin, IdempotencyKey, Reader, RuntimeDep
+from engine.api.deps import Admin, Caller, IdempotencyKey, Reader, RuntimeDep
 from engine.api.errors import MUTATION_ERRORS, ApiError, error_doc
+from engine.api.incident_access import incident_json, visible
 from engine.api.mutations import incident_change, mutate
 from engine.api.schemas import INCIDENT_ID_PATTERN, AckRequest, CommentRequest, ResolveRequest
-from engine.incidents.incident import IncidentStatus
+from engine.incidents.incident import OPEN_STATUSES
 
 log = logging.getLogger("engine.api")
 
@@ -31,42 +32,44 @@ incident_errors = {
 }
 
 
-@router.get("/api/v1/incidents", dependencies=[Reader])
+@router.get("/api/v1/incidents")
 def list_incidents(
     runtime: RuntimeDep,
+    caller: Annotated[Caller, Reader],
     status: Annotated[
-        Literal["open", "investigating", "mitigating", "resolved"] | None,
-        Query(description="open = investigating or mitigating"),
+        Literal["open", "investigating", "mitigating", "monitoring", "resolved", "review"] | None,
+        Query(description="open = investigating, mitigating or monitoring"),
     ] = None,
     severity: Literal["SEV1", "SEV2", "SEV3", "SEV4"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
     """Incidents, newest first, without timelines."""
     if status == "open":
-        found = [
-            i
-            for s in (IncidentStatus.investigating, IncidentStatus.mitigating)
-            for i in runtime.list_incidents(s.value, severity)
-        ]
+        found = [i for s in OPEN_STATUSES for i in runtime.list_incidents(s.value, severity)]
     else:
         found = runtime.list_incidents(status, severity)
+    found = [i for i in found if visible(caller, i)]  # security incidents: security roles
     found.sort(key=lambda i: (i.opened_at, i.id), reverse=True)
     return JSONResponse(
-        {"incidents": [i.to_json(timeline=False) for i in found[:limit]], "total": len(found)}
+        {
+            "incidents": [incident_json(runtime, i, timeline=False) for i in found[:limit]],
+            "total": len(found),
+        }
     )
 
 
 @router.get(
     "/api/v1/incidents/{incident_id}",
-    dependencies=[Reader],
     responses={404: error_doc("No such incident.")},
 )
-def get_incident(incident_id: IncidentId, runtime: RuntimeDep) -> JSONResponse:
-    """One incident with its full timeline."""
+def get_incident(
+    incident_id: IncidentId, runtime: RuntimeDep, caller: Annotated[Caller, Reader]
+) -> JSONResponse:
+    """One incident with its full timeline and its recovery time objective's state."""
     incident = runtime.get_incident(incident_id)
-    if incident is None:
+    if incident is None or not visible(caller, incident):
         raise ApiError(404, f"no incident {incident_id}")
-    return JSONResponse(incident.to_json())
+    return JSONResponse(incident_json(runtime, incident))
 
 
 @router.post("/api/v1/incidents/{incident_id}/ack", responses=incident_errors)

@@ -13,9 +13,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from engine.api.contract import Runtime
-from engine.api.deps import RuntimeDep, api_context
+from engine.api.deps import Caller, RuntimeDep, api_context
+from engine.api.incident_access import publicly_visible, visible
+from engine.api.security import authenticate
 from engine.api.status_page import build_view, render_status_page
-from engine.incidents.incident import Incident, IncidentStatus
+from engine.incidents.incident import OPEN_STATUSES, Incident
 
 log = logging.getLogger("engine.api")
 
@@ -62,12 +64,20 @@ def notice(runtime: Runtime, incident: Incident) -> str:
 
 @router.get("/status", tags=["status page"], response_class=HTMLResponse)
 def status_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
-    """Server-rendered status page (no JavaScript)."""
+    """Server-rendered status page (no JavaScript); with a valid bearer token, the internal
+    view (roles, recovery time objectives, runbooks)."""
+    caller = _caller(request)
+
+    def internal(incident: Incident) -> bool:
+        return caller is not None and visible(caller, incident)
+
     open_incidents = []
-    for state in (IncidentStatus.investigating, IncidentStatus.mitigating):
+    for state in OPEN_STATUSES:
         for listed in runtime.list_incidents(state.value, None):
             # Lists come without timelines; the page shows each incident's updates.
-            open_incidents.append(runtime.get_incident(listed.id) or listed)
+            incident = runtime.get_incident(listed.id) or listed
+            if internal(incident) or publicly_visible(incident):
+                open_incidents.append(incident)
     try:
         ready = runtime.readiness()[0]
     except Exception:
@@ -78,5 +88,18 @@ def status_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
         lambda incident: notice(runtime, incident),
         api_context(request).clock(),
         ready,
+        internal if caller is not None else None,
     )
     return HTMLResponse(render_status_page(view), headers={"Cache-Control": "no-store"})
+
+
+def _caller(request: Request) -> Caller | None:
+    """Who asks, when the request carries a valid token: that reader sees the internal view
+    (of the incidents they may see). No rate limit here: the page must answer in an outage."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    token = authenticate(api_context(request).tokens, presented.strip())
+    if token is None:
+        return None
+    return Caller(token, "token:" + token.digest.hex()[:16], True)
