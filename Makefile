@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := prometheus prometheus-alertmanager chromium postgresql victoria-metrics
 DEB_BINARIES := prometheus promtool prometheus-alertmanager amtool chromium victoria-metrics
 
-.PHONY: test demo deps venv lint format bench generate clean
+.PHONY: test demo deps venv lint format bench generate lock clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -53,8 +53,13 @@ format: venv
 generate: venv
 	$(BIN)/slo-engine generate
 
+# The image installs exactly these pins (with hashes); rerun after changing dependencies.
+lock: venv
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras --generate-hashes \
+	  --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+
 bench: deps venv
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts dist

@@ -82,7 +82,15 @@ def write_data(path: Path, jobs: int, start: int, end: int, scrape: int, seed: i
 
 
 def make_slos(n: int, jobs: int) -> list[SLO]:
-    """n distinct SLOs, round-robin over jobs.
+    """n distinct SLOs, round-robin over jobs (the documents of `slo_documents`)."""
+    slos: list[SLO] = []
+    for document in slo_documents(n, jobs):
+        slos.extend(ServiceSpec.model_validate(document).slo_records())
+    return slos
+
+
+def slo_documents(n: int, jobs: int) -> list[dict[str, Any]]:
+    """The spec documents (one per service) of n distinct SLOs, round-robin over jobs.
 
     No two SLOs share an expression (a `variant!="v<k>"` matcher, true for every series,
     makes the text differ), so the planner's sharing cannot flatter the figures. Mix:
@@ -117,13 +125,10 @@ def make_slos(n: int, jobs: int) -> list[SLO]:
                 "sli": {"events": events},
             }
         )
-    slos: list[SLO] = []
-    for job, specs in per_service.items():
-        spec = ServiceSpec.model_validate(
-            {"apiVersion": "slo-engine/v1", "service": f"svc-{job}", "slos": specs}
-        )
-        slos.extend(spec.slo_records())
-    return slos
+    return [
+        {"apiVersion": "slo-engine/v1", "service": f"svc-{job}", "slos": specs}
+        for job, specs in per_service.items()
+    ]
 
 
 # --------------------------------------------------------------------------- probes

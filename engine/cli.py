@@ -16,7 +16,17 @@ import typer
 
 from engine.commands.app import app
 
-COMMANDS = ("backtest", "evaluate", "generate", "incidents", "run", "validate")
+COMMANDS = (
+    "backtest",
+    "evaluate",
+    "gate",
+    "generate",
+    "incidents",
+    "report",
+    "run",
+    "suggest",
+    "validate",
+)
 
 
 def _show_version(value: bool) -> None:
@@ -59,8 +69,10 @@ def _register() -> None:
     from engine.commands import (
         backtest,  # noqa: F401
         evaluate,  # noqa: F401
+        gate,  # noqa: F401
         generate,  # noqa: F401
         incidents,  # noqa: F401
+        report,  # noqa: F401
         run,  # noqa: F401
         suggest,  # noqa: F401
         validate,  # noqa: F401

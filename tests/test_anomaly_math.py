@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.anomaly.profiles import DAILY, RECENT, WEEKLY
 from engine.anomaly.scoring import (
     DAY,
     WEEK,
@@ -69,8 +70,14 @@ def test_traffic_drop_without_errors_is_found_and_seasonality_is_quiet() -> None
     others = [iv for iv in found if iv not in inside]
     assert len(others) <= 2
     assert others == []
-    # The first week has no score at all: no history, no verdict.
-    assert np.all(np.isnan(scores.score[0, :PER_WEEK]))
+    # Every week is scored, each slot with the profile its history supports: nothing for the
+    # first three hours, then the recent level, the daily profile after two days, the weekly
+    # one once two weeks of history exist (tests/test_anomaly_profiles.py).
+    profile = scores.profile[0]
+    assert np.all(np.isnan(scores.score[0, :36]))
+    assert set(profile[36 : 2 * PER_DAY].tolist()) == {RECENT}
+    assert set(profile[2 * PER_DAY + 36 : 2 * PER_WEEK].tolist()) == {DAILY}
+    assert set(profile[2 * PER_WEEK :].tolist()) == {WEEKLY}
     assert np.isfinite(scores.score[0, PER_WEEK + PER_DAY :]).mean() > 0.99
 
 

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "generate": 8,
     "backtest": 8,
     "advice": 9,
+    "reports": 9,
     "daemon": 9,
     "api": 10,
     "commands": 11,

@@ -304,8 +304,8 @@ def test_engine_command_and_config_paths_are_consistent(
     assert _mount_source(engine, config_path) == "./deploy/slo-engine.yml"
     assert _mount_source(engine, engine_config["specs"]) == "./slo_specs"
     assert _mount_source(engine, engine_config["state_dir"]) == "slo-engine-state"
-    (secret,) = engine["secrets"]
-    assert engine_config["api_token_file"] == f"/run/secrets/{secret}"
+    assert engine_config["api_token_file"] == "/run/secrets/slo_engine_api_tokens"
+    assert "slo_engine_api_tokens" in engine["secrets"]
     _assert_reaches(services, engine_config["prometheus_url"], "prometheus_url")
     _assert_reaches(services, engine_config["telemetry"]["otlp_endpoint"], "otlp_endpoint")
     for name, notifier in engine_config["notifiers"].items():
@@ -327,6 +327,8 @@ def test_engine_config_keys_and_no_inline_secrets(engine_config: dict[str, Any])
         "api_token_file",
         "telemetry",
         "notifiers",
+        "store",
+        "store_password_file",
     }
     # The daemon's own loader accepts it (paths are the container's; nothing is read here).
     from engine.daemon.config import load_config
@@ -335,8 +337,50 @@ def test_engine_config_keys_and_no_inline_secrets(engine_config: dict[str, Any])
     assert config.telemetry.otlp_endpoint == "http://otel-collector:4318"
     assert list(config.all_notifiers()) == ["alertmanager"]
     text = (ROOT / "deploy" / "slo-engine.yml").read_text().lower()
-    for word in ("token:", "password", "routing_key:", "secret:"):
+    # Secrets are files (`*_file:` keys), never values: no `password:`, no password in the DSN.
+    for word in ("token:", "password:", "routing_key:", "secret:"):
         assert word not in text
+    assert config.shared_store and "@" in str(config.store)
+    assert ":" not in str(config.store).split("//", 1)[1].split("@", 1)[0]
+
+
+REPLICAS = ("slo-engine", "slo-engine-2")
+
+
+def test_two_replicas_share_one_postgresql(
+    services: dict[str, Any], engine_config: dict[str, Any]
+) -> None:
+    from urllib.parse import urlsplit
+
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:15")  # the major version the tests run
+    env = postgres["environment"]
+    dsn = urlsplit(engine_config["store"])
+    assert (dsn.username, dsn.path.lstrip("/")) == (env["POSTGRES_USER"], env["POSTGRES_DB"])
+    _assert_reaches(services, f"{dsn.hostname}:{dsn.port}", "store")
+    # One password, one secret: the server reads it at first start, the engines on connect.
+    password_file = env["POSTGRES_PASSWORD_FILE"]
+    assert password_file == engine_config["store_password_file"]
+    secret = password_file.removeprefix("/run/secrets/")
+    assert secret in postgres["secrets"]
+    assert _mount_source(postgres, "/var/lib/postgresql/data") == "postgres-data"
+    test = " ".join(postgres["healthcheck"]["test"])
+    assert "pg_isready" in test and env["POSTGRES_USER"] in test
+    ports: set[str] = set()
+    for name in REPLICAS:
+        engine = services[name]
+        assert engine["command"] == services["slo-engine"]["command"]
+        assert _mount_source(engine, "/etc/slo-engine/config.yml") == "./deploy/slo-engine.yml"
+        assert secret in engine["secrets"]
+        assert engine["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert engine["healthcheck"] == services["slo-engine"]["healthcheck"]
+        ports.update(engine["ports"])
+        # Each its own state directory: nothing is shared but the database.
+        assert _mount_source(engine, engine_config["state_dir"]) == f"{name}-state"
+    assert len(ports) == len(REPLICAS)
+    prometheus = _load(ROOT / "deploy" / "prometheus.yml")
+    (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "slo-engine"]
+    assert {t.split(":")[0] for t in job["static_configs"][0]["targets"]} == set(REPLICAS)
 
 
 def test_otel_collector_pipelines_are_wired(services: dict[str, Any], engine_config: dict) -> None:
@@ -367,16 +411,87 @@ def test_dockerfile_installs_the_package_as_non_root() -> None:
         if line and not line[0].isspace() and not line.startswith("#")
     ]
     keywords = [parts[0] for parts in instructions]
-    assert instructions[0] == ["FROM", "python:3.11-slim"]
-    assert re.search(r"^RUN pip install \.(\s|$)", dockerfile, re.MULTILINE)
+    # The image the engine runs in is the last stage: Python 3.11 slim, pinned by digest.
+    base = [parts[1] for parts in instructions if parts[0] == "FROM"][-1]
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim\S*@sha256:[0-9a-f]{64}", base), base
+    assert re.search(r"^RUN pip install (--no-deps )?\.(\s|$)", dockerfile, re.MULTILINE)
     users = [parts[1].strip() for parts in instructions if parts[0] == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert keywords.index("USER") < keywords.index("CMD")
     for parts in instructions:
-        if parts[0] == "COPY":
+        if parts[0] == "COPY" and not parts[1].startswith("--from="):  # not a build stage
             *sources, _dest = parts[1].split()
             for source in sources:
                 # README.md included: pyproject's `readme` makes `pip install .` need it.
                 assert (ROOT / source).exists(), f"COPY source {source} missing"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
+
+
+def test_dockerfile_locks_dependencies_checks_health_and_ships_promtool() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(
+        r"^RUN pip install --require-hashes --no-deps -r requirements\.lock$", dockerfile, re.M
+    )
+    assert dockerfile.index("requirements.lock") < dockerfile.index("COPY engine")
+    (health,) = re.findall(r"^HEALTHCHECK .*(?:\n\s+.*)*", dockerfile, re.MULTILINE)
+    assert "/healthz" in health and ":8080/" in health
+    stage = re.search(r"^FROM (prom/prometheus:v(\d+\.\d+)\.\d+) AS (\w+)$", dockerfile, re.M)
+    assert stage, "promtool comes from a pinned Prometheus release"
+    assert f"COPY --from={stage.group(3)} /bin/promtool /usr/local/bin/promtool" in dockerfile
+    assert stage.group(2) == "2.42"  # the version the tests run
+    assert "SLO_ENGINE_REVISION" in dockerfile  # slo_engine_build_info{revision}
+
+
+def _requirement_name(line: str) -> str:
+    name = re.split(r"[\[<>=!~;\s]", line.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_every_dependency_with_hashes() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = {
+        _requirement_name(m.group(1)): m.group(2)
+        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", lock, re.MULTILINE)
+    }
+    wanted = {_requirement_name(d) for d in project["dependencies"]}
+    assert wanted <= set(pinned), f"regenerate requirements.lock: {wanted - set(pinned)}"
+    # Every pin carries hashes (pip --require-hashes refuses the file otherwise).
+    blocks = re.split(r"^(?=[A-Za-z0-9])", lock, flags=re.MULTILINE)
+    assert all("--hash=sha256:" in b for b in blocks if "==" in b)
+
+
+def _binary_version(binary: str) -> str | None:
+    if shutil.which(binary) is None:
+        return None
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    match = re.search(r"version (\d+\.\d+)", out.stdout + out.stderr)
+    return match.group(1) if match else None
+
+
+def test_compose_runs_the_versions_the_tests_run(services: dict[str, Any]) -> None:
+    images = {
+        "prom/prometheus": [services["prometheus"]["image"], services["backfill"]["image"]],
+        "prom/alertmanager": [services["alertmanager"]["image"]],
+    }
+    expected = {"prom/prometheus": "2.42", "prom/alertmanager": "0.25"}
+    for repo, tags in images.items():
+        for image in tags:
+            name, tag = image.split(":")
+            assert name == repo and tag.startswith(f"v{expected[repo]}."), image
+    # And the binaries the tests run here say the same.
+    for binary, repo in (("promtool", "prom/prometheus"), ("amtool", "prom/alertmanager")):
+        found = _binary_version(binary)
+        assert found in (None, expected[repo]), (binary, found)
+
+
+def test_dependencies_wait_for_health(services: dict[str, Any]) -> None:
+    for name in ("prometheus", "alertmanager", "grafana", "simulator", "slo-engine"):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    for name, svc in services.items():
+        for dependency, how in (svc.get("depends_on") or {}).items():
+            if "healthcheck" in services[dependency]:
+                assert how["condition"] == "service_healthy", (name, dependency)

@@ -17,15 +17,19 @@ def _runtime() -> SimpleNamespace:
         escalation_interval=Duration.parse("15s"),
     )
     return SimpleNamespace(
-        config=config, run_cycle=lambda: None, deliver=lambda: None, tick=lambda: None
+        config=config,
+        run_cycle=lambda: None,
+        deliver=lambda: None,
+        tick=lambda: None,
+        budgets=SimpleNamespace(record_days=lambda: None),
     )
 
 
 def test_jobs_run_one_at_a_time_coalesce_and_start_with_an_evaluation() -> None:
     scheduler = DaemonScheduler(_runtime())  # type: ignore[arg-type]
     jobs = {job.id: job for job in scheduler._scheduler.get_jobs()}
-    assert set(jobs) == {"evaluate", "deliver", "escalate"}
-    periods = {"evaluate": 30, "deliver": 5, "escalate": 15}
+    assert set(jobs) == {"evaluate", "deliver", "escalate", "history"}
+    periods = {"evaluate": 30, "deliver": 5, "escalate": 15, "history": 900}
     for name, job in jobs.items():
         assert job.max_instances == 1
         assert job.coalesce is True

@@ -40,7 +40,7 @@ def _wait(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
 def test_sigterm_flushes_the_outbox_and_exits_zero(tmp_path: Path) -> None:
     with WebhookSink() as sink:
         tokens = tmp_path / "tokens"
-        tokens.write_text(TOKEN + "\n")
+        tokens.write_text(TOKEN + " name=alice\n")  # the actor of what it changes
         port = free_port()
         settings = {
             "specs": str(ROOT / "slo_specs"),
@@ -79,7 +79,7 @@ def test_sigterm_flushes_the_outbox_and_exits_zero(tmp_path: Path) -> None:
             sink.wait_for(lambda got: [r.event for r in got] == ["triggered"], timeout=30)
             url = f"http://127.0.0.1:{port}/api/v1/incidents/{incident.id}/ack"
             response = _wait(
-                lambda: _post(url, {"by": "alice"}, {"Authorization": f"Bearer {TOKEN}"}),
+                lambda: _post(url, {}, {"Authorization": f"Bearer {TOKEN}"}),
                 20,
                 "the API",
             )

@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "e2e-admin-token-0123456789abcdef"
+READ_ONLY = "readonly-token-0123456789abcdef"
 INTERVAL = 2.0
 
 
@@ -110,6 +111,8 @@ class Daemon:
             self.proc.wait(timeout=10)
 
     def get(self, path: str, **kw: Any) -> requests.Response:
+        # Reads need the read role (issue 13): the read-only token unless told otherwise.
+        kw.setdefault("headers", {"Authorization": f"Bearer {READ_ONLY}"})
         return requests.get(f"{self.url}{path}", timeout=5, **kw)
 
     def post(self, path: str, **kw: Any) -> requests.Response:
@@ -155,7 +158,8 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     specs = tmp_path / "specs"
     shutil.copytree(ROOT / "slo_specs", specs)
     tokens = tmp_path / "tokens"
-    tokens.write_text(f"{TOKEN}\nreadonly-token-0123456789abcdef read-only\n")
+    # The admin token's name is the actor of what it changes (never a body field).
+    tokens.write_text(f"{TOKEN} name=alice\n{READ_ONLY} read-only\n")
     tokens.chmod(0o600)
     incidents: dict[str, Any] = {
         "resolve_after": "5s",
@@ -251,17 +255,17 @@ def test_daemon_end_to_end(stack: dict[str, Any]) -> None:
     # 3. Unacknowledged past its response target: level 1 escalation. Then the ack.
     sink.wait_for(lambda got: any(r.path == "/lead" for r in got), timeout=30)
     assert [r.body["event"] for r in sink.received if r.path == "/lead"] == ["escalated"]
-    anonymous = daemon.post(f"/api/v1/incidents/{incident_id}/ack", json={"by": "mallory"})
+    anonymous = daemon.post(f"/api/v1/incidents/{incident_id}/ack", json={})
     assert anonymous.status_code == 401
     read_only = daemon.post(
         f"/api/v1/incidents/{incident_id}/ack",
-        json={"by": "mallory"},
-        headers={"Authorization": "Bearer readonly-token-0123456789abcdef"},
+        json={},
+        headers={"Authorization": f"Bearer {READ_ONLY}"},
     )
     assert read_only.status_code == 403
     acked = daemon.post(
         f"/api/v1/incidents/{incident_id}/ack",
-        json={"by": "alice"},
+        json={},
         headers={"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": "ack-1"},
     )
     assert acked.status_code == 200, acked.text

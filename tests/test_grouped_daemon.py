@@ -7,6 +7,7 @@ discovery keeps the groups; alerts, fingerprints and dashboard links per group."
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,11 +83,16 @@ class GroupedSource:
 
     def query_instant(self, query: str, at: float) -> list[dict[str, Any]]:
         self.http_requests += 1
-        if query.startswith("count by (route)"):
+        if "count by (route)" in query:
             self.discoveries += 1
             if self.discovery_down:
                 raise ConnectionError("discovery refused (scripted)")
-            return [{"metric": {"route": r}, "value": [at, "1"]} for r in self.routes]
+            tags = re.findall(r'"__slo_id", "(p\d+)"', query)
+            return [
+                {"metric": {"route": r, "__slo_id": t}, "value": [at, "1"]}
+                for t in tags
+                for r in self.routes
+            ]
         return [{"metric": {}, "value": [at, "1"]}]
 
 

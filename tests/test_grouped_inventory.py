@@ -6,6 +6,7 @@ spec reloads; a grouped SLO without groups is one no-data evaluation under its b
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -237,6 +238,11 @@ def test_a_spec_reload_keeps_known_groups_unless_group_by_changed() -> None:
     assert all(s.objective_percent == Decimal("99.5") for s in reloaded.instances()[1:3])
     # The old inventory is untouched (a rejected reload keeps it).
     assert inventory.instances()[1].objective_percent == Decimal("99.9")
+    # An unchanged spec keeps its instances, with the fields equality ignores refreshed.
+    flagged = [dataclasses.replace(slo, customer_facing=True) for slo in shop()]
+    same = inventory.reloaded(flagged)
+    assert ids(same.instances()) == ids(inventory.instances())
+    assert all(i.customer_facing for i in same.instances())
     # A lower max_groups trims at once.
     assert len(inventory.reloaded(shop(max_groups=1)).instances()) == 3
     # Another group_by: nothing known yet.
@@ -265,17 +271,26 @@ def test_discovery_window_is_the_longest_alert_window() -> None:
 
 
 class _Prometheus:
-    """query_instant only: answers discovery queries with fixed label sets."""
+    """query_instant only: answers each tagged part of a discovery request with fixed label
+    sets (as `label_replace` would tag them); raises `fail`, or rejects requests holding
+    `reject` like Prometheus rejects a bad query."""
 
-    def __init__(self, series: list[dict[str, str]], fail: Exception | None = None) -> None:
-        self.series, self.fail = series, fail
+    def __init__(
+        self, series: list[dict[str, str]], fail: Exception | None = None, reject: str = "\0"
+    ) -> None:
+        self.series, self.fail, self.reject = series, fail, reject
         self.queries: list[tuple[str, float]] = []
 
     def query_instant(self, query: str, at: float) -> list[dict[str, Any]]:
         self.queries.append((query, at))
         if self.fail is not None:
             raise self.fail
-        return [{"metric": m, "value": [at, "1"]} for m in self.series]
+        if self.reject in query:
+            raise _PromQLError("parse error")
+        tags = re.findall(r'"__slo_id", "(p\d+)"', query)
+        return [
+            {"metric": {**m, "__slo_id": t}, "value": [at, "1"]} for t in tags for m in self.series
+        ]
 
 
 class _Wrapper:
@@ -283,22 +298,42 @@ class _Wrapper:
         self.inner = inner
 
 
-def test_discover_asks_one_instant_query_per_grouped_slo_over_its_window() -> None:
+def many(n: int) -> list[SLO]:
+    """n grouped SLOs of one service: shop/availability-0 … n−1."""
+    return [dataclasses.replace(shop()[1], name=f"availability-{i}") for i in range(n)]
+
+
+def test_discover_asks_an_instant_query_over_the_window_batching_slos() -> None:
     prometheus = _Prometheus([{"route": "/a"}, {"route": "/b"}])
     answers = discover(_Wrapper(prometheus), shop(), T0)
     assert list(answers) == [BASE]
-    assert [m["route"] for m in answers[BASE].series] == ["/a", "/b"]
+    assert answers[BASE].series == ({"route": "/a"}, {"route": "/b"})
     ((query, at),) = prometheus.queries
-    assert at == T0 and query.startswith("count by (route) (") and "[3d]" in query
+    assert at == T0 and "count by (route) (" in query and "[3d]" in query
     # An explicit window (backtest: the replayed range and its warm-up).
     discover(prometheus, shop(), T0, window=Duration.parse("40d"))
     assert "[40d]" in prometheus.queries[-1][0]
+    # 60 grouped SLOs: 3 requests of at most 25, every SLO answered from its own part.
+    prometheus.queries.clear()
+    answers = discover(prometheus, many(60), T0)
+    assert len(prometheus.queries) == 3 and len(answers) == 60
+    assert all(a.series == ({"route": "/a"}, {"route": "/b"}) for a in answers.values())
 
 
 def test_discovery_failures_are_answers_never_exceptions() -> None:
     rejected = discover(_Prometheus([], _PromQLError("parse error")), shop(), T0)[BASE]
     assert rejected.error == "discovery query rejected: parse error"
     assert not rejected.unreachable
+    # One broken SLO in a batch is found by bisection; the others still get their groups.
+    slos = many(8)
+    events = slos[5].sli.events
+    assert events is not None
+    broken = events.model_copy(update={"total": "sum by (route) (rate(broken[{{window}}]))"})
+    slos[5] = dataclasses.replace(slos[5], sli=slos[5].sli.model_copy(update={"events": broken}))
+    answers = discover(_Prometheus([{"route": "/a"}], reject="broken"), slos, T0)
+    assert answers[slos[5].base_id].error == "discovery query rejected: parse error"
+    others = [a.series for k, a in answers.items() if k != slos[5].base_id]
+    assert others == [({"route": "/a"},)] * 7
     down = _Prometheus([], ConnectionError("cannot connect to http://u:secret@prom:9090"))
     answer = discover(down, shop(), T0)[BASE]
     assert answer.unreachable and "secret" not in (answer.error or "")
@@ -308,9 +343,8 @@ def test_discovery_failures_are_answers_never_exceptions() -> None:
 
 
 def test_a_down_backend_is_asked_once_per_round() -> None:
-    slos = [dataclasses.replace(s, name=f"availability-{i}") for i in range(6) for s in shop()[1:2]]
     down = _Prometheus([], ConnectionError("refused"))
-    answers = discover(down, slos, T0, concurrency=1)
+    answers = discover(down, many(6), T0, concurrency=1, batch_size=1)
     assert len(answers) == 6 and all(a.unreachable for a in answers.values())
     assert len(down.queries) == 1
 

@@ -26,6 +26,7 @@ from harness.incidents import T0
 from typer.testing import CliRunner
 
 from engine.api.app import create_app
+from engine.api.deps import Access
 from engine.api.security import load_tokens
 from engine.cli import _register, app
 from engine.daemon.runtime import Runtime
@@ -78,7 +79,14 @@ def make_runtime(
 def client_for(runtime: Runtime, tmp_path: Path, clock: FakeClock) -> TestClient:
     tokens = tmp_path / "api-tokens"
     tokens.write_text(f"{ADMIN}\n{READER} read-only\n")
-    app_ = create_app(runtime, load_tokens(tokens), rate_limit_per_s=1000, burst=1000, clock=clock)
+    app_ = create_app(
+        runtime,
+        load_tokens(tokens),
+        rate_limit_per_s=1000,
+        burst=1000,
+        clock=clock,
+        access=Access(public_status_page=True),
+    )
     return TestClient(app_, raise_server_exceptions=False)
 
 
@@ -190,9 +198,10 @@ def _declared_and_hidden(client: TestClient, runtime: Runtime, sink: WebhookSink
     assert opened["kind"] == "opened" and opened["actor"].startswith("token:")
     assert incident["runbook_url"] == "https://runbooks.example/security-incident"
     assert incident["tier"] == "critical" and incident["recovery"]["objective_seconds"] == 3600
-    # Security incidents: admins only (until OIDC brings a security role).
+    # Security incidents: the security role only (a bare token has every role); anonymous
+    # reads are refused before anything is looked up.
     path = f"/api/v1/incidents/{incident['id']}"
-    assert client.get(path).status_code == 404
+    assert client.get(path).status_code == 401
     assert client.get(path, headers=auth(READER)).status_code == 404
     assert client.get(path, headers=auth()).status_code == 200
     listed = client.get("/api/v1/incidents", headers=auth(READER)).json()["incidents"]

@@ -198,3 +198,14 @@ def test_the_log_format_option_works_before_any_command(tmp_path: Path) -> None:
     assert "one of text, json, logfmt" in result.output
     version = CliRunner().invoke(app, ["--version"])
     assert version.exit_code == 0 and version.output.startswith("slo-engine ")
+
+
+def test_the_daemon_reads_log_format_from_its_config(tmp_path: Path) -> None:
+    from engine.daemon.config import ConfigError, load_config
+
+    base = {"specs": [str(tmp_path)], "prometheus_url": "http://127.0.0.1:9", "state_dir": "s"}
+    assert load_config(None, base).log_format == "text"
+    assert load_config(None, {**base, "log_format": "logfmt"}).log_format == "logfmt"
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, {**base, "log_format": "yaml"})
+    assert "log_format" in str(refused.value) or "--log-format" in str(refused.value)

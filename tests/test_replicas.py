@@ -281,7 +281,7 @@ def test_a_retried_post_on_another_replica_gets_the_same_answer(replicas, tmp_pa
     a.heartbeat()
     (incident,) = [i for i in a.list_incidents("open") if i.service == "api"]
     tokens = tmp_path / "tokens"
-    tokens.write_text(f"{ADMIN}\n")
+    tokens.write_text(f"{ADMIN} name=alice\n")  # the token's name is the actor
     apps = [
         TestClient(
             create_app(r, load_tokens(tokens), rate_limit_per_s=1000, burst=1000, clock=clock)
@@ -290,11 +290,12 @@ def test_a_retried_post_on_another_replica_gets_the_same_answer(replicas, tmp_pa
     ]
     url = f"/api/v1/incidents/{incident.id}/ack"
     headers = {"Authorization": f"Bearer {ADMIN}", "Idempotency-Key": "ack-once"}
-    first = apps[0].post(url, json={"by": "alice"}, headers=headers)
-    retry = apps[1].post(url, json={"by": "alice"}, headers=headers)  # the follower answers
+    first = apps[0].post(url, json={}, headers=headers)
+    retry = apps[1].post(url, json={}, headers=headers)  # the follower answers
     assert first.status_code == retry.status_code == 200
     assert retry.headers["Idempotent-Replayed"] == "true" and retry.text == first.text
-    reused = apps[1].post(url, json={"by": "mallory"}, headers=headers)
+    comment = f"/api/v1/incidents/{incident.id}/comment"
+    reused = apps[1].post(comment, json={"text": "mallory"}, headers=headers)
     assert reused.status_code == 422
     timeline = b.get_incident(incident.id).timeline  # type: ignore[union-attr]
     assert [e.actor for e in timeline if e.kind == "acknowledged"] == ["alice"]

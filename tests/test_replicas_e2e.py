@@ -23,6 +23,7 @@ import random
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import pytest
 import yaml
 from harness.daemons import Daemon, TcpProxy, wait_until
 
+from engine.daemon.shards import owner
 from engine.demo.load import Incident, ServiceLoad
 from engine.demo.scenario import Scenario, write_openmetrics
 from engine.demo.simulator import Simulator, serve
@@ -177,17 +179,31 @@ def fleet(stack: Stack, postgresql_database: Any, tmp_path: Path) -> Iterator[Fl
             replicas.stop()
 
 
-def triggered(hooks: WebhookSink) -> dict[str, list[Received]]:
+def triggered(received: list[Received]) -> dict[str, list[Received]]:
     """Deliveries of `triggered` by incident (dedup_key)."""
     found: dict[str, list[Received]] = {}
-    for r in hooks.events("triggered"):
-        found.setdefault(r.body["dedup_key"], []).append(r)
+    for r in received:
+        if r.event == "triggered":
+            found.setdefault(r.body["dedup_key"], []).append(r)
     return found
 
 
-def paged_services(hooks: WebhookSink) -> dict[str, str]:
-    """service → incident id, over every triggered delivery."""
-    return {r.incident["service"]: r.incident["id"] for r in hooks.events("triggered")}
+def paged(received: list[Received]) -> set[str]:
+    """The services paged (wait_for conditions get the list: the sink's lock is held)."""
+    return {r.incident["service"] for r in received if r.event == "triggered"}
+
+
+def shards_settled(fleet: Fleet) -> bool:
+    """Whether every running replica evaluates what `owner()` assigns it among them all."""
+    owned: dict[str, float] = {}
+    for daemon in fleet.running():
+        for key, value in daemon.metrics().items():
+            if key.startswith("slo_engine_replica_slos_owned{"):
+                owned[key.split('replica="', 1)[1].split('"', 1)[0]] = value
+    expected = Counter(owner(f"{s}/availability", list(owned)) for s in SERVICES)
+    return len(owned) == len(fleet.running()) and all(
+        owned[name] == expected.get(name, 0) for name in owned
+    )
 
 
 def inject_before_a_minute_boundary(stack: Stack, services: list[str]) -> float:
@@ -277,8 +293,9 @@ def test_three_replicas_kill_the_leader_three_times_then_restart_all(fleet: Flee
         20,
         "three members everywhere",
     )
-    owned = [d.gauge("slo_engine_replica_slos_owned") or 0 for d in fleet.daemons]
-    hooks.wait_for(lambda got: BURNING in paged_services(hooks), timeout=30)
+    # Each replica evaluates exactly the shard rendezvous hashing gives it among the three.
+    wait_until(lambda: shards_settled(fleet), 10, "each replica to evaluate its shard")
+    hooks.wait_for(lambda got: BURNING in paged(got), timeout=30)
 
     # A live outage on three more services. Kill 1: the leader, right after it opened one
     # of their incidents (its pages just handed to delivery). Kill 2: its successor, right
@@ -300,9 +317,7 @@ def test_three_replicas_kill_the_leader_three_times_then_restart_all(fleet: Flee
             wait_until(lambda d=leader: d.gauge("slo_engine_replica_members") == 3, 20, "members")
             time.sleep(random.uniform(0, INTERVAL))
             victim, killed = leader, leader.kill()
-    hooks.wait_for(
-        lambda got: {"svc-1", "svc-2", "svc-3"} <= set(paged_services(hooks)), timeout=60
-    )
+    hooks.wait_for(lambda got: {"svc-1", "svc-2", "svc-3"} <= paged(got), timeout=60)
 
     # Rolling restart of every replica while a fifth outage starts.
     boundary = inject_before_a_minute_boundary(stack, ["svc-4"])
@@ -310,11 +325,15 @@ def test_three_replicas_kill_the_leader_three_times_then_restart_all(fleet: Flee
         daemon.wait_healthy()
         assert daemon.terminate() == 0, daemon.tail()
         fleet.restart(daemon, wait=True)
-    hooks.wait_for(lambda got: "svc-4" in paged_services(hooks), timeout=90)
+    hooks.wait_for(lambda got: "svc-4" in paged(got), timeout=90)
     time.sleep(2 * INTERVAL)  # anything late or doubled would arrive now
 
-    pages = triggered(hooks)
-    services = paged_services(hooks)
+    pages = triggered(list(hooks.received))
+    print(
+        f"\ntakeovers after kill -9: {[round(t, 2) for t in takeovers]} s (tokens {tokens}); "
+        f"triggered deliveries {sum(map(len, pages.values()))} for {len(pages)} incidents"
+    )
+    services = {r.incident["service"]: key for key, rs in pages.items() for r in rs}
     assert set(services) == {BURNING, "svc-1", "svc-2", "svc-3", "svc-4"}
     assert len(pages) == len(services), f"one incident per outage, got {list(pages)}"
     for dedup_key, deliveries in pages.items():
@@ -324,8 +343,3 @@ def test_three_replicas_kill_the_leader_three_times_then_restart_all(fleet: Flee
     assert hooks.events("resolved") == []
     assert all(t <= 2 * INTERVAL for t in takeovers), takeovers
     assert tokens == sorted(set(tokens))
-    assert all(owned) and sum(owned) == len(SERVICES)
-    print(
-        f"\ntakeovers after kill -9: {[round(t, 2) for t in takeovers]} s; triggered "
-        f"deliveries {sum(map(len, pages.values()))} for {len(pages)} incidents"
-    )

@@ -1,10 +1,12 @@
-"""One replica on PostgreSQL behaves exactly like the SQLite daemon: the daemon's own runtime
-tests (tests/test_daemon_runtime.py), run unchanged with `store: postgresql://...`.
+"""One replica on PostgreSQL behaves exactly like the SQLite daemon: the daemon's own
+runtime tests (tests/test_daemon_runtime.py, tests/test_daemon_anomaly.py), run unchanged
+with `store: postgresql://...`.
 
 That one replica heartbeats, holds the incident lease, evaluates every SLO (its shard is
-everything), publishes and decides over what it published — every step of the replica
-path — and the same assertions hold: one page, missing data never resolves, blindness,
-escalation, acks and silences, spec reloads, the metrics.
+everything; anomaly detection too), publishes and decides over what it published — every
+step of the replica path — and the same assertions hold: one page, missing data never
+resolves, blindness, escalation, acks and silences, spec reloads, the metrics, anomaly
+incidents.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_daemon_anomaly as anomaly
 import test_daemon_runtime as single
 
 pytest.importorskip("psycopg")
@@ -27,6 +30,10 @@ SAME_TESTS = [
     "test_spec_hot_reload_keeps_the_last_good_set",
     "test_api_mutations_follow_the_contract",
     "test_metrics_registry_after_a_cycle",
+]
+SAME_ANOMALY_TESTS = [
+    "test_traffic_drop_opens_sev4_then_sev3_for_the_critical_service",
+    "test_hot_reload_turning_anomaly_detection_off_drops_its_series",
 ]
 
 
@@ -45,7 +52,8 @@ def on_postgresql(monkeypatch: pytest.MonkeyPatch, postgresql_database: Any) -> 
         used.append(config)
         return config
 
-    monkeypatch.setattr(single, "make_config", postgresql_config)
+    for module in (single, anomaly):
+        monkeypatch.setattr(module, "make_config", postgresql_config)
     yield
     assert used, "the runtime test never built a config"
 
@@ -54,8 +62,14 @@ def on_postgresql(monkeypatch: pytest.MonkeyPatch, postgresql_database: Any) -> 
 def test_one_postgresql_replica_passes_the_sqlite_daemons_tests(
     name: str, on_postgresql: None, tmp_path: Path, sink: Any, clock: Any, source: Any
 ) -> None:
-    runtime_test = getattr(single, name)
-    runtime_test(tmp_path, sink, clock, source)
+    getattr(single, name)(tmp_path, sink, clock, source)
+
+
+@pytest.mark.parametrize("name", SAME_ANOMALY_TESTS)
+def test_one_postgresql_replica_passes_the_anomaly_tests(
+    name: str, on_postgresql: None, tmp_path: Path, sink: Any
+) -> None:
+    getattr(anomaly, name)(tmp_path, sink)
 
 
 sink = single.sink

@@ -29,6 +29,7 @@ from harness.api_runtime import (
 from harness.incidents import T0
 
 from engine.api.app import create_app
+from engine.api.deps import Access
 from engine.daemon.config import ConfigError, load_config
 from engine.source.localprom import free_port
 from engine.spec.loader import load_specs
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BINARY = Path(sys.executable).parent / "slo-engine"
 PASSWORD = "Hunter2-PASS"
 TOKEN = "tok-3f9a7c1e55"
+
+OPEN_READS = Access(anonymous_reads=True)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +167,8 @@ def test_a_source_error_with_credentials_is_redacted_everywhere(tmp_path: Path, 
     clock = FakeClock(T0 + 600)
     runtime = sample_runtime(tmp_path, clock, T0, source=source)
     try:
-        client = TestClient(create_app(runtime, [], clock=clock))
+        # Anonymous reads (a daemon setting): what any reader would see.
+        client = TestClient(create_app(runtime, [], clock=clock, access=OPEN_READS))
         slos = client.get("/api/v1/slos").json()["slos"]
         (errored,) = [s for s in slos if s["id"] == first]
         assert "http://***@prom.internal:9090" in errored["error"]

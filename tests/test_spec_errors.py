@@ -151,7 +151,7 @@ CASES: list[tuple[str, str, list[tuple[int, int, str]]]] = [
             (
                 4,
                 1,
-                "unknown key 'zzz' — allowed keys: anomaly, apiVersion, customer_facing, datasource, depends_on, group_by, labels, max_groups, owner, service, slos, tier",
+                "unknown key 'zzz' — allowed keys: anomaly, apiVersion, budget_policy, customer_facing, datasource, depends_on, group_by, labels, max_groups, owner, service, slos, tier",
             )
         ],
     ),

@@ -22,12 +22,15 @@ from harness.api_runtime import (
 from harness.incidents import T0
 
 from engine.api.app import create_app
+from engine.api.deps import Access
 from engine.api.middleware import STRICT_CSP
 from engine.api.status_page import build_view, slo_row
 from engine.daemon.runtime import Runtime
 from engine.spec.loader import load_specs
 
 SPECS = Path(__file__).resolve().parents[1] / "slo_specs"
+# The customer-facing page for anonymous visitors (public_status_page: true).
+PUBLIC = Access(public_status_page=True)
 HOSTILE = "<script>document.title='pwned'</script>\"onerror=alert(1) <img src=x onerror=alert(2)>"
 
 
@@ -79,7 +82,7 @@ def runtime(tmp_path: Path, slos) -> Iterator[Runtime]:
 
 @pytest.fixture
 def client(runtime: Runtime) -> TestClient:
-    return TestClient(create_app(runtime, [], clock=runtime.clock))
+    return TestClient(create_app(runtime, [], clock=runtime.clock, access=PUBLIC))
 
 
 def test_status_page_shows_services_statuses_budgets_and_incidents(client, runtime):
@@ -154,7 +157,7 @@ def test_empty_and_degraded_runtime(tmp_path: Path):
     runtime = scripted_runtime(tmp_path, FakeClock(T0), SampleSource(T0))
     try:
         assert runtime.readiness() == (False, ["no evaluation cycle has completed yet"])
-        client = TestClient(create_app(runtime, [], clock=runtime.clock))
+        client = TestClient(create_app(runtime, [], clock=runtime.clock, access=PUBLIC))
         text = Page(client.get("/status").text).visible
     finally:
         runtime.close()
@@ -176,7 +179,7 @@ def test_error_status_hides_internal_details(tmp_path: Path):
         assert {r.status for r in runtime.slo_results()} == {"error"}
         assert "10.0.0.7" in runtime.slo_results()[0].error
         assert "10.0.0.7" in runtime.readiness()[1][0]
-        client = TestClient(create_app(runtime, [], clock=runtime.clock))
+        client = TestClient(create_app(runtime, [], clock=runtime.clock, access=PUBLIC))
         text = Page(client.get("/status").text).visible
     finally:
         runtime.close()
@@ -190,7 +193,9 @@ def test_a_failing_notice_template_does_not_break_the_page(runtime: Runtime, mon
         raise RuntimeError("template exploded")
 
     monkeypatch.setattr(runtime, "customer_notice", exploded)
-    response = TestClient(create_app(runtime, [], clock=runtime.clock)).get("/status")
+    response = TestClient(create_app(runtime, [], clock=runtime.clock, access=PUBLIC)).get(
+        "/status"
+    )
     assert response.status_code == 200
     assert "exploded" not in response.text
     assert "api" in Page(response.text).visible

@@ -16,6 +16,7 @@ from harness.browser import MISSING, chromium_binary, dump_dom, screenshot
 from harness.incidents import T0
 
 from engine.api.app import create_app
+from engine.api.deps import Access
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +44,8 @@ def status_server(tmp_path: Path):
         (incident,) = runtime.list_incidents("investigating", None)
         runtime.comment(incident.id, "alice", "Rolled back deploy 42; errors falling. " + HOSTILE)
         incident = runtime.get_incident(incident.id)
-        with serve(create_app(runtime, [], clock=clock)) as url:
+        public = Access(public_status_page=True)
+        with serve(create_app(runtime, [], clock=clock, access=public)) as url:
             yield url, runtime, incident
     finally:
         runtime.close()

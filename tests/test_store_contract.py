@@ -450,3 +450,51 @@ def test_open_store_opens_postgresql(scheme, postgresql_database, tmp_path):
     finally:
         store.close()
     assert not (tmp_path / "unused").exists()
+
+
+def test_compliance_days_are_upserts_that_never_double_count(backend):
+    """Issue 14: daily rows keyed by (SLO, day). Re-applying a cycle adds no burning time,
+    a gap longer than `max_gap` (a daemon that was down) adds none, and events are replaced
+    by the day's recount, so replicas and restarts never double count."""
+    from engine.store.history import ComplianceDay
+
+    store = backend.open()
+    history = store.compliance_history()
+    day = ComplianceDay("api/availability", "2026-11-03", "api", 99.9, budget_remaining=0.8)
+    t = 1_762_128_000.0  # 2026-11-03 00:00 UTC
+    history.observe(day, t + 60, burning=True, max_gap=120)
+    history.observe(day, t + 120, burning=True, max_gap=120)  # +60 s burning
+    history.observe(day, t + 120, burning=True, max_gap=120)  # the same cycle again: +0
+    history.observe(day, t + 180, burning=False, max_gap=120)  # not firing: +0
+    history.observe(
+        ComplianceDay("api/availability", "2026-11-03", "api", 99.9, budget_remaining=0.7),
+        t + 600,
+        burning=True,
+        max_gap=120,
+    )  # after a 420 s gap: +0, but the newest budget
+    history.observe(day, t + 30, burning=True, max_gap=120)  # late and older: changes nothing
+    events = ComplianceDay(
+        "api/availability",
+        "2026-11-03",
+        "api",
+        99.9,
+        good=990.0,
+        bad=10.0,
+        total=1000.0,
+        incidents=("INC-2026-0001",),
+    )
+    history.put_events(events, t + 900)
+    history.put_events(events, t + 1800)  # a recount of the same day: replaced, not added
+    history.put_events(
+        ComplianceDay("db/up", "2026-11-04", "db", 99.0, good=5.0, bad=0.0, total=5.0), t
+    )
+    (row,) = history.days("2026-11-01", "2026-11-30", service="api")
+    assert row.burning_seconds == 60.0
+    assert row.budget_remaining == 0.7
+    assert (row.good, row.bad, row.total) == (990.0, 10.0, 1000.0)
+    assert row.incidents == ("INC-2026-0001",)
+    assert [r.slo_id for r in history.days("2026-11-01", "2026-11-30")] == [
+        "api/availability",
+        "db/up",
+    ]
+    assert history.days("2026-12-01", "2026-12-31") == []

@@ -254,7 +254,7 @@ def test_json_contract(advice: dict[str, Any]) -> None:
     }
     for slo in obj["slos"]:
         assert set(slo) == {
-            "slo_id", "service", "source", "objective", "period", "sli", "error", "periods",
+            "slo_id", "service", "group", "source", "objective", "period", "sli", "error", "periods",
             "calendar_months", "distribution", "ladder", "recommendation", "warnings",
             "latency", "policy",
         }  # fmt: skip
@@ -365,3 +365,71 @@ def test_table_and_markdown(prometheus: LocalPrometheus, labels: Path, tmp_path:
     assert md.stdout.startswith("# Suggestions from 2024-01-01 00:00 → 2024-01-15 00:00 UTC")
     assert "## strained/availability" in md.stdout
     assert "| 99 % ← recommended |" in md.stdout
+
+
+def test_the_current_objective_alerts_exactly_as_the_backtest_replays_them(
+    prometheus: LocalPrometheus, tmp_path: Path
+) -> None:
+    """The ladder's rung at the current objective is the backtest itself: same alert runs,
+    page and ticket, for every SLO (held alerts excluded on both sides)."""
+    from engine.advice.advise import advise
+    from engine.advice.history import history_plan
+    from engine.backtest.plan import fetch_history
+    from engine.backtest.replay import replay
+    from engine.source.prometheus import PrometheusSource
+    from engine.spec.durations import Duration
+
+    slos = load_specs([_write_specs(tmp_path / "specs")]).slos
+    plan = history_plan(slos, END, 14, Duration.parse("5m"))
+    rates = fetch_history(PrometheusSource(prometheus.url, timeout=60), slos, plan)
+    reference = replay(slos, rates, plan)
+    advice = advise(slos, rates, plan, days=14, reference=reference)
+    for item in advice.slos:
+        assert item.ladder is not None
+        (rung,) = [r for r in item.ladder.rungs if r.objective == item.slo.objective_percent]
+        alerts = [a for a in reference.alerts if a.slo_id == item.slo.id and a.held is None]
+        assert rung.pages == sum(1 for a in alerts if a.severity == "page"), item.slo.id
+        assert rung.tickets == sum(1 for a in alerts if a.severity == "ticket"), item.slo.id
+    assert any(r.pages for a in advice.slos for r in a.ladder.rungs if a.ladder)  # type: ignore[union-attr]
+
+
+GROUPED = """apiVersion: slo-engine/v1
+service: pair
+slos:
+  - name: availability
+    objective: 99.9
+    period: 7d
+    group_by: [job]
+    sli:
+      events:
+        bad: sum(rate(http_requests_total{job=~"steady|strained",code="500"}[{{window}}]))
+        total: sum(rate(http_requests_total{job=~"steady|strained"}[{{window}}]))
+"""
+
+
+def test_a_grouped_slo_is_judged_whole_and_per_group_and_only_the_spec_is_edited(
+    prometheus: LocalPrometheus, labels: Path, tmp_path: Path
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "pair.yaml").write_text(GROUPED)
+    run = _suggest(prometheus, specs, "--format", "json", "--labels", str(labels))
+    assert run.exit_code == 0, run.output
+    slos = {s["slo_id"]: s for s in json.loads(run.stdout)["slos"]}
+    assert list(slos) == [
+        "pair/availability",
+        'pair/availability{job="steady"}',
+        'pair/availability{job="strained"}',
+    ]
+    whole = slos["pair/availability"]
+    assert whole["group"] is None
+    # Both groups' events together: (0.07 % + 0.4 %) / 2 errors, 99.765 %.
+    assert whole["periods"][0]["achieved"] == pytest.approx(99.765, abs=0.002)
+    assert whole["recommendation"]["objective"] == 99.5
+    assert slos['pair/availability{job="steady"}']["group"] == {"job": "steady"}
+    assert slos['pair/availability{job="steady"}']["recommendation"]["objective"] == 99.9
+    assert slos['pair/availability{job="strained"}']["recommendation"]["objective"] == 99.0
+    diff = _suggest(prometheus, specs, "--labels", str(labels), "--diff")
+    assert diff.exit_code == 0, diff.output
+    assert diff.stdout.count("+    objective: 99.5\n") == 1
+    assert "+    objective: 99\n" not in diff.stdout  # a group's advice is never written

@@ -68,7 +68,8 @@ def judge_periods(
 
 def variants_of(advice: SLOAdvice) -> list[SLO | None]:
     """Objective slots then policy slots for one SLO (None: nothing to replay there, or the
-    same variant in another slot — `_slot` says where to read it)."""
+    same variant in another slot — `_slot` says where to read it). Sets the objective the
+    policies are compared at: the recommended one, else the current one."""
     slo = advice.slo
     if advice.error is not None:
         return [None] * (OBJECTIVE_SLOTS + len(ALTERNATIVE_NAMES))
@@ -156,9 +157,10 @@ def advise(
     workers: int = 1,
     progress: Progress = no_progress,
 ) -> Advice:
-    """Advice for every SLO of `slos` (the rows of `rates`, fetched for `plan`). Policies are
-    scored against `labels` when given, else against the incidents of `reference` (a
-    backtest replay of the current specs over the same plan)."""
+    """Advice for every SLO of `slos` (the rows of `rates`, fetched for `plan`; a grouped
+    SLO's spec-level record and its instances alike). Policies are scored against `labels`
+    when given, else against the incidents of `reference` (a backtest replay of the current
+    specs over the same plan)."""
     slos = list(slos)
     grid = Grid(rates.times, plan.step.seconds)
     first = first_replayed(rates, plan)
@@ -180,8 +182,10 @@ def advise(
         advice.policy = choose([r for r in rows if r is not None])
         intervals = [alerts.page_intervals[row][OBJECTIVE_SLOTS + k] for k in range(len(rows))]
         intervals[0] = alerts.page_intervals[row][_slot(advice, advice.policy_objective)]  # type: ignore[arg-type]
-        per_slo.append((advice.slo.service, rows, intervals))
-
+        if not advice.slo.grouped or advice.slo.group:
+            # The fleet is what the daemon alerts on: a grouped SLO's instances, not the
+            # spec-level total next to them (its pages would count twice).
+            per_slo.append((advice.slo.service, rows, intervals))
     fleet = None
     if per_slo:
         fleet = choose(fleet_rows(per_slo, ALTERNATIVE_NAMES, truth, span))

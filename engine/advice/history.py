@@ -60,6 +60,30 @@ def history_plan(slos: Sequence[SLO], end: float, days: int, step: Duration) -> 
     return make_plan(slos, start + warm.seconds, aligned_end, step, warm)
 
 
+def with_instances(slos: Sequence[SLO], instances: Sequence[SLO]) -> list[SLO]:
+    """The SLOs to advise on: every spec-level SLO (a grouped one judged over all its groups,
+    the one its spec can change), each grouped SLO followed by its instances."""
+    out: list[SLO] = []
+    for slo in slos:
+        out.append(slo)
+        if slo.grouped:
+            out += [i for i in instances if i.group and i.base_id == slo.base_id]
+    return out
+
+
+def rows_of(rates: StepRates, slos: Sequence[SLO], keep: Sequence[SLO]) -> StepRates:
+    """The rows of `rates` (which follow `slos`) for the SLOs `keep`, in that order."""
+    where = {s.id: k for k, s in enumerate(slos)}
+    index = [where[s.id] for s in keep]
+    return StepRates(
+        step=rates.step,
+        times=rates.times,
+        bad=rates.bad[index],
+        total=rates.total[index],
+        errors={s.id: rates.errors[s.id] for s in keep if s.id in rates.errors},
+    )
+
+
 def first_replayed(rates: StepRates, plan: ReplayPlan) -> int:
     """Index of the replay's first step in `rates.times`."""
     first = int(np.searchsorted(rates.times, plan.start - 1e-6))

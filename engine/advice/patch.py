@@ -184,7 +184,12 @@ def _edit_slo(
 
 def plan_patches(advice: Advice) -> list[FilePatch]:
     """One patch per spec file with a recommended change (objective or policy)."""
-    todo = [a for a in advice.slos if a.objective_change is not None or a.policy_change]
+    # A group's advice is shown, not written: its spec is the grouped SLO's, for all groups.
+    todo = [
+        a
+        for a in advice.slos
+        if not a.slo.group and (a.objective_change is not None or a.policy_change)
+    ]
     files = sorted({Path(a.slo.source) for a in todo})
     units = _units(files)
     patches = []

@@ -81,18 +81,15 @@ def _stacked(
     """One decision for the rules of `slots[k]` of each row k, side by side; returns which
     variant slot each rule column of each row belongs to."""
     policies, owners = [], []
-    for row, (chunk_slos, wanted) in enumerate(zip(variants, slots, strict=True)):
-        rules: list[BurnRateRule] = []
-        owner: list[int] = []
-        for v in wanted:
-            policy = policy_for(chunk_slos[v])  # type: ignore[arg-type]
-            rules += policy.rules
-            owner += [v] * len(policy.rules)
-        base = next(s for s in chunk_slos if s is not None) if wanted else None
-        guard = chunk_slos[wanted[0]].alerting.low_traffic if wanted else LowTrafficSpec()  # type: ignore[union-attr]
-        period = base.period if base is not None else ev.windows[-1]
-        policies.append(AlertPolicy(ev.slo_ids[row], Decimal(0), period, tuple(rules), guard))
-        owners.append(owner)
+    for row, (row_variants, wanted) in enumerate(zip(variants, slots, strict=True)):
+        chosen = [policy_for(row_variants[v]) for v in wanted]  # type: ignore[arg-type]
+        rules: tuple[BurnRateRule, ...] = tuple(r for p in chosen for r in p.rules)
+        owners.append([v for v, p in zip(wanted, chosen, strict=True) for _ in p.rules])
+        # The variants of a row share their period (only objectives and alerting differ);
+        # a row without variants this round decides no rule at all.
+        period = chosen[0].period if chosen else ev.windows[-1]
+        guard = chosen[0].low_traffic if chosen else LowTrafficSpec()
+        policies.append(AlertPolicy(ev.slo_ids[row], Decimal(0), period, rules, guard))
     matrix = rule_matrix(policies, ev.windows)
     return decide_alerts(matrix, ev.bad, ev.total), matrix, owners
 

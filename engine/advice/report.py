@@ -61,6 +61,8 @@ class SLOAdvice:
         return {
             "slo_id": self.slo.id,
             "service": self.slo.service,
+            # A grouped SLO's instance: its group's labels (advice shown, never written).
+            "group": dict(self.slo.group) or None,
             "source": self.slo.source,
             "objective": float(self.slo.objective_percent),
             "period": str(self.slo.period),

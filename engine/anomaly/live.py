@@ -2,17 +2,25 @@
 
 Backtest scores a whole fetched history at once (`score_step_rates`). The daemon runs every
 cycle and must not re-read weeks of Prometheus data each time, so this tracker keeps, for
-each SLO an anomaly series reads (services with `anomaly.enabled` only), the per-step rates
-of a bounded window of 5-minute steps. The window is filled once with chunked range queries
+each SLO an anomaly series reads (services with `anomaly.enabled` only), the rates of a
+bounded window of 5-minute slots. The window is filled once with chunked range queries
 through the same `EventSource` (a few chunks per update, so a cold start never stalls a
-cycle), then extended incrementally: only the steps that completed since the last update,
-plus `refetch_slots` already-fetched ones because the newest step was read just as it ended
+cycle), then extended incrementally: only the slots that completed since the last update,
+plus `refetch_slots` already-fetched ones because the newest slot was read just as it ended
 and may have missed late scrapes — the evaluation cache's rule.
+
+It fetches at `step` — in the daemon the finest step two scrapes fill (`fetch_step`: 1m for
+15 s scrapes) — and stores each slot's average over its steps with data
+(`normalize_step_counts` → `to_slots`, as backtest forms slots from its own steps): a scrape
+gap then leaves steps without data instead of one 5-minute `rate()` over a half-scraped
+range, which reads as a traffic drop (`scoring.to_slots`). Memory stays one value per slot.
 
 Scoring calls the very functions backtest calls — `score_step_rates` over the window (the
 same `normalize_step_counts` → `to_slots` → `signal_values` → `detect`), then the state at
 `now` through `AnomalyScores.state_index` and `SeriesScores.sustained` — so the daemon and
-backtest agree on the same data (tests/test_anomaly_live.py).
+backtest agree on the same data (tests/test_anomaly_live.py), backtest at the same step. A
+young history is scored with the richest profile it supports (`engine.anomaly.profiles`),
+computed only for the newest slots the state reads.
 
 The window (per SLO row, in 5-minute slots) is exactly what the newest slot's state depends on:
 
@@ -24,7 +32,8 @@ The window (per SLO row, in 5-minute slots) is exactly what the newest slot's st
 Defaults (3w, 10m, 30m): 6048 + 4032 + 11 + 1 + 7 = 10,099 slots; bad and total rates as
 float64 make 161,584 bytes (158 KiB) per SLO row, whatever the uptime.
 
-Missing data stays missing: a step without samples is NaN, has no score and never fires.
+Missing data stays missing: a slot without enough steps with data is NaN, has no score and
+never fires.
 A series is scored only once its whole window has been fetched (`ready`); until then it is
 `warming` and raises nothing. Time is a parameter; the only I/O is `source.fetch`.
 """
@@ -37,20 +46,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.anomaly.profiles import Profile
+from engine.anomaly.scoring import to_slots
 from engine.anomaly.series import AnomalySeries, anomaly_series, score_step_rates
+from engine.evaluation.resolution import minimum_step
 from engine.evaluation.source import EventSource
+from engine.evaluation.windows import normalize_step_counts
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 from engine.spec.sli import bad_rate, total_rate
 
-# The detector's slot length (AnomalyParams.resolution): the tracker fetches at this step.
+# The detector's slot length (AnomalyParams.resolution): the tracker keeps one value per slot.
 RESOLUTION = 300
 STEP = Duration.of_seconds(RESOLUTION)
-# One week of 5-minute steps per range request: bounded work for Prometheus per request.
+# One week of 5-minute slots per range request: bounded work for Prometheus per request (at
+# a 1m fetch step, 10,080 points per series: under Prometheus' 11,000).
 CHUNK_SLOTS = 2016
 # Fill requests per update: a cold window (~5 weeks) takes three updates, not one long cycle.
 FILL_REQUESTS_PER_UPDATE = 3
-# Steps already fetched that are fetched again when the window advances (late scrapes).
+# Slots already fetched that are fetched again when the window advances (late scrapes).
 REFETCH_SLOTS = 2
 # Bytes per slot of a row: bad and total rates as float64.
 BYTES_PER_SLOT = 16
@@ -60,6 +74,18 @@ SCORE_BLOCK = 16
 
 # Any fixed window: only used to tell whether an SLO's queries changed across a reload.
 _KEY_WINDOW = Duration.parse("5m")
+
+
+def fetch_step(scrape_interval: Duration) -> Duration:
+    """The step the tracker fetches at: the finest that divides a slot and holds two scrapes
+    in every step (`engine.evaluation.resolution.minimum_step`) — 1m up to 30 s scrapes,
+    2m30s at 60 s. Finer steps keep a scrape gap from reading as a traffic drop
+    (`scoring.to_slots`); the window still holds one value per slot."""
+    floor = minimum_step(scrape_interval).seconds
+    for parts in range(RESOLUTION // 60, 0, -1):
+        if RESOLUTION % parts == 0 and RESOLUTION // parts >= floor:
+            return Duration.of_seconds(RESOLUTION // parts)
+    return STEP
 
 
 def window_slots(item: AnomalySeries) -> int:
@@ -86,6 +112,11 @@ class AnomalyState:
     sustained: bool = False
     # End (unix seconds) of the slot the state belongs to; None while warming.
     slot_end: float | None = None
+    # The profile that scored it (recent, daily, weekly: the richest its history supports);
+    # None without a score.
+    profile: Profile | None = None
+    # (observed, expected, threshold) in the signal's units (`SeriesScores.band`).
+    band: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -203,10 +234,14 @@ class LiveAnomalyTracker:
         chunk_slots: int = CHUNK_SLOTS,
         fill_requests: int = FILL_REQUESTS_PER_UPDATE,
         refetch_slots: int = REFETCH_SLOTS,
+        step: Duration = STEP,
     ) -> None:
         if chunk_slots < 1 or fill_requests < 1 or refetch_slots < 0:
             raise ValueError("chunk_slots and fill_requests must be ≥ 1, refetch_slots ≥ 0")
+        if step.ms <= 0 or step.ms % 1000 or RESOLUTION % step.seconds:
+            raise ValueError(f"the fetch step must divide {RESOLUTION}s, not {step}")
         self._source = source
+        self._step = step
         self._chunk = chunk_slots
         self._fill_requests = fill_requests
         self._refetch = refetch_slots
@@ -298,7 +333,8 @@ class LiveAnomalyTracker:
                 chunk_end = min(end, chunk_start + (self._chunk - 1) * RESOLUTION)
                 failed = self._fetch_into(rows, chunk_start, chunk_end)
                 requests += 1
-                steps += (chunk_end - chunk_start) // RESOLUTION + 1
+                slots = (chunk_end - chunk_start) // RESOLUTION + 1
+                steps += slots * RESOLUTION // int(self._step.seconds)
                 errors.update(failed)
                 # A row whose query failed stops here, so its window has no silent hole; it
                 # is asked again from the same step next update.
@@ -307,18 +343,29 @@ class LiveAnomalyTracker:
         return requests, steps, errors
 
     def _fetch_into(self, rows: list[_Row], start: int, end: int) -> dict[str, str]:
+        """Fetch the slots ending at `start … end` at the fetch step and store each slot's
+        average, exactly as backtest's `score_step_rates` forms slots from its steps."""
         slos = [row.slo for row in rows]
-        rates = self._source.fetch(slos, STEP, float(start), float(end))
+        step = self._step.seconds
+        first = start - RESOLUTION + step  # the first step ending inside the first slot
+        rates = self._source.fetch(slos, self._step, float(first), float(end))
         if rates.bad.shape[0] != len(rows):
             raise ValueError(
                 f"source returned {rates.bad.shape[0]} rows for {len(rows)} SLOs — rows must "
                 "follow `slos`"
             )
-        times = np.rint(np.asarray(rates.times, dtype=np.float64)).astype(np.int64)
+        bad, total = normalize_step_counts(rates.bad, rates.total)
+        if rates.times.size:
+            interval_start = float(rates.times[0]) - step
+            first_slot, bad = to_slots(interval_start, step, bad, RESOLUTION)
+            _, total = to_slots(interval_start, step, total, RESOLUTION)
+        else:
+            first_slot = (start - RESOLUTION) // RESOLUTION
+        times = (first_slot + 1 + np.arange(total.shape[1], dtype=np.int64)) * RESOLUTION
         for i, row in enumerate(rows):
             if row.slo.id in rates.errors:
                 continue
-            row.write(times, rates.bad[i], rates.total[i])
+            row.write(times, bad[i], total[i])
             row.fetched_until = end
             self._dirty = True
         return {s.id: rates.errors[s.id] for s in slos if s.id in rates.errors}
@@ -349,7 +396,7 @@ class LiveAnomalyTracker:
         rows = {key[0]: i for i, key in enumerate(keys)}
         at = np.array([end], dtype=np.float64)
         states: dict[str, AnomalyState] = {}
-        for group in score_step_rates(ready, rows, times, RESOLUTION, bad, total):
+        for group in score_step_rates(ready, rows, times, RESOLUTION, bad, total, float(end)):
             (column,) = group.scores.state_index(at)
             assert column == width - 1, "the newest slot is the window's last column"
             sustained = group.sustained()[:, column]
@@ -362,5 +409,7 @@ class LiveAnomalyTracker:
                     active=bool(group.scores.active[a, column]),
                     sustained=bool(sustained[a]),
                     slot_end=float(end),
+                    profile=group.scores.profile_name(a, column),
+                    band=group.band(a, column),
                 )
         return states

@@ -126,6 +126,28 @@ class SeriesScores:
         )[:, None]
         return run_lengths(active) >= need
 
+    def band(self, row: int, column: int) -> tuple[float, float, float] | None:
+        """(observed, expected, threshold) of one slot in the signal's own units — requests
+        per second for traffic, a ratio for errors and latency — where the threshold is the
+        value past which the slot breaches (below it for traffic, above it for ratios): what
+        a dashboard draws as the expected band. None without a score."""
+        scores = self.scores
+        if column < 0 or math.isnan(float(scores.score[row, column])):
+            return None
+        y, e, scale = (
+            float(a[row, column]) for a in (scores.observed, scores.expected, scores.scale)
+        )
+        reach = self.params.sensitivity * scale
+        if self.series[row].signal == "traffic":
+            # The signal is log(rate + one event per slot): back to requests per second.
+            offset = 1.0 / self.params.resolution
+            return (
+                max(math.exp(y) - offset, 0.0),
+                max(math.exp(e) - offset, 0.0),
+                max(math.exp(e - reach) - offset, 0.0),
+            )
+        return y, e, e + reach
+
 
 def score_step_rates(
     series: Sequence[AnomalySeries],
@@ -134,9 +156,14 @@ def score_step_rates(
     step: float,
     bad: np.ndarray,
     total: np.ndarray,
+    read_from: float | None = None,
 ) -> list[SeriesScores]:
     """Batch-score anomaly series from per-step rates (the `StepRates` arrays: `times` are the
-    END times of step intervals, `rows` maps an SLO id to its row in `bad`/`total`)."""
+    END times of step intervals, `rows` maps an SLO id to its row in `bad`/`total`).
+
+    `read_from`: the earliest evaluation time whose state the caller reads. Slots that state
+    does not depend on are then scored by the weekly profile only (see `detect`); the states
+    read are the same either way."""
     groups: dict[AnomalyParams, list[AnomalySeries]] = {}
     for item in series:
         groups.setdefault(item.params, []).append(item)
@@ -155,8 +182,20 @@ def score_step_rates(
             signal_values("traffic", bad_slots, total_slots, params.resolution),
             signal_values("errors", bad_slots, total_slots, params.resolution),
         )
+        score_from = 0
+        if read_from is not None:
+            # The state at `read_from` is that of the slot completed by then, and its
+            # `active`/`sustained` flags read the breaches of the slots before it.
+            reads = max(m.history_slots for m in members) - params.lookback_slots
+            score_from = int(read_from // params.resolution) - first_slot - reads
         scores = detect(
-            y, first_slot, [m.direction for m in members], [m.floor for m in members], params
+            y,
+            first_slot,
+            [m.direction for m in members],
+            [m.floor for m in members],
+            params,
+            score_from,
+            counts=[m.signal == "traffic" for m in members],
         )
         out.append(SeriesScores(tuple(members), params, scores))
     return out

@@ -1,15 +1,19 @@
 """The daemon's HTTP face: JSON API, health and readiness probes, /metrics and the status page.
 
-    app = create_app(runtime, load_tokens(Path("tokens")))
+    app = create_app(runtime, load_tokens(Path("tokens")), oidc=JwtVerifier(config.oidc))
     uvicorn.run(app, host="127.0.0.1", port=8080)
 
 The app is a thin shell over the `Runtime` (engine/daemon/runtime.py): it validates input,
-checks who is asking, and turns the runtime's answers and errors into HTTP. Reads are open;
-every mutation needs an admin bearer token, is rate limited per token (per client address
-without one), and honours `Idempotency-Key` so a retried POST acts once; a client address
-with `auth_failures` failed authentications within `auth_failure_window_s` is refused (429)
-until the window moves on. Errors are always
-`{"error": "..."}` JSON; tokens and stack traces never reach a response or a log line.
+checks who is asking, and turns the runtime's answers and errors into HTTP. Every route
+needs a role (engine/api/identity.py) held by a static token or an OIDC access token:
+`read` for reads (unless `anonymous_reads`), `responder` for incident response, `admin`
+for silences and the audit log; probes stay anonymous, and so may `/status`
+(`public_status_page`) and `/metrics` (unless `metrics_auth`). Requests are rate limited
+per identity (per client address without one); every change honours `Idempotency-Key` so a
+retried POST acts once, and is written to the audit log (engine/api/audit.py); a client
+address with `auth_failures` failed authentications within `auth_failure_window_s` is
+refused (429) until the window moves on. Errors are always `{"error": "..."}` JSON; tokens
+and stack traces never reach a response or a log line.
 
 This module assembles the app: middleware, error handlers and the per-app state
 (`ApiContext`); the routes live in one router per resource under engine/api/routers/.
@@ -30,12 +34,25 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.api.audit import AuditMiddleware, Auditor
 from engine.api.contract import Runtime
-from engine.api.deps import ApiContext, admin, bearer
+from engine.api.deps import Access, ApiContext, authorize, change_role
 from engine.api.errors import ApiError
 from engine.api.middleware import STRICT_CSP, GuardMiddleware, request_duration
-from engine.api.routers import health, incidents, response, silences, slos, status_page
+from engine.api.oidc import JwtVerifier
+from engine.api.routers import (
+    audit,
+    docs,
+    gates,
+    health,
+    incidents,
+    response,
+    silences,
+    slos,
+    status_page,
+)
 from engine.api.security import ApiToken, FailedAuthLimiter, IdempotencyCache, RateLimiter
+from engine.store.audit import AuditLog
 
 __all__ = ["API_VERSION", "DEFAULT_MAX_BODY_BYTES", "ApiError", "Runtime", "create_app"]
 
@@ -43,6 +60,7 @@ API_VERSION = "1"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 KNOWN_METHODS = MUTATING_METHODS | {"GET", "HEAD", "OPTIONS"}
+DAY = 86400.0
 
 
 def create_app(
@@ -53,22 +71,33 @@ def create_app(
     burst: int = 20,
     auth_failures: int = 10,
     auth_failure_window_s: float = 60,
-    idempotency_ttl_s: float = 86400,
+    idempotency_ttl_s: float = DAY,
     clock: Callable[[], float] = time.time,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    oidc: JwtVerifier | None = None,
+    access: Access | None = None,
+    docs_page: bool = False,
+    audit_log: AuditLog | None = None,
+    audit_retention_s: float = 90 * DAY,
+    hsts_max_age_s: float = 365 * DAY,
 ) -> FastAPI:
+    """The app. `audit_log` defaults to the runtime's store's (`store.audit_log()`), and
+    `access` to reads for the `read` role only (no public status page, open /metrics)."""
     app = FastAPI(
         title="slo-engine API",
         version=API_VERSION,
         description=(
-            "SLO status, incidents and silences of a running slo-engine. Reads are open; "
-            "changes need `Authorization: Bearer <admin token>` and honour `Idempotency-Key`."
+            "SLO status, incidents and silences of a running slo-engine. Every route needs "
+            "`Authorization: Bearer <token>` (a static token or an OIDC access token) with a "
+            "role: read, responder (incident response), admin (silences, audit log), security "
+            "(security incidents). Changes honour `Idempotency-Key`."
         ),
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
     registry = prometheus_client.CollectorRegistry()
+    auditor = Auditor(audit_log or _store_audit_log(runtime), audit_retention_s, clock)
     app.state.api = ApiContext(
         runtime=runtime,
         tokens=tokens,
@@ -77,26 +106,39 @@ def create_app(
         idempotency=IdempotencyCache(idempotency_ttl_s, clock),
         clock=clock,
         registry=registry,
+        verifier=oidc,
+        access=access or Access(),
+        auditor=auditor,
     )
+    # Added first, so inside the guard: the guard's request id is known to the audit log.
+    app.add_middleware(AuditMiddleware, auditor=auditor)
     app.add_middleware(
         GuardMiddleware,
         max_body_bytes=max_body_bytes,
         csp_for=_csp_for,
         on_response=_request_counter(registry),
         on_complete=request_duration(registry),
+        hsts=f"max-age={int(hsts_max_age_s)}; includeSubDomains" if hsts_max_age_s > 0 else None,
     )
     static_dir = Path(str(files("engine.api") / "static"))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
-    for resource in (slos, incidents, response, silences, health, status_page):
+    routers = [slos, gates, incidents, response, silences, audit, health, status_page]
+    for resource in [*routers, docs] if docs_page else routers:
         app.include_router(resource.router)
     return app
 
 
+def _store_audit_log(runtime: Runtime) -> AuditLog | None:
+    """The audit log of the runtime's store (the daemon's SQLite or PostgreSQL), if any."""
+    opener = getattr(getattr(runtime, "store", None), "audit_log", None)
+    return opener() if callable(opener) else None
+
+
 def _csp_for(path: str) -> str:
-    return status_page.DOCS_CSP if path == "/docs" else STRICT_CSP
+    return docs.DOCS_CSP if path == "/docs" else STRICT_CSP
 
 
 def _request_counter(registry: prometheus_client.CollectorRegistry) -> Callable[..., None]:
@@ -134,9 +176,10 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     # FastAPI parses a JSON body before it runs dependencies: a mutation whose body is
     # not even JSON gets here without its token checked. Check it now, so strangers
     # learn nothing about validation and still count against their rate limit.
-    if request.method in MUTATING_METHODS and not hasattr(request.state, "caller"):
+    role = change_role(request.scope.get("route"))
+    if role is not None and not hasattr(request.state, "caller"):
         try:
-            await admin(request, await bearer(request))
+            await authorize(request, role, change=True)
         except ApiError as refused:
             return refused.response()
     # loc and msg only: pydantic's `input` would echo whatever the client sent.

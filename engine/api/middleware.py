@@ -1,6 +1,8 @@
-"""The outermost layer of the HTTP app: security headers on every response, a request body
-size limit, a last-resort error handler that answers `{"error": ...}` without a trace, and
-the request-duration histogram.
+"""The outermost layer of the HTTP app: security headers on every response (HSTS too when
+served over HTTPS), a request id on every request and response (`X-Request-Id`: the
+client's, when it is a plain token, else a new one), a request body size limit, a
+last-resort error handler that answers `{"error": ...}` without a trace, and the
+request-duration histogram.
 
 Written as plain ASGI (not Starlette's BaseHTTPMiddleware) so it also wraps the responses of
 exception handlers and static files, and so an oversized body is refused before any of it
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +41,16 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("cross-origin-opener-policy", "same-origin"),
 )
 KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+# A client's request id is kept only when it cannot smuggle anything into logs or headers.
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id(scope: Scope) -> str:
+    """The request's id: the client's `X-Request-Id` when it is a plain token, else new."""
+    given = dict(scope.get("headers", [])).get(b"x-request-id", b"")
+    return given.decode() if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
 # API answers take milliseconds; the status page and /metrics of a large fleet longer.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -83,12 +97,15 @@ class GuardMiddleware:
         csp_for: Callable[[str], str],
         on_response: Callable[[Scope, int], None] | None = None,
         on_complete: Callable[[Scope, int, float], None] | None = None,
+        hsts: str | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.csp_for = csp_for
         self.on_response = on_response
         self.on_complete = on_complete
+        # Strict-Transport-Security value, sent only on HTTPS (RFC 6797 §7.2: not over HTTP).
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,6 +131,10 @@ class GuardMiddleware:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS]
         extra.append((b"content-security-policy", self.csp_for(scope["path"]).encode()))
+        if self.hsts and scope.get("scheme") == "https":
+            extra.append((b"strict-transport-security", self.hsts.encode()))
+        scope.setdefault("state", {})["request_id"] = identifier = request_id(scope)
+        extra.append((b"x-request-id", identifier.encode()))
         started = False
 
         async def send_with_headers(message: Message) -> None:

@@ -75,18 +75,32 @@ IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_actor_in_the_body(cls, data: object) -> object:
+        # Issue 13: the actor is whoever authenticated. A body naming someone else would let
+        # any token holder act as anyone, so the old fields are refused with the reason.
+        if isinstance(data, dict):
+            for name in ACTOR_FIELDS & data.keys():
+                raise ValueError(
+                    f"`{name}` is not accepted: the actor is the authenticated identity (the "
+                    "OIDC subject or the API token's name) — remove it from the body"
+                )
+        return data
+
+
+ACTOR_FIELDS = frozenset({"by", "created_by"})
+
 
 class AckRequest(Strict):
-    by: Actor
+    pass
 
 
 class ResolveRequest(Strict):
-    by: Actor
     note: Text | None = None
 
 
 class CommentRequest(Strict):
-    by: Actor
     text: Text
 
 
@@ -119,7 +133,6 @@ class SilenceRequest(Strict):
         default=None, description='How long from starts_at, e.g. "2h" or "1h30m".', max_length=32
     )
     comment: ShortText
-    created_by: Actor
 
     @field_validator("duration")
     @classmethod

@@ -1,9 +1,17 @@
 """Who may change things, how often, and how a retried request stays a single effect.
 
-Tokens come from a file (one per line, `token` or `token read-only`; `#` comments), are
-compared in constant time, and never appear in logs or error messages. Guessing them is
-slowed down per client address: after `FailedAuthLimiter.failures` failed authentications
-within its window, that address is refused (429) until the window has moved on.
+Tokens come from a file, one per line (`#` comments):
+
+    TOKEN                                   every role: today's admin token
+    TOKEN read-only                         read (the old spelling of `read`)
+    TOKEN responder,security name=alice     roles (engine/api/identity.py) and a name
+
+The name is the actor recorded for what the token changes (default `token:<digest prefix>`,
+never the token). Tokens are compared in constant time and never appear in logs or error
+messages. Guessing them is slowed down per client address: after
+`FailedAuthLimiter.failures` failed authentications within its window, that address is
+refused (429) until the window has moved on. Bearer JWTs from an OIDC provider are the
+other way in (engine/api/oidc.py); a static token file suits small setups.
 """
 
 from __future__ import annotations
@@ -11,14 +19,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Role = Literal["admin", "read-only"]
+from engine.api.identity import ROLES, Identity, expand
+
+# A bare `TOKEN` line: what an admin token could do before roles existed, security
+# incidents included — so existing token files keep working unchanged.
+LEGACY_ROLES = expand(("admin", "security"))
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,99}$")
+_LINE_FORMS = (
+    "expected `TOKEN` or `TOKEN read-only` or `TOKEN role[,role] [name=NAME]` with roles "
+    + ", ".join(ROLES)
+    + " (token not shown)"
+)
 
 
 class TokenFileError(ValueError):
@@ -29,14 +48,51 @@ class TokenFileError(ValueError):
 class ApiToken:
     # Only the SHA-256 digest is kept, so a heap dump or a repr never leaks a token.
     digest: bytes
-    role: Role
+    roles: frozenset[str] = LEGACY_ROLES
+    name: str | None = None
+
+    @property
+    def role(self) -> str:
+        """The old two-role view: `admin`, `read-only`, or the roles joined by commas."""
+        if "admin" in self.roles:
+            return "admin"
+        return "read-only" if self.roles == {"read"} else ",".join(sorted(self.roles))
+
+    @property
+    def label(self) -> str:
+        """Rate-limit and idempotency scope, and the actor when the token has no name."""
+        return "token:" + self.digest.hex()[:16]
+
+    def identity(self) -> Identity:
+        return Identity(self.name or self.label, self.roles, "token")
 
     def __repr__(self) -> str:
-        return f"ApiToken(role={self.role!r})"
+        return f"ApiToken(roles={sorted(self.roles)!r}, name={self.name!r})"
 
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def _token_line(parts: list[str], where: str) -> ApiToken:
+    """One line's token: `TOKEN [ROLES] [name=NAME]`."""
+    secret, rest = parts[0], parts[1:]
+    name = None
+    if rest and rest[-1].startswith("name="):
+        name = rest.pop().removeprefix("name=")
+        if not _NAME_RE.match(name):
+            raise TokenFileError(f"{where}: name must be 1-100 letters, digits or _.@:+-")
+    if len(rest) > 1:
+        raise TokenFileError(f"{where}: {_LINE_FORMS}")
+    roles = LEGACY_ROLES
+    if rest:
+        wanted = ["read" if r == "read-only" else r for r in rest[0].split(",")]
+        if not wanted or any(r not in ROLES for r in wanted):
+            raise TokenFileError(f"{where}: {_LINE_FORMS}")
+        roles = expand(wanted)
+    if len(secret) < 16:
+        raise TokenFileError(f"{where}: token shorter than 16 characters")
+    return ApiToken(_digest(secret), roles, name)
 
 
 def load_tokens(path: Path) -> list[ApiToken]:
@@ -47,17 +103,8 @@ def load_tokens(path: Path) -> list[ApiToken]:
         raise TokenFileError(f"cannot read API token file {path}: {exc.strerror}") from None
     for number, raw in enumerate(lines, start=1):
         line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) > 2 or (len(parts) == 2 and parts[1] not in ("read-only", "admin")):
-            raise TokenFileError(
-                f"{path}:{number}: expected `TOKEN` or `TOKEN read-only` (token not shown)"
-            )
-        if len(parts[0]) < 16:
-            raise TokenFileError(f"{path}:{number}: token shorter than 16 characters")
-        role: Role = "read-only" if len(parts) == 2 and parts[1] == "read-only" else "admin"
-        tokens.append(ApiToken(_digest(parts[0]), role))
+        if line:
+            tokens.append(_token_line(line.split(), f"{path}:{number}"))
     return tokens
 
 

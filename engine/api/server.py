@@ -7,6 +7,9 @@ app with, so they exercise the same ones).
   limits and the failed-authentication lockout, or forge the address in the logs.
 - uvicorn's own log lines go through `redact()`: its access log prints the request line,
   query string included, and a client may well send `?token=…` there.
+- With `tls` (engine/api/tls.py) the listener speaks TLS 1.2+ only, with the context that
+  follows the certificate files (uvicorn's own TLS options would read them once) and, for
+  mTLS, requires a client certificate.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from engine.api.tls import ServerTLS
 from engine.redact import redact_logger
 
 # uvicorn's loggers that can print a request line.
@@ -27,6 +31,7 @@ def server_config(
     *,
     trusted_proxies: Sequence[object] = (),
     access_log: bool = False,
+    tls: ServerTLS | None = None,
     **options: Any,
 ) -> uvicorn.Config:
     """A uvicorn config for `app`; `trusted_proxies` are addresses or CIDR networks (any
@@ -34,10 +39,15 @@ def server_config(
     for name in UVICORN_LOGGERS:
         redact_logger(name)
     proxies = [str(proxy) for proxy in trusted_proxies]
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or "",
         access_log=access_log,
         **options,
     )
+    if tls is not None:
+        # Loaded now so that the server keeps this context (it loads a config only once).
+        config.load()
+        config.ssl = tls.listener
+    return config

@@ -4,11 +4,13 @@ Building the view is pure (results, incidents and a time in; plain strings and n
 so every number on the page is formatted and range-checked here, and the template only
 places already-safe values. Jinja2 autoescapes every string anyway: SLO descriptions come
 from spec files, incident summaries from alert annotations and updates from API comments.
-Internal details (error messages with URLs, responders' names, runbooks) stay off the page —
-unless it is the internal view (a request with a valid token): then each incident also shows
-its roles, its recovery time objective and its runbook. Security incidents appear on the
-public page only once their responders published an update to customers, and then without
-their summary or notes.
+Internal details (error messages with URLs, responders' names, runbooks, the alert's summary
+with its SLO ids and burn rates) stay off the page — unless it is the internal view (a
+reader's request): then each incident also shows its summary, roles, recovery time
+objective and runbook. The public page shows what the customer template shows (the notice,
+the customer messages of public updates) and the responders' comments, which are how they
+talk to the page. Security incidents appear on the public page only once their responders
+published an update to customers, and then without their comments.
 """
 
 from __future__ import annotations
@@ -232,7 +234,7 @@ def incident_card(
         service=incident.service,
         severity=incident.severity.value,
         status=incident.status.value,
-        summary="" if secret else incident.summary,
+        summary=incident.summary if internal else "",
         opened=when(incident.opened_at),
         notice=notice(incident),
         updates=updates[::-1],

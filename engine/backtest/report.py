@@ -1,45 +1,28 @@
 """The HTML backtest report: a summary on top, then one set of plots per SLO.
 
-Plots are PNGs (matplotlib, Agg backend) embedded as data URIs, so the report is a single
+Plots are PNGs (engine/backtest/plots.py) embedded as data URIs, so the report is a single
 self-contained file that needs no JavaScript. Every string in the page goes through Jinja2
 with autoescape on: SLO names, services and label values come from user specs.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to memory only
-
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
-import numpy as np
 from jinja2 import Environment, select_autoescape
 
 from engine.backtest.metrics import PolicyScore
+from engine.backtest.plan import Progress, no_progress
+from engine.backtest.plots import COLORS, PLOT_WIDTH_PX, plot_png
 from engine.backtest.result import AlertInterval, ReplayResult
-from engine.backtest.traces import SLOTrace
 
 # Plotting every SLO of a large fleet takes minutes and makes an unreadable page: the SLOs
 # that alerted or spent most budget come first, the rest are listed without plots.
 MAX_PLOTS = 200
-
-_COLORS = {
-    "page": "#d62728",
-    "ticket": "#ff7f0e",
-    "anomaly": "#9467bd",
-    "held": "#7f7f7f",
-    "incident": "#1f77b4",
-}
-
 _TEMPLATE = """<!doctype html>
 <html lang="en">
 <head>
@@ -56,7 +39,7 @@ td.num { text-align: right; }
 .sev-SEV3 { color: #c60; }
 .sev-SEV4 { color: #666; }
 section.slo { margin-top: 2rem; border-top: 2px solid #ddd; padding-top: 1rem; }
-img.plot { max-width: 100%; }
+img.plot { max-width: 100%; width: {{ plot_width }}px; }
 .legend span { display: inline-block; margin-right: 1rem; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle; margin-right: 0.3em; }
 </style>
@@ -132,70 +115,6 @@ def _ts(value: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(value))
 
 
-def _dates(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype="datetime64[s]").astype("datetime64[ms]")
-
-
-def _shade(ax: Any, intervals: Sequence[tuple[float, float, str]], alpha: float = 0.18) -> None:
-    for start, end, color in intervals:
-        ax.axvspan(
-            _dates(np.array([start]))[0], _dates(np.array([end]))[0], color=color, alpha=alpha, lw=0
-        )
-
-
-def _plot(
-    trace: SLOTrace, shaded: list[tuple[float, float, str]], incidents: list[tuple[float, float]]
-) -> str:
-    x = _dates(trace.times)
-    fig, axes = plt.subplots(3, 1, figsize=(11, 7), sharex=True, constrained_layout=True)
-    ratio_ax, burn_ax, budget_ax = axes
-    ratio_ax.plot(x, trace.error_ratio, color="#333", lw=0.9)
-    ratio_ax.set_ylabel(f"error ratio\n({trace.error_ratio_window})")
-    ratio_ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    for window, values in trace.burn.items():
-        burn_ax.plot(x, values, lw=0.9, label=f"burn {window}")
-    for severity, window, factor in trace.thresholds:
-        burn_ax.axhline(factor, color=_COLORS[severity], ls="--", lw=0.8)
-        burn_ax.annotate(
-            f"{severity} {window} {factor:g}×",
-            xy=(1.0, factor),
-            xycoords=("axes fraction", "data"),
-            fontsize=7,
-            color=_COLORS[severity],
-            ha="right",
-            va="bottom",
-        )
-    burn_ax.set_ylabel("burn rate")
-    finite = [v for v in trace.burn.values() if np.isfinite(v).any()]
-    top = max([np.nanmax(v) for v in finite] + [f for _, _, f in trace.thresholds] + [1.0])
-    if top > 50:
-        burn_ax.set_yscale("symlog", linthresh=1.0)
-    burn_ax.set_ylim(bottom=0.0)
-    burn_ax.legend(loc="upper left", fontsize=7, ncol=4)
-    budget_ax.plot(x, trace.budget_remaining, color="#2ca02c", lw=1.2)
-    budget_ax.axhline(0.0, color="#b00", lw=0.8)
-    budget_ax.set_ylabel("error budget\nremaining")
-    for ax in axes:
-        _shade(ax, shaded)
-        for start, end in incidents:
-            ax.axvspan(
-                _dates(np.array([start]))[0],
-                _dates(np.array([end]))[0],
-                ymin=0.96,
-                ymax=1.0,
-                color=_COLORS["incident"],
-                alpha=0.9,
-                lw=0,
-            )
-        ax.grid(True, alpha=0.3)
-    budget_ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
-    fig.autofmt_xdate()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
@@ -215,7 +134,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def render_report(result: ReplayResult, scores: Sequence[PolicyScore] | None = None) -> str:
+def render_report(
+    result: ReplayResult,
+    scores: Sequence[PolicyScore] | None = None,
+    progress: Progress = no_progress,
+) -> str:
+    """The page; `progress("report", done, total)` after each plot (they take the time)."""
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     template = env.from_string(_TEMPLATE)
     summary = result.summary()
@@ -240,13 +164,14 @@ def render_report(result: ReplayResult, scores: Sequence[PolicyScore] | None = N
         slo_rows=rows,
         omitted=max(0, len(rows) - MAX_PLOTS),
         colors=[
-            ("page", _COLORS["page"]),
-            ("ticket", _COLORS["ticket"]),
-            ("anomaly", _COLORS["anomaly"]),
-            ("held (low traffic)", _COLORS["held"]),
-            ("incident open (top band)", _COLORS["incident"]),
+            ("page", COLORS["page"]),
+            ("ticket", COLORS["ticket"]),
+            ("anomaly", COLORS["anomaly"]),
+            ("held (low traffic)", COLORS["held"]),
+            ("incident open (top band)", COLORS["incident"]),
         ],
-        plots=_plots(result, rows, by_slo, incidents_of),
+        plots=_plots(result, rows, by_slo, incidents_of, progress),
+        plot_width=PLOT_WIDTH_PX,
     )
 
 
@@ -286,20 +211,21 @@ def _plots(
     rows: list[dict[str, Any]],
     by_slo: dict[str, list[AlertInterval]],
     incidents_of: dict[str, list[tuple[float, float]]],
+    progress: Progress = no_progress,
 ) -> list[dict[str, str]]:
     """Plots of the `MAX_PLOTS` highest-ranked SLOs that have a trace."""
     end = result.plan.end
     ranked = sorted(rows, key=lambda r: r["_rank"])
+    chosen = [r for r in ranked[:MAX_PLOTS] if r["id"] in result.traces]
     plots = []
-    for row in ranked[:MAX_PLOTS]:
-        trace = result.traces.get(row["id"])
-        if trace is None:
-            continue
+    progress("report", 0, len(chosen))
+    for row in chosen:
+        trace = result.traces[row["id"]]
         shaded = [
             (
                 a.start,
                 a.end or end,
-                _COLORS["held"] if a.held else _COLORS[a.severity],
+                COLORS["held"] if a.held else COLORS[a.severity],
             )
             for a in by_slo.get(row["id"], [])
         ]
@@ -310,9 +236,10 @@ def _plots(
                 "anchor": row["anchor"],
                 "description": slo.description
                 or f"{slo.objective_percent}% over {slo.period} ({slo.sli.kind} SLI)",
-                "png": _plot(trace, shaded, incidents_of.get(row["id"], [])),
+                "png": plot_png(trace, shaded, incidents_of.get(row["id"], [])),
             }
         )
+        progress("report", len(plots), len(chosen))
     return plots
 
 
@@ -350,9 +277,12 @@ def _incident_rows(result: ReplayResult) -> list[dict[str, Any]]:
 
 
 def write_report(
-    result: ReplayResult, path: Path | str, scores: Sequence[PolicyScore] | None = None
+    result: ReplayResult,
+    path: Path | str,
+    scores: Sequence[PolicyScore] | None = None,
+    progress: Progress = no_progress,
 ) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(result, scores), encoding="utf-8")
+    path.write_text(render_report(result, scores, progress), encoding="utf-8")
     return path

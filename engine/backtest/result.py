@@ -20,17 +20,22 @@ class AlertInterval:
     start: float
     end: float | None
     held: Literal["low_traffic"] | None = None
-    # Anomaly alerts: which signal (traffic, errors, latency).
+    # Anomaly alerts: which signal (traffic, errors, latency), and the profile that fired it
+    # (recent, daily, weekly: engine.anomaly.profiles).
     signal: str | None = None
+    profile: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "slo_id": self.slo_id,
             "severity": self.severity,
             "start": self.start,
             "end": self.end,
             "held": self.held,
         }
+        if self.severity == "anomaly":
+            out["signal"], out["profile"] = self.signal, self.profile
+        return out
 
 
 @dataclass

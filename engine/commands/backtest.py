@@ -39,7 +39,12 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_CANNOT_RUN = 2
 
-_PHASES = {"fetch": "fetching history", "evaluate": "evaluating", "replay": "replaying"}
+_PHASES = {
+    "fetch": "fetching history",
+    "evaluate": "evaluating",
+    "replay": "replaying",
+    "report": "writing the report",
+}
 
 
 def parse_time(text: str) -> float:
@@ -391,7 +396,8 @@ def _output(
     if report is not None:
         from engine.backtest.report import write_report
 
-        write_report(result, report, scores)
+        with _progress_bar(Console(stderr=True).is_terminal) as progress:
+            write_report(result, report, scores, progress)
     if output_format == "json":
         obj: dict[str, Any] = result.to_json()
         if scores is not None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -55,6 +55,9 @@ class _WatchedSource:
         self.inner = inner
         self.unavailable: str | None = None
         self.fetched = False
+        # Told what each answered fetch brought (the progress display of a cold fetch).
+        self.on_answer: Callable[[str], None] = lambda _: None
+        self._answers = 0
 
     def fetch(self, slos: Sequence[SLO], step: Duration, start: float, end: float) -> StepRates:
         try:
@@ -63,6 +66,9 @@ class _WatchedSource:
             self.unavailable = str(exc)
             raise
         self.fetched = True
+        self._answers += 1
+        days = (end - start) / 86_400
+        self.on_answer(f"{self._answers} fetched: {len(slos)} SLOs × {days:.1f} d at {step}")
         return rates
 
     def window_counts(
@@ -224,6 +230,7 @@ def evaluate(
     with ExitStack() as stack:
         inner, at = _open_source(stack, prometheus_url, openmetrics, at, options)
         source = _WatchedSource(inner)
+        source.on_answer = stack.enter_context(_fetch_progress())
         when = time.time() if at is None else at
         resolution, evaluations, sparse = _evaluate_all(slos, source, scrape, when)
     _warn_sparse(resolution, sparse)
@@ -232,6 +239,22 @@ def evaluate(
     _print(evaluations, evaluated_at, output_format)
     if source.unavailable is not None and not source.fetched:
         raise _fail(f"Prometheus is unavailable: {source.unavailable}", EXIT_CANNOT_RUN)
+
+
+@contextmanager
+def _fetch_progress() -> Iterator[Callable[[str], None]]:
+    """A rich progress line on stderr while history is fetched (a cold fetch of 30 days can
+    take a while), gone once the table prints; nothing when stderr is not a terminal."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda _: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("fetching from Prometheus", total=None)
+        yield lambda text: bar.update(task, description=f"fetching from Prometheus: {text}")
 
 
 def _check_usage(

@@ -81,7 +81,8 @@ ApiTokenFileOption = Annotated[
     Path | None,
     typer.Option(
         "--api-token-file",
-        help="API tokens, one per line: TOKEN, or TOKEN followed by read-only.",
+        help="API tokens, one per line: TOKEN [ROLE[,ROLE]] [name=NAME]; roles read, "
+        "responder, admin, security (read-only = read; no role: all of them).",
     ),
 ]
 BlindAfterCyclesOption = Annotated[
@@ -223,7 +224,13 @@ def serve(config: Any, config_dir: Path | None = None) -> int:
     if isinstance(runtime, int):
         return runtime
 
-    server, api_thread = _api_server(runtime, tokens, config, sock)
+    try:
+        server, api_thread = _api_server(runtime, tokens, config, sock)
+    except ValueError as exc:  # TLS files unusable (TLSFilesError), no oidc.jwks_file
+        sock.close()
+        runtime.close()
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_CONFIG
     stop = threading.Event()
     received: list[int] = []
 
@@ -239,7 +246,8 @@ def serve(config: Any, config_dir: Path | None = None) -> int:
     scheduler.start()
     host, port = sock.getsockname()[:2]
     log.info(
-        "slo-engine running: API on http://%s:%s, evaluating every %s against %s",
+        "slo-engine running: API on %s://%s:%s, evaluating every %s against %s",
+        "https" if config.tls_cert_file else "http",
         host,
         port,
         config.interval,
@@ -266,9 +274,10 @@ def _api_tokens(config: Any) -> list[ApiToken] | None:
         except TokenFileError as exc:
             sys.stderr.write(f"error: {exc}\n")
             return None
-    if not tokens:
+    if not tokens and config.oidc is None:
         log.warning(
-            "no API tokens configured (--api-token-file): every change via the API is refused"
+            "no API tokens configured (--api-token-file) and no oidc: every API request "
+            "but the probes (and /status, /metrics when public) is refused"
         )
     return tokens
 
@@ -297,18 +306,34 @@ def _start_runtime(config: Any, config_dir: Path | None, sock: socket.socket) ->
 def _api_server(
     runtime: Runtime, tokens: list[ApiToken], config: Any, sock: socket.socket
 ) -> tuple[uvicorn.Server, threading.Thread]:
-    """The HTTP API's uvicorn server and the (not yet started) thread serving it on `sock`."""
+    """The HTTP API's uvicorn server and the (not yet started) thread serving it on `sock`;
+    TLSFilesError (a ValueError) when the listener's certificate files are unusable."""
     import uvicorn
 
     from engine.api.app import create_app
+    from engine.api.deps import Access
     from engine.api.server import server_config
+    from engine.api.tls import ServerTLS
 
-    application = create_app(runtime, tokens)
+    tls = None
+    if config.tls_cert_file is not None:
+        tls = ServerTLS(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
+    application = create_app(
+        runtime,
+        tokens,
+        oidc=_verifier(config),
+        access=Access(config.anonymous_reads, config.public_status_page, config.metrics_auth),
+        docs_page=config.api_docs,
+        idempotency_ttl_s=config.idempotency_ttl.seconds,
+        audit_retention_s=config.audit_retention.seconds,
+        hsts_max_age_s=config.hsts_max_age.seconds,
+    )
     server = uvicorn.Server(
         server_config(
             application,
             trusted_proxies=config.trusted_proxies,
             access_log=config.log_level == "debug",
+            tls=tls,
             log_config=None,
             lifespan="off",
             timeout_graceful_shutdown=1,
@@ -318,6 +343,25 @@ def _api_server(
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api")
     thread.daemon = True
     return server, thread
+
+
+def _verifier(config: Any) -> Any:
+    """The OIDC token verifier with its keys fetched once; a missing jwks_file is a
+    configuration error (ValueError), an unreachable provider only a warning: the daemon
+    must alert even while the identity provider is down."""
+    from engine.api.oidc import JwtVerifier
+
+    if config.oidc is None:
+        return None
+    if config.oidc.jwks_file is not None and not Path(config.oidc.jwks_file).is_file():
+        raise ValueError(f"oidc.jwks_file {config.oidc.jwks_file}: no such file")
+    verifier = JwtVerifier(config.oidc)
+    if not verifier.keys.warm():
+        log.warning(
+            "oidc: no signing keys from %s yet; bearer JWTs are refused until they can be read",
+            config.oidc.jwks_url or config.oidc.jwks_file,
+        )
+    return verifier
 
 
 def _shut_down(

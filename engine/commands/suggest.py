@@ -27,7 +27,13 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.commands.app import app
-from engine.commands.backtest import _load_labels, _progress_bar, _prometheus, parse_time
+from engine.commands.backtest import (
+    _grouped_instances,
+    _load_labels,
+    _progress_bar,
+    _prometheus,
+    parse_time,
+)
 
 if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts without them
     from engine.advice.report import Advice
@@ -177,25 +183,30 @@ def _run(
     workers: int,
     progress: Any,
 ) -> Advice:
-    """Fetch (Prometheus unavailable: exit 2), replay the current specs when there are no
-    labels, and advise."""
+    """Discover grouped SLOs' groups and fetch (Prometheus unavailable: exit 2), replay the
+    current specs as `backtest` does when there are no labels, and advise — on every
+    spec-level SLO and on each group of a grouped one."""
     from engine.advice.advise import advise
-    from engine.advice.history import latency_shares
+    from engine.advice.history import latency_shares, rows_of, with_instances
     from engine.backtest.plan import fetch_history
     from engine.backtest.replay import replay
     from engine.evaluation.source import SourceUnavailable
 
     source = _prometheus(url, timeout, token)
+    # What the daemon (and `backtest`) evaluates: ungrouped SLOs and grouped SLOs' groups.
+    evaluated = _grouped_instances(source, slos, plan)
+    rows = with_instances(slos, evaluated)
     try:
-        rates = fetch_history(source, slos, plan, progress)
+        rates = fetch_history(source, rows, plan, progress)
         latency = latency_shares(source, source, slos, plan)  # type: ignore[arg-type]
     except SourceUnavailable as exc:
         raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
     reference = None
     if known is None:
-        reference = replay(slos, rates, plan, progress=progress, workers=workers)
+        history = rows_of(rates, rows, evaluated)
+        reference = replay(evaluated, history, plan, progress=progress, workers=workers)
     return advise(
-        slos,
+        rows,
         rates,
         plan,
         days=days,

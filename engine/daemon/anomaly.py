@@ -23,8 +23,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from engine.anomaly.live import AnomalyState, LiveAnomalyTracker
+from engine.anomaly.live import AnomalyState, LiveAnomalyTracker, fetch_step
 from engine.daemon.source_guard import counting_requests, fetch_attributes
+from engine.evaluation.resolution import DEFAULT_SCRAPE_INTERVAL
 from engine.evaluation.source import EventSource, StepRates
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
@@ -59,10 +60,15 @@ class DaemonAnomalies:
         slos: Sequence[SLO],
         tracer: trace.Tracer,
         metrics: Any,
+        scrape_interval: Duration = DEFAULT_SCRAPE_INTERVAL,
     ) -> None:
         self._tracer = tracer
         self._metrics = metrics
-        self.tracker = LiveAnomalyTracker(_TracedSource(source, tracer, metrics))
+        # The finest step two scrapes fill (1m up to 30 s scrapes): a scrape gap then never
+        # reads as a traffic drop (engine.anomaly.scoring.to_slots).
+        self.tracker = LiveAnomalyTracker(
+            _TracedSource(source, tracer, metrics), step=fetch_step(scrape_interval)
+        )
         self._active: list[AnomalyState] = []
         self._states: tuple[AnomalyState, ...] = ()
         self.last_error: str | None = None

@@ -155,8 +155,8 @@ def _anomalies(
     if config.shared_store:
         from engine.daemon.shards import ShardAnomalies
 
-        return ShardAnomalies(source, slos, tracer, metrics)
-    return DaemonAnomalies(source, slos, tracer, metrics)
+        return ShardAnomalies(source, slos, tracer, metrics, config.scrape_interval)
+    return DaemonAnomalies(source, slos, tracer, metrics, config.scrape_interval)
 
 
 def _wire_replicas(parts: RuntimeParts, config: DaemonConfig, clock: Callable[[], float]) -> None:

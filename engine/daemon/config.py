@@ -19,6 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.networks import IPvAnyNetwork
 
+from engine.daemon.api_config import API_PATH_KEYS, API_SECTION_PATHS, ApiSettings
+from engine.daemon.config_bounds import check_config_bounds
 from engine.daemon.store_config import StoreSettings
 from engine.incidents.config import IncidentConfig, ReceiverConfig
 from engine.notify.base import HttpUrlText, WebhookConfig
@@ -84,6 +86,7 @@ class DatasourceConfig(_Section):
 
 
 def _check_pairs(section: Any) -> None:
+    check_config_bounds(section)  # durations and counts in their documented ranges
     if section.basic_auth_password_file is not None and section.basic_auth_user is None:
         raise ValueError("basic_auth_password_file needs basic_auth_user")
     if section.client_key is not None and section.client_cert is None:
@@ -94,7 +97,7 @@ def _check_pairs(section: Any) -> None:
 PROMETHEUS_URL_DATASOURCE = "default"
 
 
-class DaemonConfig(StoreSettings, _Section):  # + store, store_password_file, replica_id
+class DaemonConfig(StoreSettings, ApiSettings, _Section):  # + store_config, api_config keys
     # -- what to evaluate, against what ---------------------------------------------------
     specs: list[Path] = Field(min_length=1)
     # The default backend; `datasources` adds named ones (a service or SLO picks one with
@@ -141,7 +144,6 @@ class DaemonConfig(StoreSettings, _Section):  # + store, store_password_file, re
     shutdown_flush_timeout: DurationField = Field(default_factory=lambda: _d("10s"))
     # Consecutive cycles without the source before the "SLO evaluation blind" incident.
     blind_after_cycles: int = Field(default=3, ge=1)
-    api_token_file: Path | None = None
     # Links: dashboards in alerts and notifications; this daemon's public URL.
     dashboard_url: HttpUrlText | None = None
     external_url: HttpUrlText | None = None
@@ -312,13 +314,14 @@ class ConfigError(ValueError):
 _PATH_KEYS = (
     "state_dir",
     "store_password_file",
-    "api_token_file",
     "bearer_token_file",
     "basic_auth_password_file",
     "ca_bundle",
     "client_cert",
     "client_key",
+    *API_PATH_KEYS,
 )
+_NESTED_PATH_KEYS = (("telemetry", "headers_file"), ("incidents", "templates_dir"))
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -342,12 +345,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             else ds
             for name, ds in datasources.items()
         }
-    telemetry = out.get("telemetry")
-    if isinstance(telemetry, dict) and "headers_file" in telemetry:
-        out["telemetry"] = {**telemetry, "headers_file": resolve(telemetry["headers_file"])}
-    incidents = out.get("incidents")
-    if isinstance(incidents, dict) and "templates_dir" in incidents:
-        out["incidents"] = {**incidents, "templates_dir": resolve(incidents["templates_dir"])}
+    for section, key in (*_NESTED_PATH_KEYS, *API_SECTION_PATHS):
+        if isinstance(out.get(section), dict) and key in out[section]:
+            out[section] = {**out[section], key: resolve(out[section][key])}
     return out
 
 

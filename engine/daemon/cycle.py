@@ -47,6 +47,7 @@ from engine.incidents.incident import iso
 from engine.incidents.state import Decision
 from engine.redact import redact
 from engine.spec.models import SLO
+from engine.spec.yaml_safety import shown
 
 if TYPE_CHECKING:  # imported lazily: a SQLite daemon never loads the replica machinery
     from engine.daemon.fleet import Fleet
@@ -220,7 +221,14 @@ class EvaluationCycle:
         """Every SLO's evaluation at `now`, and why the source failed this cycle (if it did)."""
         self._source.begin_cycle()
         with self._tracer.start_as_current_span("evaluate") as span:
-            results = [_redacted(r) for r in self._evaluator.evaluate(now)]
+            try:
+                results = [_redacted(r) for r in self._evaluator.evaluate(now)]
+            except Exception as exc:  # a bug or a value no bound caught: this cycle failed
+                log.exception("evaluation failed")
+                failure = redact(f"evaluation failed: {type(exc).__name__}: {shown(str(exc))}")
+                span.set_status(Status(StatusCode.ERROR, failure))
+                slos = (*self._evaluator.slos, *self._evaluator.undiscovered)
+                return _error_results(slos, now, failure), failure
             self._source.probe(now)
             source_error = self._source.cycle_failure()
             if source_error is not None:

@@ -120,6 +120,20 @@ def alerts_from(text: str) -> list[Alert]:
     ]
 
 
+def _log_opened(decision: Decision) -> None:
+    opened = {r.incident_id for r in decision.timeline if r.entry.kind == "opened"}
+    for incident in decision.incidents:
+        if incident.id in opened:
+            # The cycle's line, under the Runtime's name (operators filter on it).
+            logging.getLogger("engine.daemon.runtime").warning(
+                "incident %s opened: %s %s — %s",
+                incident.id,
+                incident.severity.value,
+                incident.service,
+                incident.summary,
+            )
+
+
 # ---------------------------------------------------------------------- the leader's view
 
 
@@ -232,14 +246,32 @@ class Fleet:
         except Exception as exc:
             log.error("cannot read the published SLO states: %s", exc)
             return None
-        return decide(origin, lambda at: self._engine.observe(at, view.alerts, view.unknown), now)
+        decision = decide(
+            origin, lambda at: self._engine.observe(at, view.alerts, view.unknown), now
+        )
+        if decision is not None and origin != "cycle":  # the cycle logs its own
+            _log_opened(decision)
+        return decision
+
+    def heartbeat(
+        self,
+        clock: Callable[[], float],
+        decide: Decide,
+        reload: Callable[[], None],
+        deliver: Callable[[], object],
+    ) -> None:
+        """One heartbeat of this replica, then the leader's decisions between its own
+        cycles: at once after winning the lease, and whenever another replica has published
+        since its last decision (so a page found by a follower waits at most one heartbeat,
+        not one interval). Delivery is woken after either."""
+        became_leader = self._replicas.beat()
+        if self.after_heartbeat(became_leader, clock(), decide, reload):
+            deliver()
 
     def after_heartbeat(
         self, became_leader: bool, now: float, decide: Decide, reload: Callable[[], None]
     ) -> bool:
-        """The leader's decisions between its own cycles: at once after winning the lease,
-        and whenever another replica has published since the last decision (so a page found
-        by a follower waits at most one heartbeat, not one interval). Whether it decided."""
+        """Decide if there is reason to (see `heartbeat`); whether it decided."""
         if became_leader:
             self.take_over(now, decide, reload)
             return True

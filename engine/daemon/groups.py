@@ -1,7 +1,7 @@
 """Grouped SLOs in the daemon: when to discover their groups, and what to do with the answer.
 
-Discovery (`engine.source.discovery`, one instant query per grouped SLO) runs in the first
-cycle, every `group_discovery_interval` (5m) after that, and right after a spec reload. When
+Discovery (`engine.source.discovery`: an instant query per grouped SLO, 25 to a request)
+runs in the first cycle, every `group_discovery_interval` (5m) after that, and right after a spec reload. When
 the set of instances changes, the evaluator and the anomaly step get the new list: the cache
 keeps every row it had and cold-fills the new ones from Prometheus, so a group that appears
 starts with the history Prometheus has. A group that vanishes stays an instance and reads
@@ -78,6 +78,7 @@ class DaemonGroups:
         # Base id → when to ask next (absent: at the next cycle).
         self._due: dict[str, float] = {}
         self._failures: dict[str, str] = {}
+        self._status: dict[str, dict[str, Any]] = {}
         registry = metrics.registry
         self._dropped = Gauge(
             "slo_engine_slo_groups_dropped",
@@ -112,7 +113,7 @@ class DaemonGroups:
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per grouped SLO: groups, vanished, dropped, last discovery (the spec status)."""
-        return self._inventory.status()
+        return self._status
 
     # --- spec reload --------------------------------------------------------------------
 
@@ -136,9 +137,16 @@ class DaemonGroups:
         if not source_ok:
             return
         due = [s for s in self._inventory.grouped if self._due.get(s.base_id, now) <= now]
-        if due:
+        if not due:
+            return
+        try:
             self._run(self._inventory, due, now)
             self._push(self._inventory)
+        except Exception:  # a bug must not cost the cycle: the last instances stand
+            log.exception("group discovery failed; evaluating the last known groups")
+            self._discovery_failures.inc()
+            for slo in due:
+                self._due[slo.base_id] = now + self._retry
 
     # --- internals ----------------------------------------------------------------------
 
@@ -173,9 +181,13 @@ class DaemonGroups:
         self._gauges(inventory)
 
     def _gauges(self, inventory: GroupInventory) -> None:
+        """The metrics and the status the API reads, from the inventory just pushed (the
+        API's threads read the snapshot, swapped as a whole, never the live inventory)."""
+        status = inventory.status()
+        self._status = status
         self._dropped.clear()
         self._groups.clear()
-        for base_id, entry in inventory.status().items():
+        for base_id, entry in status.items():
             self._dropped.labels(base_id).set(entry["dropped"])
             self._groups.labels(base_id).set(entry["groups"])
 

@@ -130,6 +130,12 @@ class _AnomalyCollector(Collector):
             "slo_engine_anomaly_series_warming",
             "Anomaly series whose history is still being fetched (not scored yet).",
         )
+        profile = GaugeMetricFamily(
+            "slo_engine_anomaly_profile",
+            "1 for the profile that scored the newest slot (recent, daily or weekly: the "
+            "richest its history supports); absent without a score.",
+            labels=["slo", "service", "signal", "profile"],
+        )
         counts: dict[tuple[str, str], int] = {}
         for state in states:
             slo = state.series.slo
@@ -137,12 +143,48 @@ class _AnomalyCollector(Collector):
             counts[key] = counts.get(key, 0) + (1 if state.active else 0)
             if state.score is not None:
                 score.add_metric([slo.id, slo.service, state.series.signal], state.score)
+            if state.profile is not None:
+                labels = [slo.id, slo.service, state.series.signal, state.profile]
+                profile.add_metric(labels, 1.0)
         for (service, signal), n in sorted(counts.items()):
             firing.add_metric([service, signal], float(n))
         warming.add_metric([], float(sum(1 for s in states if not s.ready)))
         yield score
         yield firing
         yield warming
+        yield profile
+        yield from _anomaly_bands(states)
+
+
+# The newest slot's observed value, expected value and breach threshold per anomaly series,
+# in the signal's units: what an "observed vs expected band" dashboard panel draws.
+_BAND_GAUGES = (
+    ("slo_engine_anomaly_observed", "The newest 5-minute slot's value"),
+    ("slo_engine_anomaly_expected", "The value its profile expected"),
+    (
+        "slo_engine_anomaly_threshold",
+        "The value past which it is anomalous (below it for traffic, above it for errors and "
+        "latency)",
+    ),
+)
+
+
+def _anomaly_bands(states: Sequence[AnomalyState]) -> Iterator[GaugeMetricFamily]:
+    families = [
+        GaugeMetricFamily(
+            name,
+            f"{text}: requests/s for traffic, a ratio for errors and latency; absent without "
+            "a score.",
+            labels=["slo", "service", "signal"],
+        )
+        for name, text in _BAND_GAUGES
+    ]
+    for state in states:
+        if state.band is not None:
+            labels = [state.series.slo.id, state.series.slo.service, state.series.signal]
+            for family, value in zip(families, state.band, strict=True):
+                family.add_metric(labels, value)
+    yield from families
 
 
 class DaemonMetrics:

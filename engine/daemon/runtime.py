@@ -27,6 +27,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
+from engine.daemon.budgets import DaemonBudgets
 from engine.daemon.builder import build_runtime, telemetry_from_config
 from engine.daemon.config import DaemonConfig
 from engine.daemon.cycle import CycleReport, EvaluationCycle
@@ -153,6 +154,7 @@ class Runtime(IncidentResponse):
         self.metrics.slos.set(len(parts.loaded.slos))
         self.metrics.specs_valid.set(1)
         self._attach_response_metrics()
+        self.budgets = DaemonBudgets(self)  # policies and compliance history
         log.info(
             "runtime ready: %d SLOs from %d files, %d receivers, state in %s",
             len(parts.loaded.slos),
@@ -169,7 +171,9 @@ class Runtime(IncidentResponse):
     def run_cycle(self, now: float | None = None) -> CycleReport:
         """One evaluation cycle at `now` (default: the clock). Never raises for a failing
         source, receiver or spec file; those are reported (logs, metrics, readiness)."""
-        return self._cycle.run(now)
+        report = self._cycle.run(now)
+        self.budgets.after_cycle(report)  # policy notices (engine/daemon/budgets.py)
+        return report
 
     def _decide(
         self, origin: str, call: Callable[[float], Decision], now: float | None = None
@@ -283,13 +287,9 @@ class Runtime(IncidentResponse):
         return self._cycle.wait_idle(timeout)
 
     def heartbeat(self) -> None:
-        """Replicas (the heartbeat job): membership, shard and the incident lease; right
-        after winning the lease, decide for everyone without waiting for a cycle."""
-        if self.replicas is None or self._fleet is None:
-            return
-        became = self.replicas.beat()
-        if self._fleet.after_heartbeat(became, self.clock(), self._decide, self._reload_engine):
-            self.deliver()
+        """Replicas (the heartbeat job): membership, shard, the incident lease (fleet.py)."""
+        if self._fleet is not None:
+            self._fleet.heartbeat(self.clock, self._decide, self._reload_engine, self.deliver)
 
     def _reload_engine(self) -> None:
         with self._lock:

@@ -27,7 +27,7 @@ from opentelemetry import trace
 from engine.anomaly.live import AnomalyState
 from engine.daemon.anomaly import DaemonAnomalies
 from engine.evaluation.evaluator import Evaluator
-from engine.evaluation.resolution import Resolution
+from engine.evaluation.resolution import DEFAULT_SCRAPE_INTERVAL, Resolution
 from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import EventSource
 from engine.spec.durations import Duration
@@ -129,10 +129,15 @@ class ShardAnomalies(_Sharded, DaemonAnomalies):
     """The anomaly step over this replica's shard (its alerts are published with the SLO)."""
 
     def __init__(
-        self, source: EventSource, fleet: Sequence[SLO], tracer: trace.Tracer, metrics: object
+        self,
+        source: EventSource,
+        fleet: Sequence[SLO],
+        tracer: trace.Tracer,
+        metrics: object,
+        scrape_interval: Duration = DEFAULT_SCRAPE_INTERVAL,
     ) -> None:
         self._init_shard(fleet)
-        super().__init__(source, fleet, tracer, metrics)
+        super().__init__(source, fleet, tracer, metrics, scrape_interval)
 
     def set_slos(self, slos: Sequence[SLO]) -> None:
         self._fleet = tuple(slos)

@@ -13,7 +13,9 @@ with the default tiers), so a cycle may not touch the source at all. The probe (
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +27,11 @@ from engine.evaluation.source import EventSource, SourceUnavailable, StepRates
 from engine.retry import BreakerState, CircuitBreaker
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
+
+log = logging.getLogger(__name__)
+# A fetch this many steps long is history (a cold start, a gap after downtime), not the
+# cycle's few new steps: it gets a log line, one per chunk, so a slow start shows progress.
+HISTORY_STEPS = 100
 
 
 def fetch_attributes(
@@ -138,6 +145,7 @@ class GuardedSource:
                 span.set_attribute("slo_engine.circuit", "open")
                 span.set_status(Status(StatusCode.ERROR, "circuit breaker open"))
                 raise error
+            began = time.monotonic()
             try:
                 with counting_requests(self.inner, span, self._metrics):
                     rates = self.inner.fetch(slos, step, start, end)
@@ -146,6 +154,14 @@ class GuardedSource:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 raise
             self._succeeded()
+            if (end - start) >= HISTORY_STEPS * step.seconds:
+                log.info(
+                    "history fetched: %d SLOs, %.1f days at %s steps, in %.1fs",
+                    len(slos),
+                    (end - start) / 86_400,
+                    step,
+                    time.monotonic() - began,
+                )
             span.set_attribute("slo_engine.query_errors", len(rates.errors))
             if self._metrics is not None and rates.errors:
                 self._metrics.query_errors(len(rates.errors))

@@ -70,9 +70,12 @@ class SpecWatcher:
 
     def load(self) -> LoadResult:
         """Load the specs; remember what was loaded, valid or not, so an invalid set is
-        reported once per change rather than every cycle."""
-        self._seen = self.signature()
-        return load_specs(self.paths)
+        reported once per change rather than every cycle. The files count as seen only once
+        loaded: a load that raises is tried again next cycle, never forgotten."""
+        signature = self.signature()  # before reading: a change while loading is seen next
+        loaded = load_specs(self.paths)
+        self._seen = signature
+        return loaded
 
     def problems(self, loaded: LoadResult) -> list[str]:
         """Why `loaded` cannot be run: its spec errors, else the daemon's own checks."""
@@ -146,9 +149,13 @@ class DaemonSpecs:
         if not self._watcher.changed():
             return []
         with self._tracer.start_as_current_span("specs.reload") as span:
-            loaded = self._watcher.load()
             self._status["checked_at"] = now
-            errors = self._watcher.problems(loaded)
+            try:
+                loaded = self._watcher.load()
+                errors = self._watcher.problems(loaded)
+            except Exception as exc:  # a loader bug: report it like invalid specs
+                log.exception("spec reload failed")
+                loaded, errors = LoadResult(), [f"spec reload failed: {type(exc).__name__}"]
             if errors:
                 self._rejected(errors, span)
                 for error in errors:

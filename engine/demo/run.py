@@ -130,6 +130,11 @@ def _get(url: str, **kw: Any) -> requests.Response | None:
         return None
 
 
+def _api_get(daemon: _Daemon, path: str, **kw: Any) -> requests.Response | None:
+    """GET from the daemon's API with its token (every API read needs the read role)."""
+    return _get(f"{daemon.api}{path}", headers={"Authorization": f"Bearer {daemon.token}"}, **kw)
+
+
 def _alive(proc: subprocess.Popen[bytes], name: str, log: Path) -> None:
     if proc.poll() is not None:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
@@ -194,7 +199,7 @@ def _run(work: Path, processes: Processes, started: float, duration: float | Non
     api_port = free_port()
     prometheus = _start_prometheus(tsdb, rule_files, sim_port, api_port, processes)
     daemon = _start_daemon(work, processes, prometheus.url, api_port)
-    console.print(slo_table(_get(f"{daemon.api}/api/v1/slos").json()["slos"]))  # type: ignore[union-attr]
+    console.print(slo_table(_api_get(daemon, "/api/v1/slos").json()["slos"]))  # type: ignore[union-attr]
     opened = _wait_for_page(daemon, started, injected_at)
     detail = _print_incident(daemon, opened["id"])
     print_where(
@@ -343,6 +348,8 @@ def _start_daemon(work: Path, processes: Processes, prometheus_url: str, api_por
         "listen": f"127.0.0.1:{api_port}",
         "interval": INTERVAL,
         "api_token_file": str(tokens),
+        # The printed /status link opens in a browser without a token.
+        "public_status_page": True,
         "webhooks": [sink.url],
         "dashboard_url": "http://127.0.0.1:3000",
     }
@@ -379,7 +386,7 @@ def _wait_for_page(daemon: _Daemon, started: float, injected_at: float) -> dict[
 
     def incident() -> dict[str, Any] | None:
         daemon.check_alive()
-        response = _get(f"{daemon.api}/api/v1/incidents", params={"status": "open"})
+        response = _api_get(daemon, "/api/v1/incidents", params={"status": "open"})
         if response is None or response.status_code != 200:
             return None
         found = [i for i in response.json()["incidents"] if i["service"] == "api"]
@@ -404,9 +411,8 @@ def _wait_for_page(daemon: _Daemon, started: float, injected_at: float) -> dict[
 def _print_incident(daemon: _Daemon, incident_id: str) -> dict[str, Any]:
     """Fetch the incident and the SLOs again a second after the page, and print them."""
     time.sleep(1)
-    api = daemon.api
-    detail: dict[str, Any] = _get(f"{api}/api/v1/incidents/{incident_id}").json()  # type: ignore[union-attr]
-    slos = _get(f"{api}/api/v1/slos").json()["slos"]  # type: ignore[union-attr]
+    detail: dict[str, Any] = _api_get(daemon, f"/api/v1/incidents/{incident_id}").json()  # type: ignore[union-attr]
+    slos = _api_get(daemon, "/api/v1/slos").json()["slos"]  # type: ignore[union-attr]
     print_incident(detail, slos)
     pages = daemon.sink.events(service="api")
     console.print(f"  notifications received by the webhook sink: {len(pages)}")

@@ -91,7 +91,7 @@ def print_where(
     console.print(f"  logs           {work}")
     console.print(
         f"  acknowledge:   curl -X POST -H 'Authorization: Bearer {token}' "
-        f"-H 'Content-Type: application/json' -d '{{\"by\": \"you\"}}' "
+        f"-H 'Content-Type: application/json' -d '{{}}' "
         f"{api}/api/v1/incidents/{incident_id}/ack"
     )
     console.print()

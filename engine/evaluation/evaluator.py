@@ -20,6 +20,7 @@ import numpy as np
 from engine.evaluation.burn import evaluate_window_events, plan_evaluation
 from engine.evaluation.cache import MultiResolutionCache, Tier
 from engine.evaluation.groups import undiscovered_evaluations
+from engine.evaluation.isolation import evaluate_each
 from engine.evaluation.resolution import (
     DEFAULT_SCRAPE_INTERVAL,
     Resolution,
@@ -110,7 +111,10 @@ class Evaluator:
                 SLOEvaluation(slo=slo, evaluated_at=instant, status="error", error=message)
                 for slo in (*self._cache.slos, *self.undiscovered)
             ]
-        results = evaluate_window_events(self._cache.slos, events, self._plan)
+        try:
+            results = evaluate_window_events(self._cache.slos, events, self._plan)
+        except Exception:  # one SLO's failure must not hide the others (isolation.py)
+            results = evaluate_each(self._cache.slos, events)
         return results + undiscovered_evaluations(self._undiscovered, events.at)
 
     def sparse_fine_steps(self, threshold: float = SPARSE_FINE_COVERAGE) -> dict[str, float]:

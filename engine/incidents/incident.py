@@ -403,7 +403,8 @@ class Notification:
 
     `kind` is "incident" for ordinary notifications and "summary" for the one message a
     receiver gets when its rate limit trips (its `incident` dict then describes the summary:
-    id "rate-limit", the most severe suppressed severity, `suppressed` ids).
+    id "rate-limit", the most severe suppressed severity, `suppressed` ids), and
+    "budget_policy" for an error-budget policy's notice (engine/incidents/budget_policy.py).
     """
 
     id: str
@@ -414,7 +415,7 @@ class Notification:
     created_at: float
     message: str
     title: str
-    kind: Literal["incident", "summary"] = "incident"
+    kind: Literal["incident", "summary", "budget_policy"] = "incident"
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,7 @@ from engine.notify.base import (
     iso8601,
 )
 from engine.notify.http import encode_json, post_json
+from engine.notify.tls import delivery_tls
 from engine.redact import redact
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class AlertmanagerNotifier:
             encode_json(alerts),
             timeout=self.config.timeout_seconds,
             what=f"Alertmanager receiver {self.name!r}",
+            tls=delivery_tls(self.config),
         )
 
     # -- outbox delivery ----------------------------------------------------------------

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.redact import has_userinfo, redact
 from engine.retry import Clock  # noqa: F401  (the notifiers' clock type, imported from here)
@@ -156,6 +156,17 @@ class _BaseNotifierConfig(BaseModel):
     # Total deadline of one request (connect, send and the whole response); a receiver
     # slower than this is cut off and treated like one that is down (retried with backoff).
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # TLS (engine/notify/tls.py): a CA bundle (PEM) for a receiver behind a private CA, and
+    # a client certificate (+ key, unless in the same PEM) for receivers requiring mTLS.
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> _BaseNotifierConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        return self
 
 
 class Link(BaseModel):

@@ -21,6 +21,7 @@ import contextlib
 import http.client
 import json
 import socket
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -69,8 +70,12 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, track: Callable[[type[http.client.HTTPConnection]], ConnectionFactory]):
-        super().__init__()
+    def __init__(
+        self,
+        track: Callable[[type[http.client.HTTPConnection]], ConnectionFactory],
+        context: ssl.SSLContext | None = None,
+    ):
+        super().__init__(context=context)
         self._track = track
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
@@ -84,9 +89,16 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
 class Exchange:
     """One request/response; `run()` once."""
 
-    def __init__(self, request: urllib.request.Request, timeout: float) -> None:
+    def __init__(
+        self,
+        request: urllib.request.Request,
+        timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._request = request
         self._timeout = timeout
+        # A CA bundle and/or client certificate for HTTPS (None: the system's defaults).
+        self._tls = tls
         self._lock = threading.Lock()
         self._connections: list[http.client.HTTPConnection] = []
         self._cut = False
@@ -111,7 +123,7 @@ class Exchange:
 
     def _exchange(self) -> None:
         opener = urllib.request.build_opener(
-            _NoRedirect, _HTTPHandler(self._tracked), _HTTPSHandler(self._tracked)
+            _NoRedirect, _HTTPHandler(self._tracked), _HTTPSHandler(self._tracked, self._tls)
         )
         try:
             # The socket timeout still applies per operation: a thread stuck in one read

@@ -26,6 +26,7 @@ from engine.notify.base import (
 )
 from engine.notify.pagerduty import PagerDutyNotifier
 from engine.notify.slack import SlackNotifier
+from engine.notify.tls import client_tls, with_resolved_files
 from engine.notify.webhook import WebhookNotifier
 from engine.retry import Clock
 
@@ -69,7 +70,9 @@ def build_notifiers(
         return value
 
     notifiers: dict[str, Notifier] = {}
-    for name, config in parsed.items():
+    for name, given in parsed.items():
+        config = with_resolved_files(given, base)
+        client_tls(config)  # a missing or broken certificate fails at start-up too
         if isinstance(config, PagerDutyConfig):
             notifiers[name] = PagerDutyNotifier(
                 name, config, secret(config.routing_key_file, name, "routing_key_file")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import json
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -70,12 +71,14 @@ def post_json(
     timeout: float,
     secrets: Iterable[str] = (),
     what: str = "receiver",
+    tls: ssl.SSLContext | None = None,
 ) -> HttpResponse:
     """POST `body` and return a 2xx response, or raise a classified delivery error.
 
     `timeout` bounds the whole exchange (see the module docstring). `secrets` are scrubbed
     from every error message (they end up in logs and in the outbox's last_error column).
     `what` names the receiver in messages without the URL, which may itself be a secret.
+    `tls`: the receiver's CA bundle and client certificate (engine/notify/tls.py).
     """
     secrets = tuple(secrets)
     request = urllib.request.Request(url, data=body, method="POST")
@@ -84,7 +87,7 @@ def post_json(
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        response = Exchange(request, timeout).run()
+        response = Exchange(request, timeout, tls).run()
     except ExchangeTimeout:
         raise RetryableDeliveryError(
             f"{what} timed out after {timeout:g}s (deadline for connect, send and the whole "

@@ -18,6 +18,7 @@ from engine.notify.base import (
     iso8601,
 )
 from engine.notify.http import encode_json, post_json
+from engine.notify.tls import delivery_tls
 
 if TYPE_CHECKING:
     from engine.incidents.incident import Notification
@@ -108,6 +109,7 @@ class PagerDutyNotifier:
             timeout=self.config.timeout_seconds,
             secrets=(key,),
             what=f"PagerDuty receiver {self.name!r}",
+            tls=delivery_tls(self.config),
         )
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.notify.base import PermanentDeliveryError, Secret, SlackConfig, headline
 from engine.notify.http import encode_json, post_json
+from engine.notify.tls import delivery_tls
 
 if TYPE_CHECKING:
     from engine.incidents.incident import Notification
@@ -95,6 +96,7 @@ class SlackNotifier:
             # The whole URL and its token path are secret; error texts must not echo them.
             secrets=(url, url.split("://", 1)[-1].split("/", 1)[-1]),
             what=f"Slack receiver {self.name!r}",
+            tls=delivery_tls(self.config),
         )
 
     def __repr__(self) -> str:

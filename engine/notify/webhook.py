@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.notify.base import PermanentDeliveryError, Secret, WebhookConfig
 from engine.notify.http import encode_json, post_json
+from engine.notify.tls import delivery_tls
 from engine.redact import redact
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class WebhookNotifier:
             timeout=self.config.timeout_seconds,
             secrets=secrets,
             what=f"webhook receiver {self.name!r}",
+            tls=delivery_tls(self.config),
         )
 
     def __repr__(self) -> str:

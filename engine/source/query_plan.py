@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -194,6 +194,8 @@ class QueryPlan:
     parts: tuple[Part, ...]
     bad: Terms
     total: Terms
+    # The parsed atoms (index → selector); opaque atoms have none.
+    selectors: dict[int, Selector] = field(default_factory=dict, compare=False)
 
     def rows_using(self, atoms: set[int]) -> set[int]:
         found = set()
@@ -242,7 +244,13 @@ def plan_queries(pairs: Sequence[tuple[str, str]], group_size: int = 1000) -> Qu
             np.asarray(coefs, dtype=np.float64),
         )
 
-    return QueryPlan(atoms=atoms, parts=tuple(parts), bad=terms("bad"), total=terms("total"))
+    return QueryPlan(
+        atoms=atoms,
+        parts=tuple(parts),
+        bad=terms("bad"),
+        total=terms("total"),
+        selectors=selectors,
+    )
 
 
 def _group_keys(selector: Selector) -> list[tuple]:

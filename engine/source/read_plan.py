@@ -74,16 +74,19 @@ def _unquote(value: str) -> str | None:
     return text if isinstance(text, str) else None
 
 
-def readable_selector(atom: str) -> tuple[Selector, tuple[Matcher, ...]] | None:
-    """The atom's selector and its matchers (values unescaped) when it is a plain
-    `sum(rate|increase(…))` with a coefficient 1; else None."""
-    parsed = decompose(atom)
-    if parsed is None:
-        return None
-    combo, selectors = parsed
-    if len(selectors) != 1 or list(combo.values()) != [1.0]:
-        return None
-    selector = next(iter(selectors.values()))
+def readable_selector(
+    atom: str, selector: Selector | None = None
+) -> tuple[Selector, tuple[Matcher, ...]] | None:
+    """The atom's selector (parsed by the planner, or here) and its matchers (values
+    unescaped) when it is a plain `sum(rate|increase(…))`; else None."""
+    if selector is None:
+        parsed = decompose(atom)
+        if parsed is None:
+            return None
+        combo, selectors = parsed
+        if len(selectors) != 1 or list(combo.values()) != [1.0]:
+            return None
+        selector = next(iter(selectors.values()))
     if selector.func not in _READABLE_FUNCS:
         return None
     matchers = []
@@ -98,8 +101,8 @@ def readable_selector(atom: str) -> tuple[Selector, tuple[Matcher, ...]] | None:
 def plan_reads(plan: QueryPlan) -> tuple[list[Read], set[int]]:
     """Remote-read queries for the plan's plain-selector atoms, and the set of those atoms."""
     groups: dict[tuple, list[tuple[int, tuple[Matcher, ...]]]] = defaultdict(list)
-    for atom, text in enumerate(plan.atoms):
-        found = readable_selector(text)
+    for atom, selector in plan.selectors.items():
+        found = readable_selector(plan.atoms[atom], selector)
         if found is None:
             continue
         selector, matchers = found
@@ -159,6 +162,7 @@ def _merged(
     for lo in range(0, len(values), READ_ATOMS):
         chunk = values[lo : lo + READ_ATOMS]
         atoms = [m for v in chunk for m in by_value[v]]
+        owners = [v for v in chunk for _ in by_value[v]]  # the value each atom pins
         equal = [{m for m in matchers if m[1] in ("=", "!=")} for _, matchers in atoms]
         # The pinned label stays in every atom's checks: a '.' in the alternation may
         # match a value nobody asked for.
@@ -167,9 +171,12 @@ def _merged(
         checks = tuple(
             (atom, tuple(sorted(e - server))) for (atom, _), e in zip(atoms, equal, strict=True)
         )
-        matchers = (("__name__", "=", metric), *regex, *sorted(server), alternation)
-        index = {v: tuple(c for c in checks if (label, "=", v) in c[1]) for v in chunk}
-        reads.append(Read(matchers, func, range_ms, checks, label, index))
+        request = (("__name__", "=", metric), *regex, *sorted(server), alternation)
+        lookup: dict[str, list[tuple[int, tuple[Matcher, ...]]]] = defaultdict(list)
+        for check, value in zip(checks, owners, strict=True):
+            lookup[value].append(check)
+        index = {value: tuple(found) for value, found in lookup.items()}
+        reads.append(Read(request, func, range_ms, checks, label, index))
     return reads
 
 

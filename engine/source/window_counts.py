@@ -22,8 +22,9 @@ window with traffic is an error naming the bounds — the same rules and message
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,13 +32,16 @@ import numpy as np
 from engine.evaluation.instant import WindowCounts
 from engine.evaluation.source import SourceUnavailable
 from engine.source.outcome import FetchOutcome
-from engine.source.query_plan import Part, plan_queries
+from engine.source.query_plan import Part, QueryPlan, Terms, plan_queries
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 from engine.spec.sli import bad_rate, total_rate
 
 if TYPE_CHECKING:
     from engine.source.prometheus import PrometheusSource
+
+# A range no SLI writes: the plan is built at it, then copied per window (`window_plan`).
+_SENTINEL = Duration(1_234_567_891)
 
 
 def counted_window(slo: SLO, window: Duration) -> Duration:
@@ -46,6 +50,78 @@ def counted_window(slo: SLO, window: Duration) -> Duration:
     if slo.sli.availability is not None and window.ms > 1:
         return Duration(window.ms - 1)
     return window
+
+
+def _direct_plan(
+    slos: Sequence[SLO], windows: tuple[Duration, ...], group_size: int
+) -> tuple[QueryPlan, np.ndarray]:
+    pairs, seconds = [], np.empty(len(slos) * len(windows))
+    for s, slo in enumerate(slos):
+        for w, window in enumerate(windows):
+            ranged = counted_window(slo, window)
+            pairs.append((bad_rate(slo.sli, ranged), total_rate(slo.sli, ranged)))
+            seconds[s * len(windows) + w] = ranged.seconds
+    return plan_queries(pairs, group_size=group_size), seconds
+
+
+def window_plan(
+    slos: Sequence[SLO], windows: tuple[Duration, ...], group_size: int
+) -> tuple[QueryPlan, np.ndarray]:
+    """The query plan of every (SLO, window) pair — row `s × W + w` — and the seconds that
+    turn each row's combined value into a count.
+
+    Parsing 6,000 expressions costs more than the queries' round trips, and the pairs of
+    one SLO differ only in their range: the SLOs are planned once at a sentinel window and
+    the plan is copied per window with the range rewritten. Where the sentinel would show
+    up anywhere but a range (a `{{window}}` used as an offset, say), every pair is planned.
+    """
+    n_windows = len(windows)
+    template = [counted_window(slo, _SENTINEL) for slo in slos]
+    pairs = [
+        (bad_rate(slo.sli, w), total_rate(slo.sli, w))
+        for slo, w in zip(slos, template, strict=True)
+    ]
+    base = plan_queries(pairs, group_size=group_size)
+    available = np.array([w != _SENTINEL for w in template])  # availability: 1 ms shorter
+    renames = [_renamer(window) for window in windows]
+    copies = [w * len(base.atoms) for w in range(n_windows)]
+    atoms = [rename(a) for rename in renames for a in base.atoms]
+    # A part's copies side by side: a batch failing on one SLO is bisected to it quickly.
+    parts = [
+        replace(p, expr=rename(p.expr), atoms=tuple(a + offset for a in p.atoms))
+        for p in base.parts
+        for rename, offset in zip(renames, copies, strict=True)
+    ]
+    leftovers = (str(_SENTINEL), str(Duration(_SENTINEL.ms - 1)))
+    if any(text in atom for atom in atoms for text in leftovers):
+        return _direct_plan(slos, windows, group_size)
+
+    def terms(side: Terms) -> Terms:
+        return Terms(
+            np.concatenate([side.rows * n_windows + w for w in range(n_windows)]),
+            np.concatenate([side.atoms + offset for offset in copies]),
+            np.tile(side.coefs, n_windows),
+        )
+
+    # Rates × W is a count; availability's coefficients already divide by the sentinel.
+    seconds = np.array([[w.seconds for w in windows]] * len(slos))
+    seconds[available] = Duration(_SENTINEL.ms - 1).seconds
+    plan = QueryPlan(tuple(atoms), tuple(parts), terms(base.bad), terms(base.total))
+    return plan, seconds.ravel()
+
+
+def _renamer(window: Duration) -> Callable[[str], str]:
+    pairs = [
+        (f"[{_SENTINEL}", f"[{window}"),
+        (f"[{Duration(_SENTINEL.ms - 1)}", f"[{Duration(max(1, window.ms - 1))}"),
+    ]
+
+    def rename(text: str) -> str:
+        for old, new in pairs:
+            text = text.replace(old + "]", new + "]").replace(old + ":", new + ":")
+        return text
+
+    return rename
 
 
 def window_counts(
@@ -59,13 +135,7 @@ def window_counts(
         return WindowCounts(at=at, windows=windows, bad=empty, total=empty.copy())
 
     source._refresh_auth()
-    pairs, seconds = [], np.empty(n_slos * n_windows)
-    for s, slo in enumerate(slos):
-        for w, window in enumerate(windows):
-            ranged = counted_window(slo, window)
-            pairs.append((bad_rate(slo.sli, ranged), total_rate(slo.sli, ranged)))
-            seconds[s * n_windows + w] = ranged.seconds
-    plan = plan_queries(pairs, group_size=source.batch_size)
+    plan, seconds = window_plan(slos, windows, source.batch_size)
     rates = np.full((len(plan.atoms), 1), np.nan)
     outcome = FetchOutcome()
     times = np.array([float(at)])

@@ -40,10 +40,12 @@ class Duration:
     @classmethod
     def parse(cls, text: str) -> Duration:
         text = text.strip()
-        match = _DURATION_RE.match(text)
+        # Bounded first: 5,000 digits would make int() raise, and the message quote it all.
+        match = _DURATION_RE.match(text) if len(text) <= 64 else None
         if not text or match is None or not any(match.groups()):
+            shown = repr(text) if len(text) <= 64 else repr(text[:40] + "...")
             raise DurationError(
-                f"{text!r} is not a duration — write it like 30s, 5m, 1h30m, 28d (units ms s m h d w y)"
+                f"{shown} is not a duration — write it like 30s, 5m, 1h30m, 28d (units ms s m h d w y)"
             )
         total = sum(int(v) * _UNITS_MS[u] for v, u in zip(match.groups(), _ORDER, strict=True) if v)
         return cls(total)

@@ -11,19 +11,21 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.spec.bounds import (
+    MAX_EXPECTED_BAD_EVENTS,
+    MAX_FACTOR,
+    MAX_MIN_BAD_EVENTS,
+    at_most,
+    in_range,
+    objective_places,
 )
-
-from engine.spec.durations import Duration, DurationError
+from engine.spec.budget_policy import BudgetPolicySpec
+from engine.spec.durations import Duration
+from engine.spec.fields import DecimalField, DurationField, ranged
 from engine.spec.group_labels import (
     DEFAULT_MAX_GROUPS,
     GroupLabel,
@@ -35,40 +37,6 @@ from engine.spec.group_labels import (
 WINDOW_PLACEHOLDER = "{{window}}"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-def _to_duration(value: Any) -> Duration:
-    if isinstance(value, Duration):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(
-            f"{value!r} is not a duration — write it as a string like 30d, 1h or 500ms"
-        )
-    try:
-        return Duration.parse(value)
-    except DurationError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _to_decimal(value: Any) -> Decimal:
-    # YAML hands us floats; repr() is the shortest string that round-trips, i.e. what the
-    # SRE typed (99.95 stays 99.95, never 99.9500000000000028...).
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    if isinstance(value, float | int):
-        return Decimal(repr(value))
-    if isinstance(value, str):
-        try:
-            return Decimal(value.strip().rstrip("%"))
-        except ArithmeticError:
-            raise ValueError(f"{value!r} is not a number") from None
-    if isinstance(value, Decimal):
-        return value
-    raise ValueError(f"{value!r} is not a number")
-
-
-DurationField = Annotated[Duration, BeforeValidator(_to_duration), PlainSerializer(str)]
-DecimalField = Annotated[Decimal, BeforeValidator(_to_decimal), PlainSerializer(str)]
 
 
 def _datasource_name(value: str | None) -> str | None:
@@ -151,7 +119,7 @@ class LatencySLI(Strict):
     def _positive(cls, value: Duration) -> Duration:
         if value.ms <= 0:
             raise ValueError("threshold must be longer than 0s, e.g. 500ms")
-        return value
+        return in_range("threshold", value)
 
 
 class AvailabilitySLI(Strict):
@@ -193,6 +161,8 @@ class BurnRateRuleSpec(Strict):
     budget_share: DecimalField | None = None
     factor: DecimalField | None = None
 
+    _windows_range = field_validator("long_window", "short_window")(ranged)
+
     @model_validator(mode="after")
     def _share_xor_factor(self) -> BurnRateRuleSpec:
         if (self.budget_share is None) == (self.factor is None):
@@ -205,6 +175,7 @@ class BurnRateRuleSpec(Strict):
             raise ValueError("budget_share is a fraction of the budget: 0 < budget_share ≤ 1")
         if self.factor is not None and self.factor <= 0:
             raise ValueError("factor must be positive")
+        at_most("factor", self.factor or 0, MAX_FACTOR)
         return self
 
 
@@ -213,7 +184,7 @@ class LowTrafficSpec(Strict):
 
     enabled: bool = True
     confidence: DecimalField = Decimal("0.99")
-    min_bad_events: int = Field(default=2, ge=1)
+    min_bad_events: int = Field(default=2, ge=1, le=MAX_MIN_BAD_EVENTS)
     # The guard only applies while the long window holds so few events that fewer than this
     # many bad events would be expected at the alert threshold.
     expected_bad_events: DecimalField = Decimal("10")
@@ -223,6 +194,14 @@ class LowTrafficSpec(Strict):
     def _confidence(cls, value: Decimal) -> Decimal:
         if not (Decimal("0.5") <= value < 1):
             raise ValueError("confidence is a probability: 0.5 ≤ confidence < 1, e.g. 0.99")
+        return value
+
+    @field_validator("expected_bad_events")
+    @classmethod
+    def _expected(cls, value: Decimal) -> Decimal:
+        if value <= 0:
+            raise ValueError("expected_bad_events must be positive, e.g. 10")
+        at_most("expected_bad_events", value, MAX_EXPECTED_BAD_EVENTS)
         return value
 
 
@@ -271,6 +250,8 @@ class AnomalySpec(Strict):
     # An anomaly active this long on a critical service is raised from SEV4 to SEV3.
     sustained: DurationField = Duration.parse("30m")
 
+    _durations_range = field_validator("min_duration", "sustained", "history")(ranged)
+
     @field_validator("signals")
     @classmethod
     def _unique_signals(cls, value: list[str]) -> list[str]:
@@ -297,6 +278,7 @@ class SLOSpec(Strict):
     # None: the service's group_by applies; [] turns a service default off for this SLO.
     group_by: list[GroupLabel] | None = None
     max_groups: int | None = None
+    budget_policy: BudgetPolicySpec | None = None  # replaces the service's (budget_policy.py)
 
     _unique_group_by = field_validator("group_by")(unique_group_labels)
     _max_groups_range = field_validator("max_groups")(check_max_groups)
@@ -327,14 +309,14 @@ class SLOSpec(Strict):
                 f"objective {value} is out of range — it is a percentage, 0 < objective < 100 "
                 "(write 99.9, not 0.999)"
             )
-        return value
+        return objective_places(value)
 
     @field_validator("period")
     @classmethod
     def _period(cls, value: Duration) -> Duration:
         if value < Duration.parse("1h"):
             raise ValueError("period is the rolling SLO window, at least 1h (usually 28d or 30d)")
-        return value
+        return in_range("period", value)
 
 
 class ServiceSpec(Strict):
@@ -360,6 +342,7 @@ class ServiceSpec(Strict):
     # Defaults for the SLOs that do not set their own.
     group_by: list[GroupLabel] = Field(default_factory=list)
     max_groups: int = DEFAULT_MAX_GROUPS
+    budget_policy: BudgetPolicySpec | None = None
 
     _unique_group_by = field_validator("group_by")(unique_group_labels)
     _max_groups_range = field_validator("max_groups")(check_max_groups)
@@ -407,6 +390,7 @@ class ServiceSpec(Strict):
                 group_by=tuple(self.group_by if s.group_by is None else s.group_by),
                 max_groups=self.max_groups if s.max_groups is None else s.max_groups,
                 customer_facing=self.customer_facing,
+                budget_policy=s.budget_policy or self.budget_policy,
             )
             for s in self.slos
         ]
@@ -441,6 +425,8 @@ class SLO:
     group: tuple[tuple[str, str], ...] = ()
     # The service's `customer_facing` flag (incident response).
     customer_facing: bool = field(default=False, compare=False)
+    # The error-budget policy (the SLO's own, else the service's; None: none).
+    budget_policy: BudgetPolicySpec | None = field(default=None, compare=False)
 
     @property
     def base_id(self) -> str:

@@ -21,6 +21,15 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from engine.spec.yaml_safety import (
+    MAX_DEPTH,
+    DepthGuard,
+    YamlLimitError,
+    check_node,
+    check_text,
+    shown,
+)
+
 PathStep = str | int
 Path = tuple[PathStep, ...]
 
@@ -57,7 +66,7 @@ class DuplicateKey:
     second: Mark
 
 
-class MarkedLoader(yaml.SafeLoader):
+class MarkedLoader(DepthGuard, yaml.SafeLoader):
     """SafeLoader whose mappings and sequences remember their marks."""
 
     def __init__(self, stream: str) -> None:
@@ -81,13 +90,25 @@ class CMarkedLoader(_CSafeLoader or yaml.SafeLoader):  # type: ignore[misc]
 LIBYAML = _CSafeLoader is not None
 
 
+_STR = "tag:yaml.org,2002:str"
+
+
 def _construct(loader: MarkedLoader, node: Node) -> Any:
     """`construct_object`, minus its bookkeeping for scalars (most nodes of a spec): that
     bookkeeping is for anchors and recursive collections, and a scalar is neither."""
     if isinstance(node, ScalarNode):
+        if node.tag == _STR:
+            return node.value  # what construct_yaml_str returns, without three calls
         constructor = loader.yaml_constructors.get(node.tag)
         if constructor is not None:
-            return constructor(loader, node)
+            try:
+                return constructor(loader, node)
+            except (ValueError, OverflowError):  # a 5,000-digit int, a 2024-13-01 date
+                raise YamlLimitError(
+                    f"cannot read {shown(node.value)} as {node.tag.rsplit(':', 1)[-1]}",
+                    node.start_mark,
+                    "quote it to make it a string, or write a value in range",
+                ) from None
     return loader.construct_object(node, deep=True)
 
 
@@ -162,46 +183,69 @@ def _syntax_hint(problem: str) -> str:
 
 
 def parse_yaml(text: str) -> ParsedFile:
-    """All documents of a YAML stream; on a syntax error, the documents before it and the error."""
+    """All documents of a YAML stream; on a syntax error, the documents before it and the error.
+    A file beyond the limits of `engine.spec.yaml_safety` is one such error."""
+    too_much = check_text(text)
+    if too_much is not None:
+        return ParsedFile([], [], _syntax_error(too_much))
     if LIBYAML:
         try:
-            parsed = _parse_with(CMarkedLoader(text))
+            parsed = _parse_with(CMarkedLoader(text), anchors="&" in text)
         except yaml.YAMLError:
             parsed = None  # e.g. a reader error: let the pure-Python parser report it
         if parsed is not None and parsed.syntax_error is None:
             return parsed
         # libyaml words its errors differently: say it as the pure-Python parser does.
-    return _parse_with(MarkedLoader(text))
+    return _parse_with(MarkedLoader(text), anchors="&" in text)
 
 
-def _parse_with(loader: MarkedLoader | CMarkedLoader) -> ParsedFile:
+def _nesting(root: Node) -> int:
+    """Levels of mappings and lists in a document without anchors (so without aliases or
+    cycles), visiting collections only."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, SequenceNode):
+            children = node.value
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if not isinstance(child, ScalarNode))
+    return deepest
+
+
+def _parse_with(loader: MarkedLoader | CMarkedLoader, anchors: bool = True) -> ParsedFile:
     documents: list[YamlDocument] = []
     try:
         while loader.check_node():
             node: Node | None = loader.get_node()
             if node is None:
                 continue
+            # Depth and alias expansion, before anything walks the data. Without an anchor
+            # there is no alias, and a document within the depth limit passes the full
+            # check (a tenth of its cost: it visits every scalar).
+            if anchors or _nesting(node) > MAX_DEPTH:
+                check_node(node)
             documents.append(
                 YamlDocument(loader.construct_document(node), Mark.of(node.start_mark))
             )
         # PyYAML yields nothing at all for `---` followed by nothing; that is an empty document.
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = (exc.problem or exc.context or "invalid YAML").strip()
-        if exc.context and exc.problem:
-            problem = f"{problem} ({exc.context.strip()})"
-        return ParsedFile(
-            documents,
-            loader.duplicate_keys,
-            YamlSyntaxError(
-                Mark.of(mark) if mark else Mark(1, 1),
-                f"invalid YAML: {problem}",
-                _syntax_hint(problem),
-            ),
-        )
+        return ParsedFile(documents, loader.duplicate_keys, _syntax_error(exc))
     finally:
         loader.dispose()
     return ParsedFile(documents, loader.duplicate_keys)
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError) -> YamlSyntaxError:
+    mark = exc.problem_mark or exc.context_mark
+    problem = (exc.problem or exc.context or "invalid YAML").strip()
+    if exc.context and exc.problem:
+        problem = f"{problem} ({exc.context.strip()})"
+    hint = exc.hint if isinstance(exc, YamlLimitError) else _syntax_hint(problem)
+    return YamlSyntaxError(Mark.of(mark) if mark else Mark(1, 1), f"invalid YAML: {problem}", hint)
 
 
 def locate(root: Any, path: Sequence[PathStep], *, at_key: bool = False, default: Mark) -> Mark:

@@ -171,7 +171,7 @@ class PostgreSQLCoordination:
         """Upsert the states of the SLOs `replica_id` evaluated, and its replica-wide alerts
         (evaluation blind), in one transaction."""
         with self.store.transaction() as cur:
-            cur.executemany(
+            cur.executemany(  # an empty shard publishes nothing but its replica-wide alerts
                 _PUBLISH,
                 [
                     (s.slo_id, replica_id, s.evaluated_at, s.status, s.evaluation, s.alerts)

@@ -58,7 +58,7 @@ from engine.incidents.incident import (
 )
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
-from engine.store import idempotency, rows
+from engine.store import audit, history, idempotency, rows
 from engine.store.base import OutboxItem, StaleStateError, StoreError
 from engine.store.leases import Fence, check_fence
 from engine.store.postgresql_schema import migrate
@@ -217,6 +217,14 @@ class PostgreSQLStore:
     def idempotency_keys(self) -> idempotency.IdempotencyKeys:
         """The API's idempotency keys, shared by every replica on this database."""
         return idempotency.SQLIdempotencyKeys(self.transaction)
+
+    def audit_log(self) -> audit.AuditLog:
+        """The API's audit log of changes, one for every replica on this database."""
+        return audit.SQLAuditLog(self.transaction)
+
+    def compliance_history(self) -> history.ComplianceHistory:
+        """Daily compliance rows of every SLO, one table for every replica."""
+        return history.SQLComplianceHistory(self.transaction)
 
     def close(self) -> None:
         self._pool.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from engine.store import idempotency, rows
+from engine.store import audit, history, idempotency, rows
 from engine.store.base import StoreError
 
 # Ordered, append-only. Never edit a released migration: add the next one. The tables are
@@ -117,6 +117,12 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
             idempotency.CREATE_TABLE,
             idempotency.CREATE_INDEX,
         ),
+    ),
+    (3, "audit log of API changes", (audit.CREATE_TABLE_POSTGRESQL, audit.CREATE_INDEX)),
+    (
+        4,
+        "compliance history: one row per SLO per day",
+        (history.CREATE_TABLE, history.CREATE_INDEX),
     ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -34,7 +34,7 @@ from engine.incidents.incident import (
 )
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
-from engine.store import idempotency, rows
+from engine.store import audit, history, idempotency, rows
 from engine.store.base import OutboxItem, StaleStateError, StoreError
 
 DB_FILENAME = "incidents.sqlite3"
@@ -107,6 +107,12 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
         ),
     ),
     (2, "idempotency keys of API changes", (idempotency.CREATE_TABLE, idempotency.CREATE_INDEX)),
+    (3, "audit log of API changes", (audit.CREATE_TABLE_SQLITE, audit.CREATE_INDEX)),
+    (
+        4,
+        "compliance history: one row per SLO per day",
+        (history.CREATE_TABLE, history.CREATE_INDEX),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -191,6 +197,14 @@ class SQLiteStore:
     def idempotency_keys(self) -> idempotency.IdempotencyKeys:
         """The API's idempotency keys, kept here so they survive a restart."""
         return idempotency.SQLIdempotencyKeys(self._transaction, "?")
+
+    def audit_log(self) -> audit.AuditLog:
+        """The API's audit log of changes, kept here so it survives a restart."""
+        return audit.SQLAuditLog(self._transaction, "?")
+
+    def compliance_history(self) -> history.ComplianceHistory:
+        """Daily compliance rows of every SLO (the monthly report's source)."""
+        return history.SQLComplianceHistory(self._transaction, "?")
 
     def close(self) -> None:
         with self._lock:

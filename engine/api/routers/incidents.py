@@ -1,5 +1,6 @@
-"""Incidents: list and read them (open), acknowledge, resolve and comment (admin token,
-idempotent). The runtime decides; this module only maps its answers and errors to HTTP."""
+"""Incidents: list and read them (`read`), acknowledge, resolve and comment (`responder`,
+idempotent, acted by the authenticated identity). The runtime decides; this module only maps
+its answers and errors to HTTP."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
-from engine.api.deps import Admin, Caller, IdempotencyKey, Reader, RuntimeDep
+from engine.api.deps import Caller, IdempotencyKey, Reader, Responder, RuntimeDep
 from engine.api.errors import MUTATION_ERRORS, ApiError, error_doc
-from engine.api.incident_access import incident_json, visible
+from engine.api.incident_access import actor, incident_json, require_visible, visible
 from engine.api.mutations import incident_change, mutate
 from engine.api.schemas import INCIDENT_ID_PATTERN, AckRequest, CommentRequest, ResolveRequest
 from engine.incidents.incident import OPEN_STATUSES
@@ -75,20 +76,24 @@ def get_incident(
 @router.post("/api/v1/incidents/{incident_id}/ack", responses=incident_errors)
 def acknowledge(
     incident_id: IncidentId,
-    body: AckRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
+    body: AckRequest | None = None,
 ) -> JSONResponse:
-    """Acknowledge: stops escalation and repeat notifications. Returns the incident."""
+    """Acknowledge: stops escalation and repeat notifications. Returns the incident. The
+    body may be left out (`{}`)."""
+    who = actor(caller)
 
     def act() -> tuple[int, Any]:
-        result = incident_change(lambda: runtime.acknowledge(incident_id, body.by))
-        log.info("%s acknowledged by %s (%s)", incident_id, body.by, caller.key)
+        require_visible(runtime, caller, incident_id)
+        result = incident_change(lambda: runtime.acknowledge(incident_id, who))
+        log.info("%s acknowledged by %s (%s)", incident_id, who, caller.key)
         return result
 
-    return mutate(caller, idempotency_key, request, body.model_dump_json().encode(), act)
+    canonical = (body or AckRequest()).model_dump_json().encode()
+    return mutate(caller, idempotency_key, request, canonical, act)
 
 
 @router.post("/api/v1/incidents/{incident_id}/resolve", responses=incident_errors)
@@ -96,15 +101,17 @@ def resolve(
     incident_id: IncidentId,
     body: ResolveRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Resolve by hand. Alerts still firing must clear before they can page again."""
+    who = actor(caller)
 
     def act() -> tuple[int, Any]:
-        result = incident_change(lambda: runtime.resolve(incident_id, body.by, body.note))
-        log.info("%s resolved by %s (%s)", incident_id, body.by, caller.key)
+        require_visible(runtime, caller, incident_id)
+        result = incident_change(lambda: runtime.resolve(incident_id, who, body.note))
+        log.info("%s resolved by %s (%s)", incident_id, who, caller.key)
         return result
 
     return mutate(caller, idempotency_key, request, body.model_dump_json().encode(), act)
@@ -115,15 +122,17 @@ def comment(
     incident_id: IncidentId,
     body: CommentRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Add a timeline comment. Comments show on the status page as updates."""
+    who = actor(caller)
 
     def act() -> tuple[int, Any]:
-        result = incident_change(lambda: runtime.comment(incident_id, body.by, body.text))
-        log.info("%s commented by %s (%s)", incident_id, body.by, caller.key)
+        require_visible(runtime, caller, incident_id)
+        result = incident_change(lambda: runtime.comment(incident_id, who, body.text))
+        log.info("%s commented by %s (%s)", incident_id, who, caller.key)
         return result
 
     return mutate(caller, idempotency_key, request, body.model_dump_json().encode(), act)

@@ -2,10 +2,10 @@
 change its severity, assign its roles, post stakeholder updates, draft its post-incident
 review and track the review's action items.
 
-Changes need an admin token (until the security issue brings a responder role), are
-idempotent per `Idempotency-Key`, and record the authenticated caller as the actor — no
-body has a `by`. Reads follow the incident routes: security incidents only for identities
-that may see them (engine/api/incident_access.py).
+Changes need the `responder` role, are idempotent per `Idempotency-Key`, and record the
+authenticated caller as the actor — a body with a `by` is refused. Security incidents, read
+or changed, need the `security` role too (engine/api/incident_access.py): declaring one
+without it is 403, changing one is 404 as for an incident that does not exist.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from engine.api.contract import Runtime
-from engine.api.deps import Admin, Caller, IdempotencyKey, Reader, RuntimeDep
+from engine.api.deps import Caller, IdempotencyKey, Reader, Responder, RuntimeDep
+from engine.api.deps import runtime as api_runtime
 from engine.api.errors import MUTATION_ERRORS, ApiError, error_doc
-from engine.api.incident_access import actor, visible
+from engine.api.incident_access import actor, may_see_security, require_visible, visible
 from engine.api.mutations import incident_change, mutate
 from engine.api.response_schemas import (
     ActionItemChange,
@@ -75,10 +76,14 @@ def _change(
     what: str,
     act: Callable[[str], tuple[int, Any]],
 ) -> JSONResponse:
-    """One idempotent change, acted by the authenticated caller, logged."""
+    """One idempotent change, acted by the authenticated caller, logged. A change to an
+    incident the caller may not see is answered as if it did not exist."""
     who = actor(caller)
+    incident_id = request.path_params.get("incident_id")
 
     def run() -> tuple[int, Any]:
+        if incident_id is not None:
+            require_visible(api_runtime(request), caller, incident_id)
         result = act(who)
         log.info("%s by %s", what, who)
         return result
@@ -97,11 +102,14 @@ def _readable(runtime: Runtime, caller: Caller, incident_id: str) -> Incident:
 def declare(
     body: DeclareRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Declare an incident by hand (a breach, leaked keys, a DDoS: what no SLO sees)."""
+    """Declare an incident by hand (a breach, leaked keys, a DDoS: what no SLO sees). A
+    security incident needs the `security` role too."""
+    if body.category == "security" and not may_see_security(caller):
+        raise ApiError(403, "declaring a security incident needs the security role")
 
     def act(by: str) -> tuple[int, Any]:
         return _answer(
@@ -128,7 +136,7 @@ def set_status(
     incident_id: IncidentId,
     body: StatusRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -147,7 +155,7 @@ def set_severity(
     incident_id: IncidentId,
     body: SeverityRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -166,7 +174,7 @@ def assign_role(
     incident_id: IncidentId,
     body: RoleRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -185,7 +193,7 @@ def post_update(
     incident_id: IncidentId,
     body: UpdateRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -232,7 +240,7 @@ def add_action_item(
     incident_id: IncidentId,
     body: ActionItemRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -252,7 +260,7 @@ def change_action_item(
     item_id: ItemId,
     body: ActionItemChange,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -273,7 +281,7 @@ def close_review(
     incident_id: IncidentId,
     body: CloseReviewRequest,
     request: Request,
-    caller: Admin,
+    caller: Responder,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:

@@ -1,5 +1,6 @@
-"""Silences: list the ones not yet expired (open), add one, expire one (admin token,
-idempotent). A silence longer than `MAX_SILENCE_SECONDS` is refused: change the spec."""
+"""Silences: list the ones not yet expired (`read`), add one, expire one (`admin`,
+idempotent; the creator is the authenticated identity). A silence longer than
+`MAX_SILENCE_SECONDS` is refused: change the spec."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from engine.api.contract import Runtime
 from engine.api.deps import Admin, IdempotencyKey, Reader, RuntimeDep, api_context
 from engine.api.errors import MUTATION_ERRORS, ApiError, error_doc, runtime_message
+from engine.api.incident_access import actor
 from engine.api.mutations import mutate
 from engine.api.schemas import SILENCE_ID_PATTERN, SilenceRequest
 from engine.spec.durations import Duration
@@ -54,7 +56,7 @@ def silence_span(body: SilenceRequest, now: float) -> tuple[float, float]:
 
 
 def record_silence(
-    runtime: Runtime, body: SilenceRequest, clock: Callable[[], float], caller_key: str
+    runtime: Runtime, body: SilenceRequest, clock: Callable[[], float], who: str
 ) -> tuple[int, Any]:
     """Add the silence through the runtime: 201 with it, 422 for what the runtime refuses,
     503 when the store cannot be written."""
@@ -63,7 +65,7 @@ def record_silence(
         silence = runtime.add_silence(
             [m.model_dump() for m in body.matchers],
             ends,
-            body.created_by,
+            who,
             body.comment,
             None if body.starts_at is None else starts,
         )
@@ -72,13 +74,7 @@ def record_silence(
     except StoreError as exc:
         log.error("silence not recorded: %s", exc)
         raise ApiError(503, "the incident store cannot be written right now; retry") from None
-    log.info(
-        "silence %s added by %s until %s (%s)",
-        silence.get("id"),
-        body.created_by,
-        ends,
-        caller_key,
-    )
+    log.info("silence %s added by %s until %s", silence.get("id"), who, ends)
     return 201, silence
 
 
@@ -98,7 +94,7 @@ def add_silence(
     clock = api_context(request).clock
 
     def act() -> tuple[int, Any]:
-        return record_silence(runtime, body, clock, caller.key)
+        return record_silence(runtime, body, clock, actor(caller))
 
     return mutate(caller, idempotency_key, request, body.model_dump_json().encode(), act)
 
@@ -119,7 +115,7 @@ def delete_silence(
     def act() -> tuple[int, Any]:
         if not runtime.delete_silence(silence_id):
             raise ApiError(404, f"no silence {silence_id}")
-        log.info("silence %s deleted (%s)", silence_id, caller.key)
+        log.info("silence %s deleted by %s", silence_id, actor(caller))
         return 200, {"deleted": silence_id}
 
     return mutate(caller, idempotency_key, request, b"", act)

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 
 from engine.api.deps import Reader, RuntimeDep
 from engine.api.errors import ApiError, error_doc
+from engine.evaluation.budget_policy import policy_state
+from engine.evaluation.result import SLOEvaluation
 from engine.spec.models import NAME_RE
 
 _NAME_PATTERN = NAME_RE.pattern
@@ -23,7 +25,7 @@ def list_slos(runtime: RuntimeDep) -> JSONResponse:
     """Every SLO's latest evaluation: the `slo-engine evaluate --format json` contract."""
     results = runtime.slo_results()
     evaluated_at = max((r.evaluated_at for r in results), default=None)
-    return JSONResponse({"evaluated_at": evaluated_at, "slos": [r.to_json() for r in results]})
+    return JSONResponse({"evaluated_at": evaluated_at, "slos": [_with_policy(r) for r in results]})
 
 
 @router.get(
@@ -35,11 +37,20 @@ def get_slo(
     slo: Annotated[str, PathParam(pattern=_NAME_PATTERN)],
     runtime: RuntimeDep,
 ) -> JSONResponse:
-    """One SLO's latest evaluation."""
+    """One SLO's latest evaluation (with `policy_state` when it has a `budget_policy`)."""
     result = runtime.slo_result(f"{service}/{slo}")
     if result is None:
         raise ApiError(404, f"no evaluated SLO {service}/{slo}; GET /api/v1/slos lists the SLOs")
-    return JSONResponse(result.to_json())
+    return JSONResponse(_with_policy(result))
+
+
+def _with_policy(result: SLOEvaluation) -> dict:
+    """The evaluate contract, plus `policy_state` for an SLO with a `budget_policy` (absent
+    otherwise, so the contract of SLOs without one is unchanged)."""
+    state = policy_state(result)
+    return (
+        result.to_json() if state is None else {**result.to_json(), "policy_state": state.to_json()}
+    )
 
 
 @router.get("/api/v1/specs")

@@ -1,51 +1,28 @@
-"""Pages for people: the server-rendered status page (`/status`, also `/`) and the Swagger
-UI (`/docs`), the one page allowed a script (its own, by hash: see `docs_csp`)."""
+"""The server-rendered status page (`/status`, also `/`): no JavaScript, strict CSP.
+
+Who sees what: a caller with the `read` role gets the internal view (roles, recovery time
+objectives, runbooks — of the incidents they may see); an anonymous visitor gets the
+customer view when the daemon sets `public_status_page: true` (what the customer template
+shows: no responder names, no internal notes), else 401.
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import re
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from engine.api.contract import Runtime
-from engine.api.deps import Caller, RuntimeDep, api_context
+from engine.api.deps import Caller, RuntimeDep, api_context, authorize, presented_token
 from engine.api.incident_access import publicly_visible, visible
-from engine.api.security import authenticate
 from engine.api.status_page import build_view, render_status_page
 from engine.incidents.incident import OPEN_STATUSES, Incident
 
 log = logging.getLogger("engine.api")
 
 router = APIRouter()
-
-
-def docs_csp(html: str) -> str:
-    """Swagger UI needs its CDN and one inline script: allow exactly that script by hash."""
-    hashes = [
-        "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
-        for s in re.findall(r"<script>(.*?)</script>", html, flags=re.S)
-    ]
-    return (
-        "default-src 'none'; "
-        f"script-src https://cdn.jsdelivr.net {' '.join(hashes)}; "
-        "style-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-        "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
-    )
-
-
-DOCS_HTML = get_swagger_ui_html(openapi_url="/openapi.json", title="slo-engine API").body.decode()
-DOCS_CSP = docs_csp(DOCS_HTML)
-
-
-@router.get("/docs", include_in_schema=False)
-def docs() -> HTMLResponse:
-    return HTMLResponse(DOCS_HTML)
 
 
 @router.get("/", include_in_schema=False)
@@ -62,11 +39,22 @@ def notice(runtime: Runtime, incident: Incident) -> str:
         return incident.customer_notice or f"We are investigating an issue with {incident.service}."
 
 
+async def _caller(request: Request) -> Caller | None:
+    """Who asks: a reader (the internal view), or None for an anonymous visitor of the
+    public page. Anyone else: 401 (no token, public page off) or 403 (no `read` role)."""
+    api = api_context(request)
+    if presented_token(request) is None and api.access.public_status_page:
+        return None
+    return await authorize(request, "read", change=False)
+
+
 @router.get("/status", tags=["status page"], response_class=HTMLResponse)
-def status_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
-    """Server-rendered status page (no JavaScript); with a valid bearer token, the internal
-    view (roles, recovery time objectives, runbooks)."""
-    caller = _caller(request)
+def status_page(
+    request: Request, runtime: RuntimeDep, caller: Annotated[Caller | None, Depends(_caller)]
+) -> HTMLResponse:
+    """Server-rendered status page (no JavaScript): the internal view for readers (roles,
+    recovery time objectives, runbooks); the customer view for anonymous visitors when the
+    public status page is on."""
 
     def internal(incident: Incident) -> bool:
         return caller is not None and visible(caller, incident)
@@ -91,15 +79,3 @@ def status_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
         internal if caller is not None else None,
     )
     return HTMLResponse(render_status_page(view), headers={"Cache-Control": "no-store"})
-
-
-def _caller(request: Request) -> Caller | None:
-    """Who asks, when the request carries a valid token: that reader sees the internal view
-    (of the incidents they may see). No rate limit here: the page must answer in an outage."""
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        return None
-    token = authenticate(api_context(request).tokens, presented.strip())
-    if token is None:
-        return None
-    return Caller(token, "token:" + token.digest.hex()[:16], True)
