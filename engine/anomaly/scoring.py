@@ -427,18 +427,18 @@ def _profiled_baseline(
     profile = np.full(y.shape, NO_PROFILE, dtype=np.int8)
     todo = ~np.isnan(y)
     if "weekly" in params.profiles:
-        expected, scale = seasonal_baseline(y, first_slot, params, WEEKLY_SCALE_DAYS)
+        weekly, weekly_scale = seasonal_baseline(y, first_slot, params, WEEKLY_SCALE_DAYS)
         weeks = sum(
             (~np.isnan(_lag(y, k * params.slots_per_week))).astype(np.int8)
             for k in range(1, params.history_weeks + 1)
         )
         done = (
             todo
-            & ~np.isnan(expected)
-            & ~np.isnan(scale)
+            & ~np.isnan(weekly)
+            & ~np.isnan(weekly_scale)
             & (weeks >= min(WEEKLY_MIN_WEEKS, params.history_weeks))
         )
-        profile[done] = WEEKLY
+        expected[done], scale[done], profile[done] = weekly[done], weekly_scale[done], WEEKLY
         todo &= ~done
     todo[:, : max(score_from, 0)] = False
     window = params.level_window // params.resolution
