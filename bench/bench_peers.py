@@ -236,15 +236,22 @@ def engine_burn_rates(output: str) -> dict[tuple[str, str], float | None]:
 def agreement(ours: dict, theirs: dict) -> dict[str, Any]:
     """slo-generator prints burn rates to one decimal, and the tools evaluate a few seconds
     apart (ours on the 2m30s grid of 60 s scrapes, it at the wall clock)."""
-    pairs = [(ours.get(k), v) for k, v in theirs.items()]
-    both = [(a, b) for a, b in pairs if a is not None and b is not None]
-    gaps = [abs(a - b) for a, b in both]
+
+    def summary(keys: list[tuple[str, str]]) -> dict[str, Any]:
+        pairs = [(ours.get(k), theirs[k]) for k in keys]
+        gaps = [abs(a - b) for a, b in pairs if a is not None and b is not None]
+        return {
+            "compared": len(gaps),
+            "of": len(keys),
+            "max_abs_difference": round(max(gaps), 4) if gaps else None,
+            "within_its_rounding_0.05": sum(g <= 0.05 + 1e-9 for g in gaps),
+            "within_0.15": sum(g <= 0.15 + 1e-9 for g in gaps),
+        }
+
+    keys = sorted(theirs)
     return {
-        "compared": len(both),
-        "of": len(theirs),
-        "max_abs_difference": round(max(gaps), 4) if gaps else None,
-        "within_its_rounding_0.05": sum(g <= 0.05 + 1e-9 for g in gaps),
-        "within_0.15": sum(g <= 0.15 + 1e-9 for g in gaps),
+        **summary(keys),
+        "by_window": {w: summary([k for k in keys if k[1] == w]) for w in WINDOWS},
     }
 
 

@@ -82,6 +82,13 @@ def test_slow_and_hanging_receivers_never_stall_evaluation(tmp_path: Path) -> No
         try:
             scheduler.start()
             sink.wait_for(lambda got: any(r.event == "triggered" for r in got), timeout=20)
+            # The page may reach the receiver before run_cycle returns (delivery is woken
+            # inside the cycle), so its report is recorded a moment later.
+            wait_until(
+                lambda: any(r.decision and r.decision.notifications for r in runtime.reports),
+                10,
+                "the paging cycle's report",
+            )
             queued = next(r for r in runtime.reports if r.decision and r.decision.notifications)
             (page,) = sink.events("triggered", service="api")
             # Within a second or so of the decision, whatever the other receivers do.
