@@ -330,7 +330,10 @@ def main() -> None:
     try:
         import cramjam  # noqa: F401
     except ImportError:
-        reason = reason or "cramjam is not installed (it is a dependency of slo-engine: pip install -e .)"
+        reason = (
+            reason
+            or "cramjam is not installed (it is a dependency of slo-engine: pip install -e .)"
+        )
     if reason:
         print(json.dumps({"skipped": reason}))
         return

@@ -106,7 +106,9 @@ class DaemonBudgets:
             if result.status in ("no_data", "error"):
                 continue
             self.history.observe(
-                _row(result.slo, utc_day(report.at), budget_remaining=result.error_budget_remaining),
+                _row(
+                    result.slo, utc_day(report.at), budget_remaining=result.error_budget_remaining
+                ),
                 report.at,
                 burning=bool(result.firing),
                 max_gap=max_gap,
