@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from engine.evaluation.daily import DAY_SECONDS, day_start, month_days
 from engine.incidents.incident import Incident, iso
+from engine.incidents.rto import recovery
 from engine.store.history import ComplianceDay
 
 Origin = Literal["store", "prometheus"]
@@ -27,6 +28,17 @@ class IncidentSpan:
     opened_at: float
     resolved_at: float | None
     duration_s: float  # until resolved, or until the report's end while still open
+    # The recovery time objective (runbook: critical 1 h, important 4 h, standard 24 h):
+    # met, breached, or None when the incident has none (or is open and not yet past it).
+    rto_s: float | None = None
+    rto_met: bool | None = None
+
+    @property
+    def rto_text(self) -> str:
+        if self.rto_s is None:
+            return "–"
+        verdict = {True: "met", False: "breached", None: "open"}[self.rto_met]
+        return f"{verdict} ({self.rto_s / 3600:g} h)"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,6 +48,8 @@ class IncidentSpan:
             "opened_at": iso(self.opened_at),
             "resolved_at": iso(self.resolved_at),
             "duration_minutes": round(self.duration_s / 60.0, 1),
+            "rto_seconds": self.rto_s,
+            "rto_met": self.rto_met,
         }
 
 
@@ -158,6 +172,10 @@ def build_report(
 
 def _span(incident: Incident, until: float) -> IncidentSpan:
     ended = incident.resolved_at
+    rto = recovery(incident, until)
+    met = None if rto is None else rto.met
+    if rto is not None and met is None and rto.breached_at is not None:
+        met = False  # still open and already past its objective
     return IncidentSpan(
         incident.id,
         incident.severity.value,
@@ -165,6 +183,8 @@ def _span(incident: Incident, until: float) -> IncidentSpan:
         incident.opened_at,
         ended,
         max(0.0, (ended if ended is not None else until) - incident.opened_at),
+        None if rto is None else rto.objective,
+        met,
     )
 
 

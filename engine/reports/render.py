@@ -62,13 +62,16 @@ def _markdown_slo(slo: SLOMonth) -> list[str]:
         "",
     ]
     if slo.incidents:
-        lines += ["| Incident | Severity | Opened | Duration | Summary |", "|---|---|---|---|---|"]
+        lines += [
+            "| Incident | Severity | Opened | Duration | RTO | Summary |",
+            "|---|---|---|---|---|---|",
+        ]
         for i in slo.incidents:
             j = i.to_json()
             summary = i.summary.replace("|", "\\|")
             lines.append(
                 f"| {i.id} | {i.severity} | {j['opened_at']} | {j['duration_minutes']} min "
-                f"| {summary} |"
+                f"| {i.rto_text} | {summary} |"
             )
         lines.append("")
     return lines
@@ -115,7 +118,8 @@ def _html_slo(slo: SLOMonth) -> str:
     table = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
     incidents = "".join(
         f"<tr><td>{e(i.id)}</td><td>{e(i.severity)}</td><td>{e(str(i.to_json()['opened_at']))}"
-        f"</td><td>{i.duration_s / 60:.1f} min</td><td>{e(i.summary)}</td></tr>"
+        f"</td><td>{i.duration_s / 60:.1f} min</td><td>{e(i.rto_text)}</td>"
+        f"<td>{e(i.summary)}</td></tr>"
         for i in slo.incidents
     )
     verdict = f'<p class="{"met" if met else "miss"}">{"Met" if met else "Missed"}</p>'
@@ -124,7 +128,7 @@ def _html_slo(slo: SLOMonth) -> str:
         f"<table>{table}</table>"
         + (
             "<table><tr><th>Incident</th><th>Severity</th><th>Opened</th><th>Duration</th>"
-            f"<th>Summary</th></tr>{incidents}</table>"
+            f"<th>RTO</th><th>Summary</th></tr>{incidents}</table>"
             if incidents
             else "<p>No incidents.</p>"
         )
