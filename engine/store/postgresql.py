@@ -319,18 +319,7 @@ class PostgreSQLStore:
         severity: Severity | str | None = None,
         limit: int | None = None,
     ) -> list[Incident]:
-        clauses, params = [], []
-        if status is not None:
-            clauses.append("status = %s")
-            params.append(IncidentStatus(status).value)
-        if severity is not None:
-            clauses.append("severity = %s")
-            params.append(Severity(severity).value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f'SELECT body FROM incidents {where} ORDER BY opened_at DESC, id COLLATE "C" DESC'
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(int(limit))
+        sql, params = rows.incident_list_query(status, severity, limit, "%s", 'id COLLATE "C"')
         return [rows.incident_from(r) for r in self._read(sql, params)]
 
     def get_incident(self, incident_id: str) -> Incident | None:

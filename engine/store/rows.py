@@ -12,7 +12,13 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from engine.incidents.incident import Incident, Notification, TimelineEntry
+from engine.incidents.incident import (
+    Incident,
+    IncidentStatus,
+    Notification,
+    Severity,
+    TimelineEntry,
+)
 from engine.incidents.silences import Silence
 from engine.incidents.state import EngineState, TimelineRecord
 from engine.store.base import OutboxItem
@@ -170,3 +176,28 @@ def outbox_counts(rows: list[Row]) -> dict[str, int]:
     """{"pending": n, "sent": n, "dead": n} from `SELECT status, COUNT(*) AS n ... GROUP BY`."""
     found = {r["status"]: int(r["n"]) for r in rows}
     return {k: found.get(k, 0) for k in OUTBOX_STATUSES}
+
+
+def incident_list_query(
+    status: IncidentStatus | str | None,
+    severity: Severity | str | None,
+    limit: int | None,
+    mark: str,
+    id_order: str = "id",
+) -> tuple[str, list[Any]]:
+    """The newest-first incident listing both stores run: `mark` is the driver's parameter
+    placeholder (`?` or `%s`), `id_order` how ids sort like SQLite's byte order."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        clauses.append(f"status = {mark}")
+        params.append(IncidentStatus(status).value)
+    if severity is not None:
+        clauses.append(f"severity = {mark}")
+        params.append(Severity(severity).value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT body FROM incidents {where} ORDER BY opened_at DESC, {id_order} DESC"
+    if limit is not None:
+        sql += f" LIMIT {mark}"
+        params.append(int(limit))
+    return sql, params

@@ -311,18 +311,7 @@ class SQLiteStore:
         severity: Severity | str | None = None,
         limit: int | None = None,
     ) -> list[Incident]:
-        clauses, params = [], []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(IncidentStatus(status).value)
-        if severity is not None:
-            clauses.append("severity = ?")
-            params.append(Severity(severity).value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT body FROM incidents {where} ORDER BY opened_at DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
+        sql, params = rows.incident_list_query(status, severity, limit, "?", "id")
         return [rows.incident_from(r) for r in self._read(sql, tuple(params))]
 
     def get_incident(self, incident_id: str) -> Incident | None:
