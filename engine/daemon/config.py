@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.networks import IPvAnyNetwork
 
 from engine.daemon.api_config import API_PATH_KEYS, API_SECTION_PATHS, ApiSettings
-from engine.daemon.config_bounds import check_config_bounds
+from engine.daemon.source_config import (
+    DatasourceConfig,
+    SourceAccess,
+    SourceBreakerConfig,
+    TelemetryConfig,
+)
 from engine.daemon.store_config import StoreSettings
 from engine.incidents.config import IncidentConfig, ReceiverConfig
 from engine.notify.base import HttpUrlText, WebhookConfig
@@ -44,60 +49,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TelemetryConfig(_Section):
-    """Self-telemetry over OTLP. Off unless `otlp_endpoint` is set."""
-
-    otlp_endpoint: HttpUrlText | None = None
-    otlp_protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
-    # `Name: value` per line (e.g. a vendor API key header); a file because it is a secret.
-    headers_file: Path | None = None
-    service_name: str = "slo-engine"
-    # How often OTel metrics are pushed.
-    export_interval: DurationField = Field(default_factory=lambda: _d("30s"))
-
-
-class SourceBreakerConfig(_Section):
-    """Stop asking an unreachable Prometheus every cycle; probe again after `cooldown`."""
-
-    failures: int = Field(default=3, ge=1)
-    cooldown: DurationField = Field(default_factory=lambda: _d("30s"))
-
-
-class DatasourceConfig(_Section):
-    """One Prometheus-API backend (Prometheus, Thanos, Mimir, VictoriaMetrics...). The keys
-    mean what the top-level keys of the same names mean for `prometheus_url`."""
-
-    url: HttpUrlText
-    query_timeout: DurationField = Field(default_factory=lambda: _d("10s"))
-    query_retries: int = Field(default=2, ge=0, le=10)
-    concurrency: int = Field(default=4, ge=1, le=64)
-    batch_size: int = Field(default=100, ge=1)
-    bearer_token_file: Path | None = None
-    basic_auth_user: str | None = None
-    basic_auth_password_file: Path | None = None
-    ca_bundle: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-
-    @model_validator(mode="after")
-    def _pairs(self) -> DatasourceConfig:
-        _check_pairs(self)
-        return self
-
-
-def _check_pairs(section: Any) -> None:
-    check_config_bounds(section)  # durations and counts in their documented ranges
-    if section.basic_auth_password_file is not None and section.basic_auth_user is None:
-        raise ValueError("basic_auth_password_file needs basic_auth_user")
-    if section.client_key is not None and section.client_cert is None:
-        raise ValueError("client_key needs client_cert")
-
-
 # The name `prometheus_url` gets among `datasources` (it is the default unless one is named).
 PROMETHEUS_URL_DATASOURCE = "default"
 
 
-class DaemonConfig(StoreSettings, ApiSettings, _Section):  # + store_config, api_config keys
+class DaemonConfig(StoreSettings, ApiSettings, SourceAccess):  # + store/api/source_config keys
     # -- what to evaluate, against what ---------------------------------------------------
     specs: list[Path] = Field(min_length=1)
     # The default backend; `datasources` adds named ones (a service or SLO picks one with
@@ -107,20 +63,6 @@ class DaemonConfig(StoreSettings, ApiSettings, _Section):  # + store_config, api
     # Which datasource SLOs without `datasource:` read: `default` (prometheus_url) when it
     # is set, else the only datasource; must be named when there are several.
     default_datasource: str | None = None
-    # Per HTTP request to Prometheus (Prometheus is also told to give up after this long).
-    query_timeout: DurationField = Field(default_factory=lambda: _d("10s"))
-    # Retries per request on 5xx/timeouts/refused connections, with jittered backoff.
-    query_retries: int = Field(default=2, ge=0, le=10)
-    # Requests to Prometheus in flight at once.
-    concurrency: int = Field(default=4, ge=1, le=64)
-    # SLOs packed into one PromQL request.
-    batch_size: int = Field(default=100, ge=1)
-    bearer_token_file: Path | None = None
-    basic_auth_user: str | None = None
-    basic_auth_password_file: Path | None = None
-    ca_bundle: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
     source_breaker: SourceBreakerConfig = Field(default_factory=SourceBreakerConfig)
     # How often Prometheus scrapes the SLIs' series. rate() needs two samples per step, so
     # the finest evaluation step is the smallest step ≥ 2 × this (and ≥ 1m) dividing every
@@ -186,7 +128,6 @@ class DaemonConfig(StoreSettings, ApiSettings, _Section):  # + store_config, api
 
     @model_validator(mode="after")
     def _check(self) -> DaemonConfig:
-        _check_pairs(self)
         self._check_datasources()
         if (self.group_discovery_interval or self.interval) < self.interval:
             raise ValueError("group_discovery_interval must be at least interval — e.g. 5m")
