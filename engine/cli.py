@@ -40,6 +40,7 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -54,7 +55,15 @@ def _options(
             help="Log lines on stderr as text, json or logfmt (UTC, trace ids); any command.",
         ),
     ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="Show the traceback of an internal error (exit 4) instead of one line."
+        ),
+    ] = False,
 ) -> None:
+    if debug:
+        ctx.find_root().command.debug = True  # type: ignore[attr-defined]
     from engine.logs import LOG_FORMATS, choose_format, configure_logging
 
     if log_format is not None and log_format not in LOG_FORMATS:

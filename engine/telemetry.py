@@ -13,7 +13,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -117,6 +117,7 @@ def setup_telemetry(
     protocol: Protocol = "http/protobuf",
     headers: dict[str, str] | None = None,
     service_name: str = "slo-engine",
+    resource_attributes: Mapping[str, str] | None = None,
     export_interval_s: float = 30.0,
     span_exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
@@ -125,9 +126,14 @@ def setup_telemetry(
     """Providers for the daemon. Without an endpoint and extra exporters nothing leaves the
     process (the providers still work, so instrumented code needs no branches). With an
     endpoint (or `log_exporters`) the process's log records are exported too, until
-    `shutdown`."""
+    `shutdown`. `resource_attributes` (OTEL_RESOURCE_ATTRIBUTES) go under our own
+    service.name and service.version."""
     resource = Resource.create(
-        {"service.name": service_name, "service.version": build_info()["version"]}
+        {
+            **(resource_attributes or {}),
+            "service.name": service_name,
+            "service.version": build_info()["version"],
+        }
     )
     readers = list(metric_readers)
     span_processors: list[SpanProcessor] = [BatchSpanProcessor(e) for e in span_exporters]

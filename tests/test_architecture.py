@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "retry": 5,
     "redact": 5,
     "telemetry": 5,
+    "telemetry_env": 5,
     "logs": 5,
     "source": 6,
     "store": 6,

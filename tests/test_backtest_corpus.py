@@ -112,14 +112,27 @@ def test_a_restart_gap_inside_an_outage_keeps_the_page_firing(result: ReplayResu
     assert pages[0].end is not None and pages[0].end > label.end
 
 
+DEPENDENCY_CASES = (
+    "dependency, root first",
+    "dependency, dependent first",
+    "dependency, dependent pages first",
+    "dependency chain",
+)
+
+
 def test_dependency_outages_make_one_incident_and_one_page_in_both_orders(
     rows: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("dependency, root first", "dependency, dependent first"):
+    for name in DEPENDENCY_CASES:
         row = rows[name]
         assert row["incidents"] == 1, name
         assert row["notified"] == 1, name
         assert incidents(row)["recall"] == 1.0, name
+    # Past the hold-down the dependent's page went out first; the dependency took its
+    # incident over (an `updated`, no second page) — once, and down the chain twice.
+    assert rows["dependency, dependent pages first"]["rerooted"] == 1
+    assert rows["dependency chain"]["rerooted"] == 2
+    assert rows["dependency, root first"]["rerooted"] == 0
 
 
 def test_flapping_is_one_incident_and_one_notification(rows: dict[str, dict[str, Any]]) -> None:

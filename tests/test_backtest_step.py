@@ -44,8 +44,9 @@ def test_backtest_refuses_a_step_not_dividing_the_windows() -> None:
 
 def test_backtest_without_step_uses_the_daemon_grid_and_gets_to_the_fetch() -> None:
     result = backtest("--scrape-interval", "60s", "--warmup", "3d")
-    # Past the plan (2m30s steps are valid): it fails only at the unreachable Prometheus.
-    assert result.exit_code == 2
+    # Past the plan (2m30s steps are valid): it fails only at the unreachable Prometheus,
+    # exit 3 — not the usage error (2) the refused steps above get.
+    assert result.exit_code == 3
     assert "Prometheus is unavailable" in result.output
 
 

@@ -226,11 +226,11 @@ def test_cli_refuses_bad_input_with_clear_errors(tmp_path: Path) -> None:
     assert run.exit_code == 2 and "not a time" in run.output
     run = CliRunner().invoke(app, [*base, "--start", "0", "--end", "100000", "--format", "xml"])
     assert run.exit_code == 2
-    # Nothing listens on port 9: unreachable is exit 2, never an empty "all quiet" result.
+    # Nothing listens on port 9: unreachable is exit 3, never an empty "all quiet" result.
     run = CliRunner().invoke(
         app, [*base, "--start", "400000", "--end", "500000", "--warmup", "3d", "--format", "json"]
     )
-    assert run.exit_code == 2, run.output
+    assert run.exit_code == 3, run.output
     assert "unavailable" in run.output
     with pytest.raises(json.JSONDecodeError):
         json.loads(run.stdout or "")

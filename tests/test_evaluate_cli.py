@@ -267,7 +267,7 @@ def test_usage_errors_exit_2(workdir: Path, args: list[str]) -> None:
     assert "error" in result.stderr.lower()
 
 
-def test_prometheus_stopped_exit_2_and_no_false_alert(prometheus_for: Any, workdir: Path) -> None:
+def test_prometheus_stopped_exit_3_and_no_false_alert(prometheus_for: Any, workdir: Path) -> None:
     server = prometheus_for(workdir / "data.om")
     url = server.url
     server.stop()
@@ -281,17 +281,17 @@ def test_prometheus_stopped_exit_2_and_no_false_alert(prometheus_for: Any, workd
         "--format",
         "json",
     )
-    assert result.returncode == 2
+    assert result.returncode == 3  # data source unavailable (docs/cli.md)
     assert "unavailable" in result.stderr
     document = json.loads(result.stdout)
     assert {s["status"] for s in document["slos"]} == {"error"}
     assert all(s["alerts"] == [] for s in document["slos"])
 
 
-def test_nothing_listening_exit_2(workdir: Path) -> None:
+def test_nothing_listening_exit_3(workdir: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = run("--specs", str(workdir / "specs"), "--prometheus-url", url, "--at", str(AT))
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert "cannot connect" in result.stderr
 
 

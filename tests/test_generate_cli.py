@@ -114,7 +114,7 @@ def test_two_runs_write_identical_bytes(tmp_path: Path) -> None:
     assert outputs[0] == snapshot(ROOT)
 
 
-def test_invalid_specs_exit_2_and_write_nothing(tmp_path: Path) -> None:
+def test_invalid_specs_exit_1_and_write_nothing(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("apiVersion: slo-engine/v1\nservice: x\nslos: []\n")
     code, out = run(
         "--specs",
@@ -124,7 +124,7 @@ def test_invalid_specs_exit_2_and_write_nothing(tmp_path: Path) -> None:
         "--dashboards-dir",
         tmp_path / "d",
     )
-    assert code == 2
+    assert code == 1
     assert "bad.yaml" in out
     assert not (tmp_path / "a").exists()
     code, _ = run("--specs", tmp_path / "nope")

@@ -145,12 +145,12 @@ def test_amtool_accepts_the_config_with_a_pagerduty_receiver(repo: Path) -> None
         ("grafana: {datasoruce_uid: x}\n", "datasoruce_uid"),
     ],
 )
-def test_invalid_generation_config_exits_2_and_says_why(
+def test_invalid_generation_config_exits_1_and_says_why(
     repo: Path, setup: str, message: str
 ) -> None:
     (repo / "generate.yml").write_text(setup)
     code, out = run(*dirs(repo))
-    assert code == 2
+    assert code == 1
     assert message in out
     assert not (repo / "alerts").exists()
 

@@ -123,10 +123,10 @@ def test_alerts_name_their_group() -> None:
                 assert "unless on(route)" in rule["expr"] and "or absent(" in rule["expr"]
 
 
-def test_latency_total_waits_for_its_own_groups_bad_rate() -> None:
+def test_latency_total_waits_for_its_own_groups_good_rate() -> None:
     (latency, _) = (g for g in rule_groups(shop(["route"])) if "latency" in g["name"])
     total = next(r for r in latency["rules"] if r.get("record") == "slo:total_events:rate5m")
-    assert total["expr"].endswith('and on(route) slo:bad_events:rate5m{slo="shop/latency"}')
+    assert total["expr"].endswith('and on(route) slo:good_events:rate5m{slo="shop/latency"}')
 
 
 @needs_promtool

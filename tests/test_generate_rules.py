@@ -53,10 +53,11 @@ def burn_alerts(slo: SLO) -> list[dict[str, Any]]:
 def test_windowed_rates_are_recorded_separately_for_bad_and_total() -> None:
     sli, _ = recording_groups(make_slo())
     exprs = records(sli["rules"])
-    # A missing bad-event series with a known total is 0 bad events, as in the daemon.
+    # A missing bad-event series with a known total is 0 bad events, as in the daemon; the
+    # fallback reads the total recorded just before, not the raw total a second time.
     assert exprs["slo:bad_events:rate5m"] == (
         'sum(rate(http_requests_total{job="api",code=~"5.."}[5m]))\n'
-        'or 0 * sum(rate(http_requests_total{job="api"}[5m]))'
+        'or on() 0 * slo:total_events:rate5m{slo="api/availability"}'
     )
     assert exprs["slo:total_events:rate3d"] == 'sum(rate(http_requests_total{job="api"}[3d]))'
     assert exprs["slo:error_ratio:rate1h"] == (
@@ -98,19 +99,24 @@ def test_derived_bad_has_no_zero_fallback_and_gates_the_total(sli: dict[str, Any
         "latency": 'sum(rate(http_request_duration_seconds_bucket{job="api",le="0.3"}[5m]))',
         "good": 'sum(rate(http_requests_total{job="api",code!~"5.."}[5m]))',
     }["latency" if "latency" in sli else "good"]
-    for bad_metric, total_metric in (
-        ("slo:bad_events:rate5m", "slo:total_events:rate5m"),
-        ("slo:bad_events:rate5m_every5m", "slo:total_events:rate5m_every5m"),
-    ):
-        assert exprs[bad_metric] == f"sum(({total}) - ({good}))"
-        assert exprs[total_metric] == (f'{total}\nand on() {bad_metric}{{slo="api/availability"}}')
-    assert not any("or 0 *" in expr for expr in exprs.values())
-    # Rules of a group run in order: each total reads the bad rate recorded just before.
+    sel = '{slo="api/availability"}'
+    for suffix in ("5m", "5m_every5m"):
+        bad_metric, total_metric, good_metric = (
+            f"slo:{kind}_events:rate{suffix}" for kind in ("bad", "total", "good")
+        )
+        # Each raw series read once: good recorded, the total gated on it, bad = difference.
+        assert exprs[good_metric] == good
+        assert exprs[total_metric] == f"{total}\nand on() {good_metric}{sel}"
+        assert exprs[bad_metric] == f"{total_metric}{sel} - {good_metric}{sel}"
+    assert not any("or 0 *" in expr or "or on() 0 *" in expr for expr in exprs.values())
+    # Rules of a group run in order: each reads what was recorded just before.
     for group in (window_group, period):
         names = [r["record"] for r in group["rules"]]
         for name in names:
             if name.startswith("slo:total_events:") and "30d" not in name:
-                assert names.index(name.replace("total", "bad")) < names.index(name)
+                good_name = name.replace("total", "good")
+                assert names.index(good_name) < names.index(name)
+                assert names.index(name) < names.index(name.replace("total", "bad"))
 
 
 def test_no_data_alert_names_the_likely_cause_of_a_missing_good_series() -> None:
@@ -133,7 +139,7 @@ def test_period_is_event_weighted_from_recorded_rates() -> None:
     # own PromQL, with the same missing-bad-is-0 rule as the window groups...
     assert exprs["slo:bad_events:rate5m_every5m"] == (
         'sum(rate(http_requests_total{job="api",code=~"5.."}[5m]))\n'
-        'or 0 * sum(rate(http_requests_total{job="api"}[5m]))'
+        'or on() 0 * slo:total_events:rate5m_every5m{slo="api/availability"}'
     )
     assert exprs["slo:total_events:rate5m_every5m"] == (
         'sum(rate(http_requests_total{job="api"}[5m]))'
@@ -328,9 +334,11 @@ def test_latency_and_availability_slis_reuse_engine_sli() -> None:
     )
     fast, up = spec.slo_records()
     fast_rules = records(recording_groups(fast)[0]["rules"])
-    assert fast_rules["slo:bad_events:rate5m"] == (
-        'sum((sum(rate(h_seconds_count{job="db"}[5m]))) - '
-        '(sum(rate(h_seconds_bucket{job="db",le=~"1|1.0"}[5m]))))'
+    assert fast_rules["slo:good_events:rate5m"] == (
+        'sum(rate(h_seconds_bucket{job="db",le=~"1|1.0"}[5m]))'
+    )
+    assert fast_rules["slo:total_events:rate5m"] == (
+        'sum(rate(h_seconds_count{job="db"}[5m]))\nand on() slo:good_events:rate5m{slo="db/fast"}'
     )
     up_rules = records(recording_groups(up)[0]["rules"])
     assert up_rules["slo:total_events:rate1h"] == "sum(sum(count_over_time(pg_up[1h])) / 3600)"

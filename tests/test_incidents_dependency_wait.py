@@ -296,7 +296,9 @@ def test_restart_mid_hold_neither_loses_nor_duplicates_the_page(tmp_path, root_c
 
 
 def test_root_cause_after_the_victim_paged_links_both_without_a_second_page():
-    engine = _engine()
+    # With the correlation window off; within it the root cause takes the victim's
+    # incident over instead (tests/test_dependency_correlation_window.py).
+    engine = _engine(dependency_correlation_window="0s")
     decisions = [engine.observe(T0 + t, [api()]) for t in (0, 30)]
     decisions.append(engine.tick(T0 + MIN))
     assert [n.dedup_key for n in _triggered(decisions)] == ["INC-2024-0001"]
@@ -334,7 +336,7 @@ def test_dependency_first_still_joins_with_no_hold():
 
 
 def test_dependency_wait_zero_is_the_old_behaviour():
-    engine = _engine(dependency_wait="0s")
+    engine = _engine(dependency_wait="0s", dependency_correlation_window="0s")
     first = engine.observe(T0, [api()])
     assert [(n.event, n.dedup_key) for n in first.notifications] == [("triggered", "INC-2024-0001")]
     assert engine.state.incidents["INC-2024-0001"].held_until is None

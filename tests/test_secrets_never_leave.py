@@ -90,8 +90,8 @@ def test_urls_with_credentials_are_refused_with_their_place(tmp_path: Path) -> N
     assert PASSWORD not in text
     assert (
         f"{config}:2:17: prometheus_url: 'http://***@127.0.0.1:9090' carries credentials "
-        "(user:password@) — remove them from the URL and use basic_auth_user + "
-        "basic_auth_password_file"
+        "(user:password@) — remove them from the URL and use basic_auth: {username, "
+        "password_file}"
     ) in text
     assert f"{config}:4:" in text and "webhooks.1: 'https://***@hooks.example.com/x'" in text
     assert f"{config}:6:" in text and "notifiers.am.url: 'http://***@am:9093'" in text
@@ -138,9 +138,12 @@ def test_run_exits_2_on_a_missing_secret_file(tmp_path: Path) -> None:
                 "prometheus_url": "http://127.0.0.1:9",
                 "state_dir": str(tmp_path / "state"),
                 "listen": f"127.0.0.1:{free_port()}",
-                "bearer_token_file": "secrets/prometheus-token",
+                "authorization": {"credentials_file": "secrets/prometheus-token"},
                 "datasources": {
-                    "thanos": {"url": "http://127.0.0.1:10", "ca_bundle": str(tmp_path)}
+                    "thanos": {
+                        "url": "http://127.0.0.1:10",
+                        "tls_config": {"ca_file": str(tmp_path)},
+                    }
                 },
             }
         )
@@ -148,8 +151,8 @@ def test_run_exits_2_on_a_missing_secret_file(tmp_path: Path) -> None:
     result = _run(["--config", str(config)])
     assert result.returncode == 2, result.stderr
     token = tmp_path / "secrets" / "prometheus-token"
-    assert f"bearer_token_file: {token} does not exist" in result.stderr
-    assert f"datasources.thanos.ca_bundle: {tmp_path} is not a file" in result.stderr
+    assert f"authorization.credentials_file: {token} does not exist" in result.stderr
+    assert f"datasources.thanos.tls_config.ca_file: {tmp_path} is not a file" in result.stderr
     assert not (tmp_path / "state").exists()  # refused before anything was started
 
 

@@ -151,7 +151,7 @@ CASES: list[tuple[str, str, list[tuple[int, int, str]]]] = [
             (
                 4,
                 1,
-                "unknown key 'zzz' — allowed keys: anomaly, apiVersion, budget_policy, customer_facing, datasource, depends_on, group_by, labels, max_groups, owner, service, slos, tier",
+                "unknown key 'zzz' — allowed keys: anomaly, apiVersion, budget_policy, customer_facing, datasource, depends_on, group_by, labels, maintenance, max_groups, owner, service, slos, tier",
             )
         ],
     ),
@@ -494,13 +494,13 @@ CASES: list[tuple[str, str, list[tuple[int, int, str]]]] = [
         [(13, 18, "'disable' must be true or false, found str 'maybe'")],
     ),
     (
-        "openslo-timeslices",
-        _sub(OPENSLO, "budgetingMethod: Occurrences", "budgetingMethod: Timeslices"),
+        "openslo-ratio-timeslices",
+        _sub(OPENSLO, "budgetingMethod: Occurrences", "budgetingMethod: RatioTimeslices"),
         [
             (
                 23,
                 20,
-                "budgetingMethod Timeslices is not supported — slo-engine counts events (Occurrences); time-slice budgets are not computed",
+                "budgetingMethod RatioTimeslices is not supported — slo-engine counts events (Occurrences) or good slices (Timeslices)",
             )
         ],
     ),
@@ -509,9 +509,9 @@ CASES: list[tuple[str, str, list[tuple[int, int, str]]]] = [
         _sub(OPENSLO, "isRolling: true", "isRolling: false"),
         [
             (
-                26,
-                7,
-                "calendar-aligned time windows are not supported — use a rolling window: isRolling: true without calendar",
+                25,
+                17,
+                "a calendar window (isRolling: false) of '28d' is not a week, month or quarter — write duration: 1w, 1M or 1Q, or isRolling: true for a rolling period",
             )
         ],
     ),

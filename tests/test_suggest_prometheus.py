@@ -349,9 +349,9 @@ def test_exit_codes(prometheus: LocalPrometheus, tmp_path: Path) -> None:
     down = CliRunner().invoke(
         app,
         ["suggest", "--specs", str(specs), "--prometheus-url", "http://127.0.0.1:9",
-         "--days", "14", "--end", str(END), "--timeout", "2"],
+         "--days", "14", "--end", str(END), "--timeout", "2s"],
     )  # fmt: skip
-    assert down.exit_code == 2
+    assert down.exit_code == 3
     assert "Prometheus is unavailable" in down.stderr
 
 

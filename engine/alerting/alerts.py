@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Literal
 
 from engine.anomaly.live import AnomalyState
+from engine.evaluation.maintenance import muted_by_maintenance
 from engine.evaluation.result import SLOEvaluation
 from engine.spec.labels import RENAMED_LABEL_PREFIX, RESERVED_ALERT_LABELS
 from engine.spec.models import SLO
@@ -127,6 +128,9 @@ class Alert:
     # `api/availability{route="/cart"}`) its base; "" = the same as `slo_id`. Several groups
     # of one SLO failing together are one incident (engine.incidents.correlation).
     slo_base_id: str = ""
+    # Raised inside a maintenance window of its SLO (or its grace): the incident engine
+    # mutes it like a silence (engine.evaluation.maintenance).
+    maintenance: bool = False
     fingerprint: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -230,6 +234,7 @@ def alerts_from_evaluation(
                 dashboard_url=dashboard_url,
                 sli_kind=slo.sli.kind,
                 customer_facing=slo.customer_facing,
+                maintenance=muted_by_maintenance(slo, evaluation.evaluated_at),
             )
         )
     return alerts
@@ -313,15 +318,50 @@ def anomaly_alerts(
 
 BLIND_ALERT_NAME = "SLOEvaluationBlind"
 BLIND_SLO_ID = "slo-engine/evaluation"
+SPECS_INVALID_ALERT_NAME = "SLOSpecsInvalid"
+SPECS_INVALID_SLO_ID = "slo-engine/specs"
 SELF_SERVICE = "slo-engine"
 
+# What made a cycle evaluate nothing: the metrics source did not answer, or the engine's own
+# evaluation raised (a bug, a value no bound foresaw) while the source may be fine.
+FailureKind = Literal["source", "evaluation"]
 
-def blind_alert(since: float, cycles: int, error: str | None) -> Alert:
+
+@dataclass(frozen=True)
+class CycleFailure:
+    """Why one cycle evaluated nothing. `error` is the detail (already redacted);
+    `error_class` the exception's class for an evaluation failure."""
+
+    kind: FailureKind
+    error: str
+    error_class: str = ""
+
+    @property
+    def headline(self) -> str:
+        """What failed, in a few words: `source unreachable`, `evaluation failed: KeyError`."""
+        if self.kind == "source":
+            return "source unreachable"
+        return f"evaluation failed: {self.error_class or 'error'}"
+
+    @property
+    def reason(self) -> str:
+        """One line with the detail: readiness, logs and the SLOs' `error` say this."""
+        return f"{self.headline}: {self.error}"
+
+
+def blind_alert(since: float, cycles: int, failure: CycleFailure | None) -> Alert:
     """The meta-alert raised while the engine cannot see its SLOs.
 
     Paging-level on an "important" tier: the runbook makes that SEV2 — losing sight of every
-    SLO is serious, but it is not itself a customer-facing outage.
+    SLO is serious, but it is not itself a customer-facing outage. The summary says what
+    failed: an on-call told "the metrics source" while Prometheus is healthy and the engine
+    is what broke would look in the wrong place first.
     """
+    headline = "cycles failed" if failure is None else failure.headline
+    if failure is not None and failure.kind == "evaluation":
+        cause = "The engine's own evaluation failed (the metrics source may be fine)"
+    else:
+        cause = "The metrics source did not answer"
     return Alert(
         labels={
             "alertname": BLIND_ALERT_NAME,
@@ -335,9 +375,45 @@ def blind_alert(since: float, cycles: int, error: str | None) -> Alert:
         starts_at=since,
         tier="important",
         annotations={
-            "summary": "SLO evaluation blind: the metrics source has failed for "
-            f"{cycles} consecutive cycles",
-            "description": f"No SLO can be evaluated; incidents are held open, none resolve "
-            f"on missing data. Last error: {error or 'unknown'}",
+            "summary": f"SLO evaluation blind for {cycles} consecutive cycles: {headline}",
+            "description": f"{cause}: no SLO can be evaluated; incidents are held open, none "
+            f"resolve on missing data. Last error: {failure.reason if failure else 'unknown'}",
+        },
+    )
+
+
+# Longest first error quoted in the invalid-specs alert (its `file:line:col:` comes first).
+_SPEC_ERROR_SHOWN = 240
+
+
+def specs_invalid_alert(since: float, first_error: str, errors: int, grace: str) -> Alert:
+    """The meta-alert raised when a reload left the spec files invalid for over `grace`.
+
+    The daemon keeps evaluating the last good set, so nothing is blind — but every edit to
+    the SLOs since is silently not in effect. A ticket on an "important" tier (SEV3): someone
+    should fix the file today, nobody needs waking. It clears on the first valid reload.
+    """
+    shown = first_error
+    if len(shown) > _SPEC_ERROR_SHOWN:
+        shown = shown[: _SPEC_ERROR_SHOWN - 1] + "…"
+    more = f" (and {errors - 1} more)" if errors > 1 else ""
+    return Alert(
+        labels={
+            "alertname": SPECS_INVALID_ALERT_NAME,
+            "service": SELF_SERVICE,
+            "severity": "ticket",
+            "tier": "important",
+        },
+        severity="ticket",
+        slo_id=SPECS_INVALID_SLO_ID,
+        service=SELF_SERVICE,
+        starts_at=since,
+        tier="important",
+        annotations={
+            "summary": f"SLO specs invalid for over {grace}: {shown}{more}",
+            "description": "A reload of the spec files was rejected; the daemon still "
+            "evaluates the last good set, so the changes since are not in effect. Fix the "
+            "files (`slo-engine validate` lists every error); this clears on the next valid "
+            f"reload. First error: {shown}{more}",
         },
     )

@@ -46,6 +46,7 @@ from engine.api.routers import (
     gates,
     health,
     incidents,
+    maintenance,
     response,
     silences,
     slos,
@@ -125,7 +126,7 @@ def create_app(
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
-    routers = [slos, gates, incidents, response, silences, audit, health, status_page]
+    routers = [slos, gates, incidents, response, silences, maintenance, audit, health, status_page]
     for resource in [*routers, docs] if docs_page else routers:
         app.include_router(resource.router)
     return app
@@ -168,20 +169,39 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return exc.response()
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+# FastAPI's answer to a body it cannot even decode (not UTF-8, say): a 400 before any
+# dependency ran.
+UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
+        refused = await _refuse_stranger(request)
+        if refused is not None:
+            return refused
+        return JSONResponse({"error": "invalid request: body: not JSON text in UTF-8"}, 400)
     return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
 
 
-async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    # FastAPI parses a JSON body before it runs dependencies: a mutation whose body is
-    # not even JSON gets here without its token checked. Check it now, so strangers
-    # learn nothing about validation and still count against their rate limit.
+async def _refuse_stranger(request: Request) -> JSONResponse | None:
+    """The refusal of a change whose body failed to parse, if its caller may not make it.
+
+    FastAPI parses a JSON body before it runs dependencies: a mutation whose body is not
+    even JSON gets to the error handlers without its token checked. Check it now, so
+    strangers learn nothing about validation and still count against their rate limit."""
     role = change_role(request.scope.get("route"))
     if role is not None and not hasattr(request.state, "caller"):
         try:
             await authorize(request, role, change=True)
         except ApiError as refused:
             return refused.response()
+    return None
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    refused = await _refuse_stranger(request)
+    if refused is not None:
+        return refused
     # loc and msg only: pydantic's `input` would echo whatever the client sent.
     reasons = [
         {

@@ -16,13 +16,16 @@ published an update to customers, and then without their comments.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from engine.evaluation.result import SLOEvaluation, Status
+from engine.api.status_maintenance import MaintenanceNote, maintenance_note, service_windows
+from engine.api.status_policy import GateBadge, PolicyBadge, gate_badge, policy_badge
+from engine.daemon.policy_since import FrozenSince
+from engine.evaluation.result import SLOEvaluation, Status, is_partial
 from engine.incidents.incident import Incident, Severity
 from engine.incidents.response import IncidentCategory, Role
 from engine.incidents.rto import recovery
@@ -89,6 +92,15 @@ class SLORow:
     budget_text: str
     budget_level: str  # "good" | "low" | "critical" | "unknown": the bar's CSS class
     exhaustion_text: str | None
+    # Set when the budget is computed over part of its period (a young service, a long gap):
+    # e.g. "partial: measured over 11 % of the 28d period". None for a full period or no data.
+    partial_text: str | None = None
+    # The windows measured over part of their length, shortest first (at most three), e.g.
+    # "data for 50 % of the last 1h, 25 % of the last 2h": a status read from half an hour
+    # of data says so. None when every window with data is full.
+    coverage_text: str | None = None
+    # The error-budget policy's state (engine/api/status_policy.py); None without a policy.
+    policy: PolicyBadge | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,10 @@ class ServiceBlock:
     status: Status
     label: str
     slos: list[SLORow]
+    # Set while the service's release gate is closed (frozen, or a guarding budget unknown).
+    gate: GateBadge | None = None
+    # A planned maintenance window in progress or starting within 24 h (status_maintenance).
+    maintenance: MaintenanceNote | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,7 @@ def _budget(ev: SLOEvaluation) -> tuple[float | None, str, str]:
     return fraction, f"{_percent(remaining)} % left", level
 
 
-def slo_row(ev: SLOEvaluation) -> SLORow:
+def slo_row(ev: SLOEvaluation, freezes: Mapping[str, FrozenSince] | None = None) -> SLORow:
     fraction, budget_text, level = _budget(ev)
     tte = ev.time_to_exhaustion
     exhaustion = (
@@ -159,7 +175,28 @@ def slo_row(ev: SLOEvaluation) -> SLORow:
         budget_text=budget_text,
         budget_level=level,
         exhaustion_text=exhaustion,
+        partial_text=_partial_text(ev),
+        coverage_text=_coverage_text(ev),
+        policy=policy_badge(ev, freezes or {}, when),
     )
+
+
+def _coverage_text(ev: SLOEvaluation) -> str | None:
+    """The partial windows other than the period (its label is the budget's)."""
+    partial = [
+        f"{_percent(value.coverage)} % of the last {window}"
+        for window, value in sorted(ev.windows.items())
+        if window != ev.slo.period and value.coverage is not None and is_partial(value.coverage)
+    ]
+    return "data for " + ", ".join(partial[:3]) if partial else None
+
+
+def _partial_text(ev: SLOEvaluation) -> str | None:
+    """The budget's partial label (engine.evaluation.coverage), None when not partial."""
+    coverage = ev.budget_coverage
+    if not ev.budget_partial or coverage is None:
+        return None
+    return f"partial: measured over {_percent(coverage)} % of the {ev.slo.period} period"
 
 
 def build_view(
@@ -169,9 +206,11 @@ def build_view(
     now: float,
     ready: bool,
     internal: Callable[[Incident], bool] | None = None,
+    freezes: Mapping[str, FrozenSince] | None = None,
 ) -> StatusView:
     """`internal` tells which incidents this reader sees in the internal view (None: the
-    public page for all)."""
+    public page for all); `freezes` since when each frozen SLO has been (the daemon's)."""
+    freezes = freezes or {}
     services: dict[str, list[SLOEvaluation]] = {}
     for ev in results:
         services.setdefault(ev.slo.service, []).append(ev)
@@ -185,7 +224,9 @@ def build_view(
                 tier=evs[0].slo.tier.value,
                 status=worst,
                 label=STATUS_LABEL[worst],
-                slos=[slo_row(ev) for ev in evs],
+                slos=[slo_row(ev, freezes) for ev in evs],
+                gate=gate_badge(name, evs, freezes, when),
+                maintenance=maintenance_note(service_windows(evs), now),
             )
         )
     open_incidents = sorted(

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.anomaly.series import AnomalySeries, anomaly_series
+from engine.evaluation.composite import with_composites
 from engine.evaluation.decisions import evaluation_windows
 from engine.evaluation.policy import policy_for
 from engine.evaluation.source import EventSource, StepRates
+from engine.evaluation.timeslices import with_timeslices
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
@@ -121,6 +123,8 @@ def fetch_history(
 
     An SLO whose query failed in every chunk keeps its error (and is replayed as `error`); one
     that failed in some chunks only has no data there — missing, never zero."""
+    # Composites from components' events; time-slice SLOs in slices (as the daemon).
+    source = with_composites(with_timeslices(source), slos)
     step_s = plan.step.seconds
     first = plan.fetch_start + step_s  # the first step interval ends one step after
     n_steps = round((plan.end - first) / step_s) + 1

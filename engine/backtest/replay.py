@@ -44,11 +44,13 @@ from engine.backtest.plan import (
 from engine.backtest.result import AlertInterval, AlertSeverity, ReplayResult
 from engine.backtest.traces import REPORT_POINTS, SLOTrace
 from engine.evaluation.budget import budget_consumed
+from engine.evaluation.maintenance import kept_share
 from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import StepRates
 from engine.evaluation.windows import normalize_step_counts
 from engine.incidents.config import IncidentConfig, ReceiverConfig
 from engine.incidents.cycle import CycleOutcome, observe_cycle
+from engine.incidents.dependencies import spec_edges
 from engine.incidents.engine import IncidentEngine
 from engine.incidents.incident import Incident
 from engine.spec.models import SLO
@@ -100,7 +102,11 @@ def replay(
     evaluated = evaluate(slos, rates, first, traces, workers, progress)
 
     tracks = anomaly_tracks(slos, rates, times)
-    engine = IncidentEngine(incident_config or default_incident_config())
+    # Steps hand the engine only the SLOs that fired: give it every spec's dependencies up
+    # front, as the daemon's full evaluations do each cycle (chains correlate the same).
+    engine = IncidentEngine(
+        incident_config or default_incident_config(), dependencies=spec_edges(slos)
+    )
     seen = _run_steps(engine, evaluated, tracks, times, progress)
 
     alerts_out = sorted(
@@ -133,7 +139,8 @@ class _Seen:
         for alert in outcome.alerts:
             self.fingerprints.setdefault(alert.fingerprint, (alert.slo_id, alert.severity))
         for note in decision.notifications:
-            if note.kind == "incident":
+            # Tickets that only notify (`ticket_incidents`) count under their own key.
+            if note.kind in ("incident", "ticket"):
                 self.notifications[note.dedup_key] = self.notifications.get(note.dedup_key, 0) + 1
         for incident in decision.incidents:
             self.incidents[incident.id] = incident
@@ -209,6 +216,9 @@ def _budget_consumed(
     length over the period — the fraction of a full period's budget these events used."""
     # The step ending at `start` lies before it; the replayed events are the later steps.
     bad, total = normalize_step_counts(rates.bad[:, first + 1 :], rates.total[:, first + 1 :])
+    kept = kept_share(slos, rates.times[first + 1 :], step_s)
+    if kept is not None:  # maintenance windows spend no budget (engine.evaluation.maintenance)
+        bad, total = bad * kept, total * kept
     out: dict[str, float | None] = {}
     span = plan.end - plan.start
     for s, slo in enumerate(slos):

@@ -63,14 +63,17 @@ class ReplayResult:
         """Alerts that reached the incident engine, once per incident they joined (re-fires
         and flaps of one alert inside its incident count once); held alerts never do."""
         totals = {"page": 0, "ticket": 0, "anomaly": 0}
-        for incident in self.incidents:
+        # An incident merged into its root cause's (dependency correlation) is part of that
+        # one for the on-call, and its alerts moved there: count neither twice.
+        kept = [i for i in self.incidents if i.merged_into is None]
+        for incident in kept:
             for severity, n in self.incident_alert_counts(incident).items():
                 totals[severity] += n
         return {
             "pages": totals["page"],
             "tickets": totals["ticket"],
             "anomalies": totals["anomaly"],
-            "incidents": len(self.incidents),
+            "incidents": len(kept),
             "budget_consumed": dict(self.budget_consumed),
         }
 

@@ -4,8 +4,9 @@ Fetches history in bulk, replays it through the daemon's evaluation, low-traffic
 anomaly detection and incident engine on a simulated clock (nothing is sent), and prints the
 alerts and incidents it would have produced — a table, or the documented JSON contract.
 
-Exit codes: 0 the replay ran; 1 invalid specs or labels; 2 it could not run (bad usage,
-Prometheus unreachable).
+Exit codes (docs/cli.md): 0 the replay ran; 1 invalid specs, labels or incident config;
+2 usage (a bad flag, a step the scrape interval cannot support); 3 Prometheus unreachable or
+not answering its API; 4 internal error.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,18 +26,37 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from engine.commands.app import app
+from engine.commands.exit_codes import ExitCode
+from engine.commands.options import (
+    TIME_HELP,
+    BasicAuthPasswordFile,
+    BasicAuthUser,
+    BearerTokenFile,
+    CaBundle,
+    ClientCert,
+    ClientKey,
+    PrometheusUrlOption,
+    SpecsOption,
+    TableFormat,
+    TimeoutOption,
+    WorkersOption,
+    duration_flag,
+    prometheus_access,
+    time_flag,
+)
+from engine.spec.durations import Duration
 
 if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts without them
     from engine.backtest.plan import ReplayPlan
     from engine.backtest.result import ReplayResult
     from engine.evaluation.source import EventSource
     from engine.incidents.config import IncidentConfig
-    from engine.spec.durations import Duration
     from engine.spec.models import SLO
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_CANNOT_RUN = 2
+EXIT_OK = ExitCode.OK
+EXIT_INVALID = ExitCode.FINDINGS
+EXIT_USAGE = ExitCode.USAGE
+EXIT_UNAVAILABLE = ExitCode.UNAVAILABLE
 
 _PHASES = {
     "fetch": "fetching history",
@@ -45,23 +64,6 @@ _PHASES = {
     "replay": "replaying",
     "report": "writing the report",
 }
-
-
-def parse_time(text: str) -> float:
-    """Unix seconds or RFC 3339 with a zone (2024-01-03T10:00:00Z)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not a time — use Unix seconds or RFC 3339 like 2024-01-03T10:00:00Z"
-        ) from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone — add Z or +00:00")
-    return parsed.timestamp()
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -158,101 +160,112 @@ def render_table(result: Any, scores: list[Any] | None, console: Console) -> Non
         console.print(table)
 
 
+StartOption = Annotated[
+    float, typer.Option("--start", parser=time_flag, metavar="TIME", help=f"{TIME_HELP}.")
+]
+EndOption = Annotated[
+    float, typer.Option("--end", parser=time_flag, metavar="TIME", help=f"{TIME_HELP}.")
+]
+StepOption = Annotated[
+    Duration | None,
+    typer.Option(
+        "--step",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Evaluation step (simulated cycle). Default: the daemon's finest step for "
+        "--scrape-interval (1m up to 30s scrapes, 2m30s at 60s). A step shorter than 2 "
+        "scrape intervals, or not dividing every window, is refused.",
+    ),
+]
+ScrapeIntervalOption = Annotated[
+    Duration,
+    typer.Option(
+        "--scrape-interval",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="How often Prometheus scraped the SLIs' series: rate() needs 2 samples per step.",
+    ),
+]
+FormatOption = Annotated[
+    TableFormat, typer.Option("--format", help="Tables, or the JSON document.")
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option("--report", metavar="FILE", help="Write an HTML report with plots here."),
+]
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels",
+        metavar="FILE",
+        help="YAML/JSON of known incident intervals per service: adds precision, recall, "
+        "detection and reset time per policy.",
+    ),
+]
+WarmupOption = Annotated[
+    Duration | None,
+    typer.Option(
+        parser=duration_flag,
+        metavar="DURATION",
+        help="History fetched before --start. Default: the longest SLO period (and the "
+        "anomaly history when enabled); at least the longest alert window.",
+    ),
+]
+IncidentConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--incident-config",
+        metavar="FILE",
+        help="Incident engine config (receivers, grouping, flap, severity rules). "
+        "Default: the runbook defaults with one catch-all receiver.",
+    ),
+]
+
+
 @app.command()
 def backtest(
-    specs: Annotated[
-        list[Path], typer.Option("--specs", help="SLO spec file or directory (repeatable).")
-    ],
-    prometheus_url: Annotated[
-        str, typer.Option("--prometheus-url", help="Prometheus base URL holding the history.")
-    ],
-    start: Annotated[str, typer.Option("--start", help="Unix seconds or RFC 3339.")],
-    end: Annotated[str, typer.Option("--end", help="Unix seconds or RFC 3339.")],
-    step: Annotated[
-        str | None,
-        typer.Option(
-            "--step",
-            help="Evaluation step (simulated cycle). Default: the daemon's finest step for "
-            "--scrape-interval (1m up to 30s scrapes, 2m30s at 60s). A step shorter than 2 "
-            "scrape intervals, or not dividing every window, is refused.",
-        ),
-    ] = None,
-    scrape_interval: Annotated[
-        str,
-        typer.Option(
-            "--scrape-interval",
-            help="How often Prometheus scraped the SLIs' series: rate() needs 2 samples per step.",
-        ),
-    ] = "15s",
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Write an HTML report with plots here.")
-    ] = None,
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            "--labels",
-            help="YAML/JSON of known incident intervals per service: adds precision, recall, "
-            "detection and reset time per policy.",
-        ),
-    ] = None,
-    warmup: Annotated[
-        str | None,
-        typer.Option(
-            help="History fetched before --start. Default: the longest SLO period (and the "
-            "anomaly history when enabled); at least the longest alert window."
-        ),
-    ] = None,
-    incident_config: Annotated[
-        Path | None,
-        typer.Option(
-            "--incident-config",
-            help="Incident engine config (receivers, grouping, flap, severity rules). "
-            "Default: the runbook defaults with one catch-all receiver.",
-        ),
-    ] = None,
-    bearer_token_file: Annotated[
-        Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 30.0,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Processes evaluating SLO groups in parallel (default: CPUs, ≤ 4)."),
-    ] = None,
+    specs: SpecsOption,
+    prometheus_url: PrometheusUrlOption,
+    start: StartOption,
+    end: EndOption,
+    step: StepOption = None,
+    scrape_interval: ScrapeIntervalOption = Duration.parse("15s"),
+    output_format: FormatOption = TableFormat.table,
+    report: ReportOption = None,
+    labels: LabelsOption = None,
+    warmup: WarmupOption = None,
+    incident_config: IncidentConfigOption = None,
+    bearer_token_file: BearerTokenFile = None,
+    basic_auth_user: BasicAuthUser = None,
+    basic_auth_password_file: BasicAuthPasswordFile = None,
+    ca_bundle: CaBundle = None,
+    client_cert: ClientCert = None,
+    client_key: ClientKey = None,
+    timeout: TimeoutOption = Duration.parse("30s"),
+    workers: WorkersOption = None,
 ) -> None:
     """Replay history through the alert policy and incident engine; nothing is sent."""
-    if output_format not in ("table", "json"):
-        raise _fail(f"--format must be table or json, not {output_format!r}", EXIT_CANNOT_RUN)
-    t0, t1, step_d, scrape, warmup_d = _parse_range(start, end, step, scrape_interval, warmup)
     slos = _load_slos(specs)
     known = _load_labels(labels)
     config = _load_incident_config(incident_config)
-    plan = _plan(slos, t0, t1, step_d, scrape, warmup_d)
+    plan = _plan(slos, start, end, step, scrape_interval, warmup)
     stderr = Console(stderr=True)
-    source = _prometheus(prometheus_url, timeout, bearer_token_file)
+    access = prometheus_access(
+        bearer_token_file,
+        basic_auth_user,
+        basic_auth_password_file,
+        ca_bundle,
+        client_cert,
+        client_key,
+    )
+    source = _prometheus(prometheus_url, timeout, access)
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
-    with _progress_bar(stderr.is_terminal or output_format == "table") as progress:
+    with _progress_bar(stderr.is_terminal or output_format is TableFormat.table) as progress:
         result = _fetch_and_replay(source, slos, plan, config, progress, report, n_workers)
     scores = _score(result, known) if labels is not None else None
     _output(result, scores, report, output_format, _history(source))
     for slo_id, message in sorted(result.errors.items()):
         stderr.print(f"[yellow]warning:[/yellow] {slo_id}: {message}", highlight=False)
-
-
-def _parse_range(
-    start: str, end: str, step: str | None, scrape_interval: str, warmup: str | None
-) -> tuple[float, float, Duration | None, Duration, Duration | None]:
-    """--start, --end, --step, --scrape-interval, --warmup; unreadable: exit 2."""
-    from engine.spec.durations import Duration, DurationError
-
-    try:
-        t0, t1 = parse_time(start), parse_time(end)
-        step_d = None if step is None else Duration.parse(step)
-        scrape = Duration.parse(scrape_interval)
-        warmup_d = None if warmup is None else Duration.parse(warmup)
-    except (ValueError, DurationError) as exc:
-        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
-    return t0, t1, step_d, scrape, warmup_d
 
 
 def _load_slos(specs: list[Path]) -> list[SLO]:
@@ -314,17 +327,18 @@ def _plan(
             check_step(step, scrape, slos)
         return make_plan(slos, t0, t1, step, warmup)
     except (ResolutionError, ValueError) as exc:
-        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+        raise _fail(str(exc), EXIT_USAGE) from None
 
 
-def _prometheus(url: str, timeout: float, bearer_token_file: Path | None) -> EventSource:
+def _prometheus(url: str, timeout: Duration, access: dict[str, Any]) -> EventSource:
+    """The Prometheus source with the auth/TLS flags (engine/commands/options.py); options
+    that cannot work together (a key without its certificate): exit 2."""
     from engine.source.prometheus import PrometheusSource
 
-    return PrometheusSource(
-        url,
-        timeout=timeout,
-        bearer_token_file=None if bearer_token_file is None else str(bearer_token_file),
-    )
+    try:
+        return PrometheusSource(url, timeout=timeout.seconds, **access)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
 
 
 def _fetch_and_replay(
@@ -336,7 +350,7 @@ def _fetch_and_replay(
     report: Path | None,
     workers: int,
 ) -> ReplayResult:
-    """Fetch the history (Prometheus unavailable: exit 2), then replay it; traces for the
+    """Fetch the history (Prometheus unavailable: exit 3), then replay it; traces for the
     plots only when a report is asked for. Grouped SLOs are replayed as their instances."""
     from engine.backtest.replay import fetch_history, replay
     from engine.evaluation.source import SourceUnavailable
@@ -345,7 +359,7 @@ def _fetch_and_replay(
     try:
         rates = fetch_history(source, slos, plan, progress)
     except SourceUnavailable as exc:
-        raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
+        raise _fail(f"Prometheus is unavailable: {exc}", EXIT_UNAVAILABLE) from None
     return replay(slos, rates, plan, config, progress, traces=report is not None, workers=workers)
 
 
@@ -353,17 +367,16 @@ def _grouped_instances(source: EventSource, slos: list[SLO], plan: ReplayPlan) -
     """Grouped SLOs' groups, discovered once over the whole fetched range (the replay and
     its warm-up, ending at --end): every group with traffic in it is replayed as an SLO of
     its own, instances after their base. Failures and dropped groups are warnings; no
-    discovery answered at all: exit 2."""
+    discovery answered at all: exit 3."""
     if not any(slo.grouped for slo in slos):
         return slos
     from engine.source.discovery import all_unreachable, inventory_once
-    from engine.spec.durations import Duration
 
     window = Duration(round((plan.end - plan.fetch_start) * 1000))
     inventory, answers = inventory_once(source, slos, plan.end, window)
     unreachable = all_unreachable(answers)
     if unreachable is not None:
-        raise _fail(f"Prometheus is unavailable: {unreachable}", EXIT_CANNOT_RUN)
+        raise _fail(f"Prometheus is unavailable: {unreachable}", EXIT_UNAVAILABLE)
     stderr = Console(stderr=True)
     for base_id, answer in answers.items():
         if answer.error is not None:
@@ -389,7 +402,7 @@ def _output(
     result: ReplayResult,
     scores: list[Any] | None,
     report: Path | None,
-    output_format: str,
+    output_format: TableFormat,
     history: dict[str, Any],
 ) -> None:
     """The HTML report if asked for, then the table or JSON on stdout."""
@@ -398,7 +411,7 @@ def _output(
 
         with _progress_bar(Console(stderr=True).is_terminal) as progress:
             write_report(result, report, scores, progress)
-    if output_format == "json":
+    if output_format is TableFormat.json:
         obj: dict[str, Any] = result.to_json()
         if scores is not None:
             obj["labels"] = [s.to_json() for s in scores]

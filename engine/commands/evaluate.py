@@ -1,9 +1,9 @@
 """`slo-engine evaluate`: one evaluation of every SLO at one instant, as a table or JSON.
 
-Exit codes are part of the contract (CI and cron jobs branch on them):
-0 the evaluation ran, even if SLOs are burning or some of their queries failed;
-1 the specs are invalid (nothing was evaluated);
-2 it could not run at all (bad usage, or the source was unreachable for every SLO).
+Exit codes (engine/commands/exit_codes.py, docs/cli.md): 0 the evaluation ran, even if SLOs
+are burning or some of their queries failed; 1 the specs are invalid (nothing was
+evaluated); 2 usage (a bad flag, a missing path, a step the scrape interval cannot support);
+3 Prometheus unreachable or not answering its API for every SLO; 4 internal error.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,7 +24,23 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.commands.app import app
-from engine.evaluation.result import SLOEvaluation
+from engine.commands.exit_codes import ExitCode
+from engine.commands.options import (
+    TIME_HELP,
+    BasicAuthPasswordFile,
+    BasicAuthUser,
+    BearerTokenFile,
+    CaBundle,
+    ClientCert,
+    ClientKey,
+    SpecsOption,
+    TableFormat,
+    TimeoutOption,
+    duration_flag,
+    prometheus_access,
+    time_flag,
+)
+from engine.evaluation.result import SLOEvaluation, WindowValue, is_partial
 from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.spec.durations import Duration
 from engine.spec.group_labels import label_set_text
@@ -34,9 +51,10 @@ if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts w
     from engine.evaluation.instant import WindowCounts
     from engine.evaluation.resolution import Resolution
 
-EXIT_OK = 0
-EXIT_INVALID_SPECS = 1
-EXIT_CANNOT_RUN = 2
+EXIT_OK = ExitCode.OK
+EXIT_INVALID_SPECS = ExitCode.FINDINGS
+EXIT_USAGE = ExitCode.USAGE
+EXIT_UNAVAILABLE = ExitCode.UNAVAILABLE
 
 _STATUS_STYLE = {
     "ok": "green",
@@ -103,11 +121,34 @@ def _slo_cell(slo: SLO, previous: SLO | None) -> str:
     return slo.id
 
 
+def _window_cell(value: WindowValue | None) -> Text:
+    """Burn rate over error ratio; a partial window adds a third line, e.g. `52% covered`
+    (engine.evaluation.coverage), so a 30d column over two days of data says so."""
+    if value is None or value.error_ratio is None:
+        return Text("—", style="dim")
+    cell = Text(_burn(value.burn_rate))
+    cell.append(f"\n{_percent(value.error_ratio)}", style="dim")
+    if is_partial(value.coverage):
+        cell.append(f"\n{_percent(value.coverage, 2)} covered", style="yellow")
+    return cell
+
+
+def _budget_cell(evaluation: SLOEvaluation) -> Text:
+    """Budget remaining; over a partial period also `partial: 10% of 30d`."""
+    cell = Text(_percent(evaluation.error_budget_remaining))
+    if evaluation.budget_partial:
+        covered = _percent(evaluation.budget_coverage, 2)
+        cell.append(f"\npartial: {covered} of {evaluation.slo.period}", style="yellow")
+    return cell
+
+
 def render_table(evaluations: Sequence[SLOEvaluation], at: float, console: Console) -> None:
     windows = sorted({w for e in evaluations for w in e.windows})
     table = Table(
         title=f"SLO evaluation at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(at))}",
-        caption="per window: burn rate over error ratio; budget = error budget remaining",
+        caption="per window: burn rate over error ratio, then the share of the window with "
+        "data when it is partial (under 99 %); budget = error budget remaining, "
+        "partial when computed over part of its period",
         header_style="bold",
     )
     table.add_column("SLO", overflow="fold")
@@ -122,15 +163,8 @@ def render_table(evaluations: Sequence[SLOEvaluation], at: float, console: Conso
             _slo_cell(evaluation.slo, previous),
             Text(evaluation.status, style=_STATUS_STYLE.get(evaluation.status, "")),
         ]
-        for window in windows:
-            value = evaluation.windows.get(window)
-            if value is None or value.error_ratio is None:
-                cells.append(Text("—", style="dim"))
-            else:
-                cell = Text(_burn(value.burn_rate))
-                cell.append(f"\n{_percent(value.error_ratio)}", style="dim")
-                cells.append(cell)
-        cells.append(_percent(evaluation.error_budget_remaining))
+        cells += [_window_cell(evaluation.windows.get(window)) for window in windows]
+        cells.append(_budget_cell(evaluation))
         alerts = Text()
         for alert in evaluation.alerts:
             if alert.held is None:
@@ -164,81 +198,88 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+PrometheusUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-url", metavar="URL", help="Prometheus base URL, e.g. http://prometheus:9090"
+    ),
+]
+OpenMetricsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--openmetrics",
+        metavar="FILE",
+        help="Evaluate offline against this OpenMetrics file (the backfill format) "
+        "instead of a Prometheus server.",
+    ),
+]
+AtOption = Annotated[
+    float | None,
+    typer.Option(
+        "--at",
+        parser=time_flag,
+        metavar="TIME",
+        help=f"Evaluation time: {TIME_HELP}. Default: now (with --openmetrics: the "
+        "file's last sample).",
+    ),
+]
+FormatOption = Annotated[
+    TableFormat, typer.Option("--format", help="A table, or the JSON document.")
+]
+ScrapeIntervalOption = Annotated[
+    Duration,
+    typer.Option(
+        "--scrape-interval",
+        parser=duration_flag,
+        metavar="DURATION",
+        help="How often Prometheus scrapes the SLIs' series. The finest evaluation step "
+        "is the smallest step ≥ 2 × this (≥ 1m) dividing every window: 60s gives 2m30s.",
+    ),
+]
+
+
 @app.command()
 def evaluate(
-    specs: Annotated[
-        list[Path],
-        typer.Option("--specs", help="SLO spec file or directory (repeatable)."),
-    ],
-    prometheus_url: Annotated[
-        str | None,
-        typer.Option("--prometheus-url", help="Prometheus base URL, e.g. http://prometheus:9090"),
-    ] = None,
-    openmetrics: Annotated[
-        Path | None,
-        typer.Option(
-            "--openmetrics",
-            help="Evaluate offline against this OpenMetrics file (the backfill format) "
-            "instead of a Prometheus server.",
-        ),
-    ] = None,
-    at: Annotated[
-        float | None,
-        typer.Option(
-            "--at",
-            help="Evaluation time, unix seconds. Default: now (with --openmetrics: the "
-            "file's last sample).",
-        ),
-    ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
-    bearer_token_file: Annotated[
-        Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
-    ] = None,
-    basic_auth_user: Annotated[str | None, typer.Option(help="Basic auth user name.")] = None,
-    basic_auth_password_file: Annotated[
-        Path | None, typer.Option(help="File holding the basic auth password.")
-    ] = None,
-    ca_bundle: Annotated[
-        Path | None, typer.Option(help="CA bundle (PEM) to verify Prometheus' certificate.")
-    ] = None,
-    client_cert: Annotated[
-        Path | None, typer.Option(help="Client certificate (PEM) for mutual TLS.")
-    ] = None,
-    client_key: Annotated[Path | None, typer.Option(help="Key of the client certificate.")] = None,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 10.0,
-    scrape_interval: Annotated[
-        str,
-        typer.Option(
-            "--scrape-interval",
-            help="How often Prometheus scrapes the SLIs' series. The finest evaluation step "
-            "is the smallest step ≥ 2 × this (≥ 1m) dividing every window: 60s gives 2m30s.",
-        ),
-    ] = "15s",
+    specs: SpecsOption,
+    prometheus_url: PrometheusUrlOption = None,
+    openmetrics: OpenMetricsOption = None,
+    at: AtOption = None,
+    output_format: FormatOption = TableFormat.table,
+    bearer_token_file: BearerTokenFile = None,
+    basic_auth_user: BasicAuthUser = None,
+    basic_auth_password_file: BasicAuthPasswordFile = None,
+    ca_bundle: CaBundle = None,
+    client_cert: ClientCert = None,
+    client_key: ClientKey = None,
+    timeout: TimeoutOption = Duration.parse("10s"),
+    scrape_interval: ScrapeIntervalOption = Duration.parse("15s"),
 ) -> None:
     """Evaluate every SLO once: burn rates per window, error budget remaining, alerts."""
-    scrape = _check_usage(output_format, scrape_interval, prometheus_url, openmetrics)
+    _check_usage(prometheus_url, openmetrics)
     slos = _load_slos(specs)
-    options = {
-        "timeout": timeout,
-        "bearer_token_file": _str(bearer_token_file),
-        "basic_auth_user": basic_auth_user,
-        "basic_auth_password_file": _str(basic_auth_password_file),
-        "ca_bundle": _str(ca_bundle),
-        "client_cert": _str(client_cert),
-        "client_key": _str(client_key),
+    options: dict[str, Any] = {
+        "timeout": timeout.seconds,
+        **prometheus_access(
+            bearer_token_file,
+            basic_auth_user,
+            basic_auth_password_file,
+            ca_bundle,
+            client_cert,
+            client_key,
+        ),
     }
     with ExitStack() as stack:
         inner, at = _open_source(stack, prometheus_url, openmetrics, at, options)
         source = _WatchedSource(inner)
         source.on_answer = stack.enter_context(_fetch_progress())
         when = time.time() if at is None else at
-        resolution, evaluations, sparse = _evaluate_all(slos, source, scrape, when)
+        resolution, evaluations, sparse = _evaluate_all(slos, source, scrape_interval, when)
     _warn_sparse(resolution, sparse)
     # The evaluator floors the instant to its finest step; report the instant it used.
     evaluated_at = evaluations[0].evaluated_at if evaluations else when
     _print(evaluations, evaluated_at, output_format)
     if source.unavailable is not None and not source.fetched:
-        raise _fail(f"Prometheus is unavailable: {source.unavailable}", EXIT_CANNOT_RUN)
+        raise _fail(f"Prometheus is unavailable: {source.unavailable}", EXIT_UNAVAILABLE)
 
 
 @contextmanager
@@ -257,23 +298,10 @@ def _fetch_progress() -> Iterator[Callable[[str], None]]:
         yield lambda text: bar.update(task, description=f"fetching from Prometheus: {text}")
 
 
-def _check_usage(
-    output_format: str, scrape_interval: str, prometheus_url: str | None, openmetrics: Path | None
-) -> Duration:
-    """The options that need nothing loaded; wrong: exit 2. Returns the scrape interval."""
-    from engine.spec.durations import DurationError
-
-    if output_format not in ("table", "json"):
-        raise _fail(f"--format must be table or json, not {output_format!r}", EXIT_CANNOT_RUN)
-    try:
-        scrape = Duration.parse(scrape_interval)
-    except DurationError as exc:
-        raise _fail(f"--scrape-interval: {exc}", EXIT_CANNOT_RUN) from None
+def _check_usage(prometheus_url: str | None, openmetrics: Path | None) -> None:
+    """Exactly one source; otherwise exit 2 (the flags parse their own values)."""
     if (prometheus_url is None) == (openmetrics is None):
-        raise _fail(
-            "give exactly one of --prometheus-url URL or --openmetrics FILE", EXIT_CANNOT_RUN
-        )
-    return scrape
+        raise _fail("give exactly one of --prometheus-url URL or --openmetrics FILE", EXIT_USAGE)
 
 
 def _load_slos(specs: list[Path]) -> list[SLO]:
@@ -282,7 +310,7 @@ def _load_slos(specs: list[Path]) -> list[SLO]:
 
     missing = [str(p) for p in specs if not p.exists()]
     if missing:
-        raise _fail("no such file or directory: " + ", ".join(missing), EXIT_CANNOT_RUN)
+        raise _fail("no such file or directory: " + ", ".join(missing), EXIT_USAGE)
     loaded = load_specs(specs)
     if loaded.errors:
         err = Console(stderr=True)
@@ -303,7 +331,7 @@ def _open_source(
     options: dict[str, Any],
 ) -> tuple[Any, float | None]:
     """The source to read (closed with `stack`) and the instant: an offline file's last
-    sample when --at is not given. Cannot open it: exit 2."""
+    sample when --at is not given. Unreachable: exit 3; unusable options or file: exit 2."""
     from engine.source.prometheus import PrometheusSource
 
     try:
@@ -317,8 +345,10 @@ def _open_source(
         else:
             assert prometheus_url is not None
             inner = PrometheusSource(prometheus_url, **options)
-    except (SourceUnavailable, ValueError, OSError) as exc:
-        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+    except SourceUnavailable as exc:
+        raise _fail(str(exc), EXIT_UNAVAILABLE) from None
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
     return inner, at
 
 
@@ -329,16 +359,24 @@ def _evaluate_all(
     the SLOs whose fine steps look too sparse. Grouped SLOs without a group are `no_data`
     under their base id; instances follow their base (the spec's order)."""
     from engine.evaluation.groups import in_spec_order, undiscovered_evaluations
+    from engine.evaluation.maintenance import touches_maintenance
     from engine.evaluation.resolution import ResolutionError, resolution_for
+    from engine.evaluation.timeslices import has_timeslices
 
     instances, placeholders = _discover_groups(slos, source, when)
     if not instances:  # only grouped SLOs, none with a group yet: nothing to ask for
         try:
             resolution, evaluations, sparse = resolution_for(slos, scrape), [], {}
         except ResolutionError as exc:
-            raise _fail(str(exc), EXIT_CANNOT_RUN) from None
-    elif hasattr(source.inner, "window_counts"):
-        # One shot: whole-window instant queries, no cache to fill and throw away.
+            raise _fail(str(exc), EXIT_USAGE) from None
+    elif (
+        hasattr(source.inner, "window_counts")
+        and not touches_maintenance(instances, when)
+        and not has_timeslices(instances)
+    ):
+        # One shot: whole-window instant queries, no cache to fill and throw away (not over
+        # a maintenance window, not for time-slice SLOs: only per-step counts can leave a
+        # window's events out or judge each slice).
         resolution, evaluations, sparse = _evaluate_once(instances, source, scrape, when)
     else:
         evaluator, evaluations = _evaluate_at(instances, source, scrape, when)
@@ -359,7 +397,7 @@ def _discover_groups(
     """Grouped SLOs' groups, discovered once at `when` (engine.source.discovery): the SLOs
     and instances to evaluate, and the grouped SLOs without any group. Failed discoveries
     and groups beyond max_groups are warnings; a source that answered no discovery and no
-    fetch is "unavailable" (exit 2)."""
+    fetch is "unavailable" (exit 3)."""
     if not any(slo.grouped for slo in slos):
         return slos, []
     from engine.source.discovery import all_unreachable, inventory_once
@@ -388,19 +426,19 @@ def _discover_groups(
 def _evaluate_at(
     slos: list[SLO], source: _WatchedSource, scrape: Duration, when: float
 ) -> tuple[Evaluator, list[SLOEvaluation]]:
-    """One evaluation at `when`; a step the scrape interval cannot support, or a source
-    unreachable for every SLO: exit 2."""
+    """One evaluation at `when`; a step the scrape interval cannot support: exit 2; a
+    source unreachable for every SLO: exit 3."""
     from engine.evaluation.evaluator import Evaluator
     from engine.evaluation.resolution import ResolutionError
 
     try:
         evaluator = Evaluator(slos, source, scrape_interval=scrape)
     except ResolutionError as exc:
-        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+        raise _fail(str(exc), EXIT_USAGE) from None
     try:
         evaluations = evaluator.evaluate(when)
     except SourceUnavailable as exc:
-        raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
+        raise _fail(f"Prometheus is unavailable: {exc}", EXIT_UNAVAILABLE) from None
     return evaluator, evaluations
 
 
@@ -408,15 +446,18 @@ def _evaluate_once(
     slos: list[SLO], source: _WatchedSource, scrape: Duration, when: float
 ) -> tuple[Resolution, list[SLOEvaluation], dict[str, float]]:
     """One evaluation at `when` from whole-window counts (engine.evaluation.instant), and
-    the SLOs whose fine steps look too sparse for the daemon; exit 2 as `_evaluate_at`."""
+    the SLOs whose fine steps look too sparse for the daemon; exits as `_evaluate_at`."""
     from engine.evaluation.evaluator import SPARSE_FINE_COVERAGE
     from engine.evaluation.instant import evaluate_once, sparse_fine_steps_once
     from engine.evaluation.resolution import ResolutionError
+    from engine.source.window_coverage import window_coverage
 
+    # Every window's coverage, from one subquery per window (engine.source.window_coverage).
+    coverage = partial(window_coverage, source)
     try:
-        once = evaluate_once(slos, source, when, scrape_interval=scrape)
+        once = evaluate_once(slos, source, when, scrape_interval=scrape, coverage=coverage)
     except ResolutionError as exc:
-        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+        raise _fail(str(exc), EXIT_USAGE) from None
     sparse: dict[str, float] = {}
     if once.events is not None:
         sparse = sparse_fine_steps_once(
@@ -434,8 +475,10 @@ def _warn_sparse(resolution: Resolution, sparse: dict[str, float]) -> None:
         warn.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
 
-def _print(evaluations: list[SLOEvaluation], evaluated_at: float, output_format: str) -> None:
-    if output_format == "json":
+def _print(
+    evaluations: list[SLOEvaluation], evaluated_at: float, output_format: TableFormat
+) -> None:
+    if output_format is TableFormat.json:
         sys.stdout.write(json.dumps(evaluations_json(evaluations, evaluated_at), indent=2) + "\n")
     else:
         console = Console()
@@ -443,7 +486,3 @@ def _print(evaluations: list[SLOEvaluation], evaluated_at: float, output_format:
             # Piped into a file or CI log: no terminal width to respect, keep rows on one line.
             console = Console(width=200)
         render_table(evaluations, evaluated_at, console)
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)

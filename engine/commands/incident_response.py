@@ -6,8 +6,9 @@ incident engine and the store's stale-safe write, so it notifies whom the daemon
 (give `--config`, the daemon's incident config) and works while the daemon runs. The actor
 is `--by`, default your user name. `review` only reads: it drafts the post-incident review.
 
-Exit codes: 0 done; 1 no such incident (or action item), or not possible in its state;
-2 cannot run (no store, bad config or option).
+Exit codes (docs/cli.md): 0 done; 1 no such incident (or action item), or not possible in
+its state; 2 usage (no store, bad config or option); 3 the store cannot be opened or its
+state kept changing under every retry; 4 internal error.
 """
 
 from __future__ import annotations
@@ -24,28 +25,30 @@ import typer
 from engine.commands.incidents import (
     EXIT_CANNOT_RUN,
     EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
     By,
     ConfigFile,
     Format,
+    IncidentFormat,
     StateDir,
-    _check_format,
     _config,
     _fail,
     _open_store,
     _report,
     incidents_app,
 )
+from engine.commands.options import DocumentFormat, duration_flag
 from engine.incidents.actions import KEEP
 from engine.incidents.engine import Declaration, IncidentEngine, IncidentError
 from engine.incidents.incident import Incident, IncidentStatus, Severity
 from engine.incidents.response import ActionStatus, IncidentCategory, Role, UpdateContent
 from engine.incidents.review import review_context
 from engine.incidents.state import Decision
-from engine.spec.durations import Duration, DurationError
+from engine.spec.durations import Duration
 from engine.store.apply import StateKeptChanging, apply_with_retry
 from engine.store.base import IncidentStore
 
-IncidentId = Annotated[str, typer.Argument(help="e.g. INC-2024-0001")]
+IncidentId = Annotated[str, typer.Argument(metavar="INCIDENT_ID", help="e.g. INC-2024-0001")]
 Action = Callable[[IncidentEngine, float, IncidentStore], Decision]
 
 action_app = typer.Typer(
@@ -66,7 +69,7 @@ def _decide(state_dir: Path, config_path: Path | None, what: str, action: Action
             raise _fail(str(exc), EXIT_NOT_FOUND) from None
         except StateKeptChanging:
             raise _fail(
-                f"{what}: the state kept changing underneath; try again", EXIT_CANNOT_RUN
+                f"{what}: the state kept changing underneath; try again", EXIT_UNAVAILABLE
             ) from None
 
 
@@ -107,10 +110,9 @@ def declare(
     note: Annotated[str, typer.Option(help="More context for the timeline.")] = "",
     by: By = None,
     config: ConfigFile = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Declare an incident by hand: a breach, leaked keys, a DDoS — what no SLO sees."""
-    _check_format(fmt)
     if tier is not None and tier not in ("critical", "important", "standard"):
         raise _fail(f"--tier {tier!r}: use critical, important or standard", EXIT_CANNOT_RUN)
     declaration = Declaration(
@@ -138,10 +140,9 @@ def status(
     note: Annotated[str, typer.Option(help="What changed (required: the runbook asks for it).")],
     by: By = None,
     config: ConfigFile = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Move an incident along the runbook's workflow, with a note."""
-    _check_format(fmt)
     target = _choice(to.lower(), IncidentStatus, "status")
     if not note.strip():
         raise _fail("--note: say what changed", EXIT_CANNOT_RUN)
@@ -163,10 +164,9 @@ def severity(
     reason: Annotated[str, typer.Option(help="Why (required).")],
     by: By = None,
     config: ConfigFile = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Raise or lower an incident's severity, with the reason."""
-    _check_format(fmt)
     level = _choice(to.upper(), Severity, "severity")
     if not reason.strip():
         raise _fail("--reason: say why", EXIT_CANNOT_RUN)
@@ -193,10 +193,9 @@ def assign(
     state_dir: StateDir,
     by: By = None,
     config: ConfigFile = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Assign a role, or hand it over from whoever holds it."""
-    _check_format(fmt)
     try:
         parsed = Role.parse(role)
     except ValueError as exc:
@@ -219,7 +218,12 @@ def update(
     actions: Annotated[str, typer.Option("--actions", help="What the responders are doing.")],
     expected_resolution: Annotated[str, typer.Option(help="When it should be over.")],
     next_update: Annotated[
-        str | None, typer.Option(help="When the next update comes, e.g. 20m (default: cadence).")
+        Duration | None,
+        typer.Option(
+            parser=duration_flag,
+            metavar="DURATION",
+            help="When the next update comes, e.g. 20m (default: cadence).",
+        ),
     ] = None,
     customer_message: Annotated[
         str | None, typer.Option(help="What customers read on the status page.")
@@ -232,14 +236,10 @@ def update(
     ] = None,
     by: By = None,
     config: ConfigFile = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Post a stakeholder update: to the receivers, and to the status page when public."""
-    _check_format(fmt)
-    try:
-        after = None if next_update is None else Duration.parse(next_update).seconds
-    except DurationError as exc:
-        raise _fail(f"--next-update: {exc}", EXIT_CANNOT_RUN) from None
+    after = None if next_update is None else next_update.seconds
     content = UpdateContent(impact, actions, expected_resolution, after, customer_message, public)
     who = _who(by)
     decision = _decide(
@@ -256,11 +256,11 @@ def review(
     incident_id: IncidentId,
     state_dir: StateDir,
     config: ConfigFile = None,
-    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) or json.")] = "md",
+    fmt: Annotated[
+        DocumentFormat, typer.Option("--format", help="Markdown, or JSON.")
+    ] = DocumentFormat.md,
 ) -> None:
     """Draft the post-incident review: timeline, impact, responders, action items."""
-    if fmt not in ("md", "json"):
-        raise _fail(f"--format {fmt!r}: use md or json", EXIT_CANNOT_RUN)
     with _open_store(state_dir) as store:
         incident = store.get_incident(incident_id)
     if incident is None:
@@ -279,10 +279,9 @@ def close_review(
     note: Annotated[str, typer.Option(help="Where the review lives, what came of it.")] = "",
     by: By = None,
     config: ConfigFile = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Close the post-incident review: an incident in `review` is resolved."""
-    _check_format(fmt)
     who = _who(by)
     decision = _decide(
         state_dir,
@@ -306,10 +305,9 @@ def action_add(
     state_dir: StateDir,
     owner: Annotated[str | None, typer.Option(help="Who owns it.")] = None,
     by: By = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Add an action item (open) to an incident, open or closed."""
-    _check_format(fmt)
     who = _who(by)
     decision = _decide(
         state_dir,
@@ -332,7 +330,6 @@ def _change_item(
     status: ActionStatus | None = None,
     owner: str | None = KEEP,
 ) -> None:
-    _check_format(fmt)
     who = _who(by)
     decision = _decide(
         state_dir,
@@ -355,7 +352,7 @@ def action_done(
     item_id: ItemId,
     state_dir: StateDir,
     by: By = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Mark an action item done."""
     _change_item(incident_id, item_id, state_dir, by, fmt, status="done")
@@ -367,7 +364,7 @@ def action_reopen(
     item_id: ItemId,
     state_dir: StateDir,
     by: By = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Open a done action item again."""
     _change_item(incident_id, item_id, state_dir, by, fmt, status="open")
@@ -380,7 +377,7 @@ def action_assign(
     owner: Annotated[str, typer.Argument(help="Who owns it now.")],
     state_dir: StateDir,
     by: By = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Give an action item to someone."""
     _change_item(incident_id, item_id, state_dir, by, fmt, owner=owner)

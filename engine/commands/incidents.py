@@ -8,7 +8,9 @@ would (queued in the outbox; the daemon's outbox worker delivers them). If the d
 changes the state at the same moment, the store refuses the stale write and the command
 reloads and retries.
 
-Exit codes: 0 done; 1 no such open incident; 2 cannot run (no store, bad config).
+Exit codes (docs/cli.md): 0 done; 1 no such open incident; 2 usage (a bad flag, no store in
+--state-dir, a bad incident config); 3 the store cannot be opened or its state kept changing
+under every retry; 4 internal error.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import getpass
 import json
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.commands.app import app
+from engine.commands.exit_codes import ExitCode
 from engine.incidents.config import IncidentConfig, load_incident_config
 from engine.incidents.engine import IncidentEngine, IncidentError
 from engine.incidents.incident import Incident, IncidentStatus, Severity, iso
@@ -37,9 +41,17 @@ from engine.store.apply import StateKeptChanging, apply_with_retry
 from engine.store.base import StoreError
 from engine.store.sqlite import DB_FILENAME, SQLiteStore
 
-EXIT_OK = 0
-EXIT_NOT_FOUND = 1
-EXIT_CANNOT_RUN = 2
+EXIT_OK = ExitCode.OK
+EXIT_NOT_FOUND = ExitCode.FINDINGS
+EXIT_CANNOT_RUN = ExitCode.USAGE
+EXIT_UNAVAILABLE = ExitCode.UNAVAILABLE
+
+
+class IncidentFormat(StrEnum):
+    table = "table"
+    text = "text"  # the same table: the older spelling
+    json = "json"
+
 
 incidents_app = typer.Typer(
     help="List, show, acknowledge and resolve incidents in a state directory.",
@@ -58,16 +70,25 @@ _STATUS_STYLE = {
 
 StateDir = Annotated[
     Path,
-    typer.Option("--state-dir", help="The daemon's state directory (holds incidents.sqlite3)."),
+    typer.Option(
+        "--state-dir",
+        metavar="DIR",
+        help="The daemon's state directory (holds incidents.sqlite3).",
+    ),
 ]
-Format = Annotated[str, typer.Option("--format", help="table (text) or json.")]
+Format = Annotated[IncidentFormat, typer.Option("--format", help="A table, or JSON.")]
 ConfigFile = Annotated[
     Path | None,
     typer.Option(
-        "--config", help="Incident config YAML (receivers, escalation) — as the daemon uses."
+        "--config",
+        metavar="FILE",
+        help="Incident config YAML (receivers, escalation) — as the daemon uses.",
     ),
 ]
-By = Annotated[str | None, typer.Option("--by", help="Who is acting (default: your user name).")]
+By = Annotated[
+    str | None,
+    typer.Option("--by", metavar="NAME", help="Who is acting (default: your user name)."),
+]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -85,13 +106,7 @@ def _open_store(state_dir: Path) -> SQLiteStore:
     try:
         return SQLiteStore(state_dir / DB_FILENAME)
     except StoreError as exc:
-        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in ("table", "text", "json"):
-        raise _fail(f"--format {fmt!r}: use table or json", EXIT_CANNOT_RUN)
-    return fmt
+        raise _fail(str(exc), EXIT_UNAVAILABLE) from None
 
 
 def _when(ts: float | None) -> str:
@@ -111,10 +126,9 @@ def list_incidents(
     ] = "open",
     severity: Annotated[str | None, typer.Option(help="Only this severity, e.g. SEV1.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Incidents, newest first."""
-    _check_format(fmt)
     if status not in ("open", "all", *(s.value for s in IncidentStatus)):
         raise _fail(
             f"--status {status!r}: use open, "
@@ -248,12 +262,11 @@ def _show(incident: Incident) -> None:
 
 @incidents_app.command("show")
 def show(
-    incident_id: Annotated[str, typer.Argument(help="e.g. INC-2024-0001")],
+    incident_id: Annotated[str, typer.Argument(metavar="INCIDENT_ID", help="e.g. INC-2024-0001")],
     state_dir: StateDir,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """One incident with its full timeline."""
-    _check_format(fmt)
     with _open_store(state_dir) as store:
         incident = store.get_incident(incident_id)
     if incident is None:
@@ -317,17 +330,16 @@ def _report(decision: Decision, verb: str, fmt: str) -> None:
 
 @incidents_app.command("ack")
 def ack(
-    incident_id: Annotated[str, typer.Argument(help="e.g. INC-2024-0001")],
+    incident_id: Annotated[str, typer.Argument(metavar="INCIDENT_ID", help="e.g. INC-2024-0001")],
     state_dir: StateDir,
     by: By = None,
     commander: Annotated[
         str | None, typer.Option(help="Incident commander (default: whoever acks).")
     ] = None,
     config: ConfigFile = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Acknowledge an incident: stops escalation and repeat notifications."""
-    _check_format(fmt)
     who = by or getpass.getuser()
     decision = _act(
         state_dir,
@@ -340,15 +352,14 @@ def ack(
 
 @incidents_app.command("resolve")
 def resolve(
-    incident_id: Annotated[str, typer.Argument(help="e.g. INC-2024-0001")],
+    incident_id: Annotated[str, typer.Argument(metavar="INCIDENT_ID", help="e.g. INC-2024-0001")],
     state_dir: StateDir,
     by: By = None,
     note: Annotated[str, typer.Option(help="Resolution note for the timeline.")] = "",
     config: ConfigFile = None,
-    fmt: Format = "table",
+    fmt: Format = IncidentFormat.table,
 ) -> None:
     """Resolve an incident by hand. Alerts still firing must clear before they page again."""
-    _check_format(fmt)
     who = by or getpass.getuser()
     decision = _act(
         state_dir, config, incident_id, lambda e, now: e.resolve(now, incident_id, who, note)

@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from engine.commands import options
 from engine.commands.app import app
+from engine.commands.env_flags import EnvFlagsCommand
+from engine.commands.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     import uvicorn
@@ -31,8 +34,9 @@ if TYPE_CHECKING:
     from engine.daemon.runtime import Runtime
     from engine.daemon.scheduler import DaemonScheduler
 
-EXIT_INVALID_SPECS = 1
-EXIT_BAD_CONFIG = 2
+# docs/cli.md: a configuration key is a flag (every flag is one), so a bad one is usage.
+EXIT_INVALID_SPECS = ExitCode.FINDINGS
+EXIT_BAD_CONFIG = ExitCode.USAGE
 
 log = logging.getLogger("engine.daemon")
 
@@ -71,7 +75,8 @@ ListenOption = Annotated[
     str | None, typer.Option("--listen", help="HOST:PORT of the HTTP API [127.0.0.1:8080].")
 ]
 IntervalOption = Annotated[
-    str | None, typer.Option("--interval", help="Evaluation interval, e.g. 30s [30s].")
+    str | None,
+    typer.Option("--interval", metavar="DURATION", help="Evaluation interval, e.g. 30s [30s]."),
 ]
 WebhookOption = Annotated[
     list[str] | None,
@@ -81,7 +86,7 @@ ApiTokenFileOption = Annotated[
     Path | None,
     typer.Option(
         "--api-token-file",
-        help="API tokens, one per line: TOKEN [ROLE[,ROLE]] [name=NAME]; roles read, "
+        help="API tokens, one per line: TOKEN \\[ROLE[,ROLE]] \\[name=NAME]; roles read, "
         "responder, admin, security (read-only = read; no role: all of them).",
     ),
 ]
@@ -89,21 +94,31 @@ BlindAfterCyclesOption = Annotated[
     int | None,
     typer.Option(help="Failed cycles before the 'SLO evaluation blind' incident [3]."),
 ]
+InvalidSpecsGraceOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="DURATION",
+        help="How long a reload may leave the specs invalid (last good set kept) before "
+        "the 'SLO specs invalid' warning incident [10m].",
+    ),
+]
 QueryTimeoutOption = Annotated[
-    str | None, typer.Option(help="Per-request timeout for Prometheus [10s].")
+    str | None,
+    typer.Option(metavar="DURATION", help="Per-request timeout for Prometheus [10s]."),
 ]
 ScrapeIntervalOption = Annotated[
     str | None,
     typer.Option(
+        metavar="DURATION",
         help="How often Prometheus scrapes the SLIs' series; sets the finest evaluation "
-        "step (≥ 2 scrapes per step: 60s → 2m30s) [15s]."
+        "step (≥ 2 scrapes per step: 60s → 2m30s) [15s].",
     ),
 ]
 ConcurrencyOption = Annotated[
     int | None, typer.Option(help="Prometheus requests in flight at once [4].")
 ]
 DeliveryIntervalOption = Annotated[
-    str | None, typer.Option(help="How often the outbox is delivered [5s].")
+    str | None, typer.Option(metavar="DURATION", help="How often the outbox is delivered [5s].")
 ]
 DashboardUrlOption = Annotated[
     str | None, typer.Option(help="Grafana base URL for dashboard links in alerts.")
@@ -111,18 +126,13 @@ DashboardUrlOption = Annotated[
 ExternalUrlOption = Annotated[
     str | None, typer.Option(help="This daemon's public URL (links to the status page).")
 ]
-BearerTokenFileOption = Annotated[
-    Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
-]
-BasicAuthUserOption = Annotated[
-    str | None, typer.Option(help="Basic auth user name for Prometheus.")
-]
-BasicAuthPasswordFileOption = Annotated[
-    Path | None, typer.Option(help="File holding the basic auth password.")
-]
-CaBundleOption = Annotated[Path | None, typer.Option(help="CA bundle (PEM) to verify Prometheus.")]
-ClientCertOption = Annotated[Path | None, typer.Option(help="Client certificate (mTLS).")]
-ClientKeyOption = Annotated[Path | None, typer.Option(help="Key of the client certificate.")]
+# The same auth/TLS flags as every command that reads Prometheus.
+BearerTokenFileOption = options.BearerTokenFile
+BasicAuthUserOption = options.BasicAuthUser
+BasicAuthPasswordFileOption = options.BasicAuthPasswordFile
+CaBundleOption = options.CaBundle
+ClientCertOption = options.ClientCert
+ClientKeyOption = options.ClientKey
 LogLevelOption = Annotated[
     str | None, typer.Option(help="debug, info, warning or error (default info).")
 ]
@@ -132,7 +142,7 @@ LogFormatOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=EnvFlagsCommand)
 def run(
     config_file: ConfigFileOption = None,
     specs: SpecsOption = None,
@@ -143,6 +153,7 @@ def run(
     webhook: WebhookOption = None,
     api_token_file: ApiTokenFileOption = None,
     blind_after_cycles: BlindAfterCyclesOption = None,
+    invalid_specs_grace: InvalidSpecsGraceOption = None,
     query_timeout: QueryTimeoutOption = None,
     scrape_interval: ScrapeIntervalOption = None,
     concurrency: ConcurrencyOption = None,
@@ -158,7 +169,11 @@ def run(
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
-    """Run the daemon: scheduled evaluation, incidents, notifications and the HTTP API."""
+    """Run the daemon: scheduled evaluation, incidents, notifications and the HTTP API.
+
+    Every flag is also read from SLO_ENGINE_<FLAG> (e.g. SLO_ENGINE_PROMETHEUS_URL); a flag
+    wins over its variable, the variable over the config file.
+    """
     from engine.daemon.config import ConfigError, load_config
     from engine.daemon.secret_files import missing_secret_files
     from engine.logs import chosen_format, configure_logging
@@ -173,6 +188,7 @@ def run(
         "webhooks": webhook or None,
         "api_token_file": _text(api_token_file),
         "blind_after_cycles": blind_after_cycles,
+        "invalid_specs_grace": invalid_specs_grace,
         "query_timeout": query_timeout,
         "scrape_interval": scrape_interval,
         "concurrency": concurrency,
@@ -189,8 +205,9 @@ def run(
         # `slo-engine --log-format json run` too (the option before the command name).
         "log_format": log_format or chosen_format(),
     }
+    deprecations: list[str] = []  # logged below, in the format the config asks for
     try:
-        config = load_config(config_file, overrides)
+        config = load_config(config_file, overrides, deprecations)
     except ConfigError as exc:
         raise _fail("invalid configuration:\n" + "\n".join(exc.problems), EXIT_BAD_CONFIG) from None
     missing = missing_secret_files(config)
@@ -198,6 +215,8 @@ def run(
         raise _fail("invalid configuration:\n" + "\n".join(missing), EXIT_BAD_CONFIG)
     configure_logging(getattr(logging, config.log_level.upper()), config.log_format)
     redact_handlers()
+    for note in deprecations:
+        log.warning("%s", note)
     raise typer.Exit(
         serve(config, config_dir=config_file.resolve().parent if config_file else None)
     )

@@ -7,9 +7,9 @@ against `--labels` (or the incidents the engine itself opened with the current s
 prints the advice — or, with `--diff`, the spec edits as a unified diff; `--write` applies
 them to native specs, keeping comments and layout.
 
-Exit codes, as `evaluate` and `backtest`: 0 the advice ran; 1 invalid specs or labels (or an
-edit that would not validate, left unwritten); 2 it could not run (bad usage, Prometheus
-unreachable — never advice from no data).
+Exit codes, as `evaluate` and `backtest` (docs/cli.md): 0 the advice ran; 1 invalid specs or
+labels (or an edit that would not validate, left unwritten); 2 usage; 3 Prometheus
+unreachable or not answering its API — never advice from no data; 4 internal error.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,19 +33,41 @@ from engine.commands.backtest import (
     _load_labels,
     _progress_bar,
     _prometheus,
-    parse_time,
 )
+from engine.commands.exit_codes import ExitCode
+from engine.commands.options import (
+    TIME_HELP,
+    BasicAuthPasswordFile,
+    BasicAuthUser,
+    BearerTokenFile,
+    CaBundle,
+    ClientCert,
+    ClientKey,
+    PrometheusUrlOption,
+    SpecsOption,
+    TimeoutOption,
+    WorkersOption,
+    duration_flag,
+    prometheus_access,
+    time_flag,
+)
+from engine.spec.durations import Duration
 
 if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts without them
     from engine.advice.report import Advice
     from engine.backtest.plan import ReplayPlan
-    from engine.spec.durations import Duration
     from engine.spec.models import SLO
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_CANNOT_RUN = 2
-FORMATS = ("table", "json", "md")
+EXIT_OK = ExitCode.OK
+EXIT_INVALID = ExitCode.FINDINGS
+EXIT_USAGE = ExitCode.USAGE
+EXIT_UNAVAILABLE = ExitCode.UNAVAILABLE
+
+
+class AdviceFormat(StrEnum):
+    table = "table"
+    json = "json"
+    md = "md"
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -52,67 +75,95 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+DaysOption = Annotated[
+    int, typer.Option(metavar="DAYS", help="Days of history to judge and replay.")
+]
+EndOption = Annotated[
+    float | None,
+    typer.Option(parser=time_flag, metavar="TIME", help=f"End of the history: {TIME_HELP} [now]."),
+]
+StepOption = Annotated[
+    Duration,
+    typer.Option(
+        parser=duration_flag,
+        metavar="DURATION",
+        help="Resolution of the history and the alert replays (divides windows).",
+    ),
+]
+ScrapeIntervalOption = Annotated[
+    Duration,
+    typer.Option(
+        parser=duration_flag,
+        metavar="DURATION",
+        help="How often Prometheus scraped the SLIs: a step needs 2 samples.",
+    ),
+]
+FormatOption = Annotated[
+    AdviceFormat, typer.Option("--format", help="Tables, the JSON document, or Markdown.")
+]
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="Known incidents (the backtest format): policies are scored against them "
+        "instead of the incidents the engine opens with the current specs.",
+    ),
+]
+LatencyTargetOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="PERCENT",
+        help="Share of requests (percent) a latency threshold must hold (the SLO's objective).",
+    ),
+]
+WriteOption = Annotated[
+    bool, typer.Option("--write", help="Edit native specs in place with the advice.")
+]
+DiffOption = Annotated[
+    bool, typer.Option("--diff", help="Print the spec edits as a unified diff instead.")
+]
+
+
 @app.command()
 def suggest(
-    specs: Annotated[
-        list[Path], typer.Option("--specs", help="SLO spec file or directory (repeatable).")
-    ],
-    prometheus_url: Annotated[
-        str, typer.Option("--prometheus-url", help="Prometheus base URL holding the history.")
-    ],
-    days: Annotated[int, typer.Option(help="Days of history to judge and replay.")] = 90,
-    end: Annotated[
-        str | None, typer.Option(help="End of the history: Unix seconds or RFC 3339 (now).")
-    ] = None,
-    step: Annotated[
-        str,
-        typer.Option(help="Resolution of the history and the alert replays (divides windows)."),
-    ] = "5m",
-    scrape_interval: Annotated[
-        str, typer.Option(help="How often Prometheus scraped the SLIs: a step needs 2 samples.")
-    ] = "15s",
-    output_format: Annotated[str, typer.Option("--format", help="table, json or md")] = "table",
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            help="Known incidents (the backtest format): policies are scored against them "
-            "instead of the incidents the engine opens with the current specs."
-        ),
-    ] = None,
-    latency_target: Annotated[
-        str | None,
-        typer.Option(
-            help="Share of requests (percent) a latency threshold must hold (the SLO's objective)."
-        ),
-    ] = None,
-    write: Annotated[
-        bool, typer.Option("--write", help="Edit native specs in place with the advice.")
-    ] = False,
-    diff: Annotated[
-        bool, typer.Option("--diff", help="Print the spec edits as a unified diff instead.")
-    ] = False,
-    bearer_token_file: Annotated[
-        Path | None, typer.Option(help="File holding a bearer token for Prometheus.")
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 30.0,
-    workers: Annotated[
-        int | None, typer.Option(help="Processes replaying SLO groups (default: CPUs, ≤ 4).")
-    ] = None,
+    specs: SpecsOption,
+    prometheus_url: PrometheusUrlOption,
+    days: DaysOption = 90,
+    end: EndOption = None,
+    step: StepOption = Duration.parse("5m"),
+    scrape_interval: ScrapeIntervalOption = Duration.parse("15s"),
+    output_format: FormatOption = AdviceFormat.table,
+    labels: LabelsOption = None,
+    latency_target: LatencyTargetOption = None,
+    write: WriteOption = False,
+    diff: DiffOption = False,
+    bearer_token_file: BearerTokenFile = None,
+    basic_auth_user: BasicAuthUser = None,
+    basic_auth_password_file: BasicAuthPasswordFile = None,
+    ca_bundle: CaBundle = None,
+    client_cert: ClientCert = None,
+    client_key: ClientKey = None,
+    timeout: TimeoutOption = Duration.parse("30s"),
+    workers: WorkersOption = None,
 ) -> None:
     """Recommend objectives, latency thresholds and alert policies from history."""
-    if output_format not in FORMATS:
-        raise _fail(f"--format must be table, json or md, not {output_format!r}", EXIT_CANNOT_RUN)
-    at, step_d, scrape, target = _parse(end, step, scrape_interval, latency_target)
+    target = _latency_target(latency_target)
     slos = _load_slos(specs)
     known = _load_labels(labels) if labels is not None else None
-    plan = _plan(slos, at, days, step_d, scrape)
+    plan = _plan(slos, time.time() if end is None else end, days, step, scrape_interval)
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
     stderr = Console(stderr=True)
+    access = prometheus_access(
+        bearer_token_file,
+        basic_auth_user,
+        basic_auth_password_file,
+        ca_bundle,
+        client_cert,
+        client_key,
+    )
     with _progress_bar(stderr.is_terminal) as progress:
         advice = _run(
-            prometheus_url,
-            timeout,
-            bearer_token_file,
+            _prometheus(prometheus_url, timeout, access),
             slos,
             plan,
             days,
@@ -127,21 +178,17 @@ def suggest(
     raise typer.Exit(code)
 
 
-def _parse(
-    end: str | None, step: str, scrape_interval: str, latency_target: str | None
-) -> tuple[float, Duration, Duration, Decimal | None]:
-    """--end, --step, --scrape-interval, --latency-target; unreadable: exit 2."""
-    from engine.spec.durations import Duration, DurationError
-
+def _latency_target(latency_target: str | None) -> Decimal | None:
+    """--latency-target as a percentage; unreadable or out of range: exit 2."""
+    if latency_target is None:
+        return None
     try:
-        at = time.time() if end is None else parse_time(end)
-        step_d, scrape = Duration.parse(step), Duration.parse(scrape_interval)
-        target = None if latency_target is None else Decimal(latency_target.rstrip("%"))
-    except (ValueError, DurationError, InvalidOperation) as exc:
-        raise _fail(str(exc) or f"{latency_target!r} is not a number", EXIT_CANNOT_RUN) from None
-    if target is not None and not 0 < target < 100:
-        raise _fail("--latency-target is a percentage: 0 < target < 100", EXIT_CANNOT_RUN)
-    return at, step_d, scrape, target
+        target = Decimal(latency_target.rstrip("%"))
+    except InvalidOperation:
+        raise _fail(f"--latency-target {latency_target!r} is not a number", EXIT_USAGE) from None
+    if not 0 < target < 100:
+        raise _fail("--latency-target is a percentage: 0 < target < 100", EXIT_USAGE)
+    return target
 
 
 def _load_slos(specs: list[Path]) -> list[SLO]:
@@ -168,13 +215,11 @@ def _plan(slos: list[SLO], at: float, days: int, step: Duration, scrape: Duratio
         check_step(step, scrape, slos)
         return history_plan(slos, at, days, step)
     except (ResolutionError, ValueError) as exc:
-        raise _fail(str(exc), EXIT_CANNOT_RUN) from None
+        raise _fail(str(exc), EXIT_USAGE) from None
 
 
 def _run(
-    url: str,
-    timeout: float,
-    token: Path | None,
+    source: Any,
     slos: list[SLO],
     plan: ReplayPlan,
     days: int,
@@ -183,7 +228,7 @@ def _run(
     workers: int,
     progress: Any,
 ) -> Advice:
-    """Discover grouped SLOs' groups and fetch (Prometheus unavailable: exit 2), replay the
+    """Discover grouped SLOs' groups and fetch (Prometheus unavailable: exit 3), replay the
     current specs as `backtest` does when there are no labels, and advise — on every
     spec-level SLO and on each group of a grouped one."""
     from engine.advice.advise import advise
@@ -192,7 +237,6 @@ def _run(
     from engine.backtest.replay import replay
     from engine.evaluation.source import SourceUnavailable
 
-    source = _prometheus(url, timeout, token)
     # What the daemon (and `backtest`) evaluates: ungrouped SLOs and grouped SLOs' groups.
     evaluated = _grouped_instances(source, slos, plan)
     rows = with_instances(slos, evaluated)
@@ -200,7 +244,7 @@ def _run(
         rates = fetch_history(source, rows, plan, progress)
         latency = latency_shares(source, source, slos, plan)  # type: ignore[arg-type]
     except SourceUnavailable as exc:
-        raise _fail(f"Prometheus is unavailable: {exc}", EXIT_CANNOT_RUN) from None
+        raise _fail(f"Prometheus is unavailable: {exc}", EXIT_UNAVAILABLE) from None
     reference = None
     if known is None:
         history = rows_of(rates, rows, evaluated)
@@ -245,12 +289,12 @@ def _patch(advice: Advice, write: bool, diff: bool) -> int:
     return EXIT_INVALID if any(not p.valid for p in patches) else EXIT_OK
 
 
-def _output(advice: Advice, output_format: str) -> None:
+def _output(advice: Advice, output_format: AdviceFormat) -> None:
     from engine.advice.render import markdown
 
-    if output_format == "json":
+    if output_format is AdviceFormat.json:
         sys.stdout.write(json.dumps(advice.to_json(), indent=2) + "\n")
-    elif output_format == "md":
+    elif output_format is AdviceFormat.md:
         sys.stdout.write(markdown(advice) + "\n")
     else:
         console = Console() if Console().is_terminal else Console(width=200)

@@ -1,7 +1,7 @@
 """`slo-engine validate PATH...`: check SLO specs and point at every problem.
 
-Exit codes: 0 all valid, 1 any spec invalid, 2 usage error (no path, or a path that does
-not exist). Warnings (e.g. `depends_on` naming an unloaded service) never fail the run.
+Exit codes (docs/cli.md): 0 all valid, 1 any spec invalid, 2 usage error (no path, or a
+path that does not exist), 4 internal error. Warnings (e.g. `depends_on` naming an unloaded service) never fail the run.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from engine.commands.app import app
+from engine.commands.exit_codes import ExitCode
 from engine.spec.loader import load_specs
 
 
@@ -30,7 +31,9 @@ PROMTOOL_MISSING = (
 @app.command()
 def validate(
     paths: list[Path] = typer.Argument(
-        None, help="Spec files or directories (searched recursively for *.yml / *.yaml)."
+        None,
+        metavar="PATH",
+        help="Spec files or directories (searched recursively for *.yml / *.yaml).",
     ),
     output: OutputFormat = typer.Option(
         OutputFormat.text, "--format", "-f", help="text: one line per problem; json: a report."
@@ -39,12 +42,12 @@ def validate(
     """Validate SLO specs (native, Sloth prometheus/v1, OpenSLO v1)."""
     if not paths:
         typer.echo("error: give at least one spec file or directory, e.g. slo_specs/", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     missing = [p for p in paths if not p.exists()]
     if missing:
         for path in missing:
             typer.echo(f"error: no such file or directory: {path}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
 
     result = load_specs(paths)
     if output is OutputFormat.json:
@@ -69,4 +72,4 @@ def validate(
                 f"invalid: {errors} error{'s' * (errors != 1)} in {files} file{'s' * (files != 1)}",
                 err=True,
             )
-    raise typer.Exit(0 if result.ok else 1)
+    raise typer.Exit(ExitCode.OK if result.ok else ExitCode.FINDINGS)

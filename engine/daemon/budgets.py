@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engine.daemon.policy_since import FreezeWatch
 from engine.evaluation.budget_policy import POLICY_STATUSES, policy_state
+from engine.evaluation.composite import with_composites
 from engine.evaluation.daily import DAY_SECONDS, day_events, day_start, utc_day
 from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import EventSource
@@ -72,9 +74,16 @@ class DaemonBudgets:
         # this only spares the store a write per cycle.
         self._queued: set[str] = set()
         runtime.metrics_registry.register(PolicyStateCollector(runtime.slo_results))
+        # Since when releases are frozen, for the status page (engine/daemon/policy_since.py).
+        self.freezes = FreezeWatch()
 
     def after_cycle(self, report: CycleReport) -> None:
         """Never raises: a failing write is logged, and the next cycle writes again."""
+        try:
+            # Every SLO the page shows: with replicas, the others' published ones too.
+            self.freezes.observe(self._runtime.slo_results(), report.at)
+        except Exception:
+            log.exception("budget policy: cannot track freezes this cycle")
         try:
             self._notices(report)
         except Exception:
@@ -148,7 +157,7 @@ def record_days(
     last = math.floor(min(now, day_start(days[-1]) + DAY_SECONDS) / step_s) * step_s
     if last < first:
         return 0
-    rates = source.fetch(slos, step, float(first), float(last))
+    rates = with_composites(source, slos).fetch(slos, step, float(first), float(last))
     written = 0
     for row, slo in enumerate(slos):
         if slo.id in rates.errors:

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 
 from engine.daemon.anomaly import DaemonAnomalies
-from engine.daemon.config import DaemonConfig, read_headers_file
+from engine.daemon.config import DaemonConfig
 from engine.daemon.datasources import configured_source, datasource_problems
 from engine.daemon.groups import daemon_groups
+from engine.daemon.maintenance import DaemonMaintenance
 from engine.daemon.metrics import DaemonMetrics
+from engine.daemon.self_telemetry import telemetry_from_config
 from engine.daemon.source_guard import GuardedSource
 from engine.daemon.specs import DaemonSpecs, SpecsInvalid, SpecWatcher, load_startup_specs
 from engine.evaluation.evaluator import Evaluator
@@ -34,7 +36,7 @@ from engine.spec.loader import LoadResult
 from engine.spec.models import SLO
 from engine.store.base import IncidentStore
 from engine.store.open import open_store
-from engine.telemetry import Telemetry, setup_telemetry
+from engine.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from engine.daemon.fleet import Fleet
@@ -63,6 +65,8 @@ class RuntimeParts:
     # With a PostgreSQL store (several replicas): membership, lease and what is published.
     replicas: ReplicaSet | None = None
     fleet: Fleet | None = None
+    # Maintenance windows declared through the API (engine.daemon.maintenance).
+    maintenance: DaemonMaintenance | None = None
 
 
 def build_runtime(
@@ -116,21 +120,11 @@ def build_runtime(
         notifiers=notifiers,
         deliverer=Deliverer(store, notifiers, clock=clock),
     )
+    opener = getattr(store, "maintenance_windows", None)
+    parts.maintenance = DaemonMaintenance(opener() if callable(opener) else None, evaluator)
     if config.shared_store:
         _wire_replicas(parts, config, clock)
     return parts
-
-
-def telemetry_from_config(config: DaemonConfig) -> Telemetry:
-    t = config.telemetry
-    headers = read_headers_file(t.headers_file) if t.headers_file else None
-    return setup_telemetry(
-        endpoint=t.otlp_endpoint,
-        protocol=t.otlp_protocol,
-        headers=headers,
-        service_name=t.service_name,
-        export_interval_s=t.export_interval.seconds,
-    )
 
 
 def _evaluator(slos: Sequence[SLO], source: EventSource, config: DaemonConfig) -> Evaluator:

@@ -10,6 +10,7 @@ Errors name the place: `config.yml:12:3: interval: ... — how to fix`, like the
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.networks import IPvAnyNetwork
 
 from engine.daemon.api_config import API_PATH_KEYS, API_SECTION_PATHS, ApiSettings
+from engine.daemon.source_auth import (
+    apply_flag_overrides,
+    legacy_key_notes,
+    refused_key_hint,
+    resolve_block_paths,
+)
 from engine.daemon.source_config import (
     DatasourceConfig,
     SourceAccess,
@@ -36,6 +43,7 @@ from engine.spec.models import DurationField
 from engine.spec.yaml_lines import Mark, MarkedMap, locate, parse_yaml
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+log = logging.getLogger("engine.daemon.config")
 _DATASOURCE_NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$")
 # Receiver names given to `webhooks:` URLs, in order: webhook-1, webhook-2, ...
 WEBHOOK_RECEIVER_PREFIX = "webhook-"
@@ -86,6 +94,9 @@ class DaemonConfig(StoreSettings, ApiSettings, SourceAccess):  # + store/api/sou
     shutdown_flush_timeout: DurationField = Field(default_factory=lambda: _d("10s"))
     # Consecutive cycles without the source before the "SLO evaluation blind" incident.
     blind_after_cycles: int = Field(default=3, ge=1)
+    # How long a reload may leave the specs invalid (last good set kept) before the
+    # "SLO specs invalid" warning incident (engine/daemon/specs.py InvalidSpecsTimer).
+    invalid_specs_grace: DurationField = Field(default_factory=lambda: _d("10m"))
     # Links: dashboards in alerts and notifications; this daemon's public URL.
     dashboard_url: HttpUrlText | None = None
     external_url: HttpUrlText | None = None
@@ -184,12 +195,9 @@ class DaemonConfig(StoreSettings, ApiSettings, SourceAccess):  # + store/api/sou
                 query_retries=self.query_retries,
                 concurrency=self.concurrency,
                 batch_size=self.batch_size,
-                bearer_token_file=self.bearer_token_file,
-                basic_auth_user=self.basic_auth_user,
-                basic_auth_password_file=self.basic_auth_password_file,
-                ca_bundle=self.ca_bundle,
-                client_cert=self.client_cert,
-                client_key=self.client_key,
+                authorization=self.authorization,
+                basic_auth=self.basic_auth,
+                tls_config=self.tls_config,
             )
         return found
 
@@ -271,7 +279,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             return os.path.normpath(base / value)
         return value
 
-    out = dict(data)
+    out = resolve_block_paths(data, resolve)
     for key in _PATH_KEYS:
         if key in out:
             out[key] = resolve(out[key])
@@ -281,7 +289,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     datasources = out.get("datasources")
     if isinstance(datasources, dict):
         out["datasources"] = {
-            name: {k: resolve(v) if k in _PATH_KEYS else v for k, v in ds.items()}
+            name: resolve_block_paths(
+                {k: resolve(v) if k in _PATH_KEYS else v for k, v in ds.items()}, resolve
+            )
             if isinstance(ds, dict)
             else ds
             for name, ds in datasources.items()
@@ -304,6 +314,8 @@ def _plain(value: Any) -> Any:
 def _message(error: Mapping[str, Any]) -> tuple[str, str]:
     kind = error["type"]
     loc = [str(p) for p in error["loc"]]
+    if kind == "extra_forbidden" and (refused := refused_key_hint(tuple(loc))):
+        return split_hint(refused)
     if kind == "extra_forbidden":
         return (
             f"unknown key '{loc[-1]}'",
@@ -317,9 +329,14 @@ def _message(error: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def load_config(
-    path: Path | str | None = None, overrides: Mapping[str, Any] | None = None
+    path: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    deprecations: list[str] | None = None,
 ) -> DaemonConfig:
     """Read `path` (optional), apply `overrides` (the flags given), validate.
+
+    Deprecated keys are warned about in the log, or appended to `deprecations` when given
+    (`run` logs them once its logging, whose format the config sets, is in place).
 
     Raises ConfigError listing every problem with its place: `file:line:col` for keys from
     the file, `--flag` for values from the command line.
@@ -377,7 +394,8 @@ def load_config(
                 [f"{name}:1:1: the config file must be a mapping of keys (key: value)"]
             )
         data = _resolve_paths(_plain(root), file.resolve().parent)
-    merged = {**data, **overrides}
+        _deprecated(legacy_key_notes(data, root, name), deprecations)
+    merged = apply_flag_overrides(data, overrides)
     try:
         return DaemonConfig.model_validate(merged)
     except ValidationError as exc:
@@ -390,6 +408,14 @@ def load_config(
             if not any("'prometheus_url'" in problem for problem in problems):
                 problems.append(missing + " (or datasources:)")
         raise ConfigError(problems) from None
+
+
+def _deprecated(notes: list[str], sink: list[str] | None) -> None:
+    if sink is not None:
+        sink.extend(notes)
+        return
+    for note in notes:
+        log.warning("%s", note)
 
 
 _NOTIFIER_TYPES = frozenset({"pagerduty", "alertmanager", "slack", "webhook"})

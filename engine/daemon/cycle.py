@@ -2,8 +2,9 @@
 
     specs changed? → reload (an invalid set is reported, the last good one kept)
     evaluate (source batches behind a circuit breaker) → anomalies (services with
-    `anomaly.enabled`; failures contained) → alerts (+ "evaluation blind", + anomaly alerts)
-    → IncidentEngine.observe → store.apply (one transaction, outbox included)
+    `anomaly.enabled`; failures contained) → alerts (+ anomaly alerts, + the meta-alerts
+    "evaluation blind" and "specs invalid") → IncidentEngine.observe → store.apply (one
+    transaction, outbox included)
 
 and that is all: the cycle never talks to a receiver. Notifications wait in the outbox for
 the receivers' delivery workers (engine/notify/workers.py), which the Runtime wakes when a
@@ -30,15 +31,16 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from engine.alerting.alerts import Alert
-from engine.alerting.cycle import Blindness
+from engine.alerting.alerts import Alert, CycleFailure
+from engine.alerting.cycle import Blindness, InvalidSpecs
 from engine.alerting.links import slo_dashboard_url
 from engine.anomaly.live import AnomalyState
 from engine.daemon.anomaly import DaemonAnomalies
 from engine.daemon.config import DaemonConfig
+from engine.daemon.maintenance import DaemonMaintenance
 from engine.daemon.metrics import DaemonMetrics
 from engine.daemon.source_guard import GuardedSource
-from engine.daemon.specs import DaemonSpecs
+from engine.daemon.specs import DaemonSpecs, InvalidSpecsTimer
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.result import SLOEvaluation
 from engine.incidents.cycle import CycleOutcome, observe_cycle
@@ -67,10 +69,12 @@ class CycleReport:
     results: list[SLOEvaluation]
     alerts: list[Alert]
     decision: Decision | None
-    source_error: str | None
+    source_error: str | None  # the metrics source failed (`failure` says it all)
     blind: bool
     duration: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # Why this cycle evaluated nothing: the source, or the evaluation itself.
+    failure: CycleFailure | None = None
 
     @property
     def queued(self) -> int:
@@ -79,8 +83,9 @@ class CycleReport:
 
 
 class SourceHealth:
-    """Consecutive cycles without the metrics source, and since when: after
-    `blind_after_cycles` of them the daemon is "evaluation blind" and says so (a meta-alert)."""
+    """Consecutive failed cycles (the metrics source down, or the evaluation itself
+    failing), and since when: after `blind_after_cycles` of them the daemon is "evaluation
+    blind" and says so (a meta-alert naming what failed)."""
 
     def __init__(self, blind_after_cycles: int, metrics: DaemonMetrics) -> None:
         self._blind_after = blind_after_cycles
@@ -88,29 +93,30 @@ class SourceHealth:
         self.failed_cycles = 0
         self.blind_since: float | None = None
 
-    def record(self, now: float, source_error: str | None) -> bool:
+    def record(self, now: float, failure: CycleFailure | None) -> bool:
         """Count this cycle's outcome; whether the daemon is now blind."""
-        if source_error is None:
+        if failure is None:
             if self.blind_since is not None:
-                log.info("metrics source answers again after %d failed cycles", self.failed_cycles)
+                log.info("cycles evaluate again after %d failed cycles", self.failed_cycles)
             self.failed_cycles, self.blind_since = 0, None
         else:
             self.failed_cycles += 1
             if self.blind_since is None:
                 self.blind_since = now
             log.warning(
-                "metrics source failed (%d consecutive cycles): %s",
+                "%s (%d consecutive cycles): %s",
+                "metrics source failed" if failure.kind == "source" else "evaluation failed",
                 self.failed_cycles,
-                source_error,
+                failure.error if failure.kind == "source" else failure.reason,
             )
         blind = self.failed_cycles >= self._blind_after
         self._metrics.blind.set(1 if blind else 0)
         self._metrics.failed_cycles.set(self.failed_cycles)
         return blind
 
-    def blindness(self, blind: bool, source_error: str | None) -> Blindness | None:
+    def blindness(self, blind: bool, failure: CycleFailure | None) -> Blindness | None:
         if blind and self.blind_since is not None:
-            return Blindness(self.blind_since, self.failed_cycles, source_error)
+            return Blindness(self.blind_since, self.failed_cycles, failure)
         return None
 
 
@@ -131,6 +137,7 @@ class EvaluationCycle:
         engine: IncidentEngine,
         decide: Decide,
         fleet: Fleet | None = None,
+        maintenance: DaemonMaintenance | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -144,11 +151,14 @@ class EvaluationCycle:
         self._decide = decide
         # One replica of several (engine.daemon.fleet): publish, and decide if leading.
         self._fleet = fleet
+        # Windows declared through the API, merged into the SLOs before each evaluation.
+        self._maintenance = maintenance
         self._lock = threading.Lock()
         self.health = SourceHealth(config.blind_after_cycles, metrics)
+        self.invalid_specs = InvalidSpecsTimer(config.invalid_specs_grace)
         # Swapped in as a whole: readers on other threads see one cycle's results or the next.
         self.results: list[SLOEvaluation] = []
-        self.source_error: str | None = None
+        self.failure: CycleFailure | None = None
         self.last_at: float | None = None
         self.last_finished: float | None = None
 
@@ -173,8 +183,8 @@ class EvaluationCycle:
                 span.set_attribute("slo_engine.slos", len(report.results))
                 span.set_attribute("slo_engine.alerts", len(report.alerts))
                 span.set_attribute("slo_engine.blind", report.blind)
-                if report.source_error:
-                    span.set_status(Status(StatusCode.ERROR, report.source_error))
+                if report.failure is not None:
+                    span.set_status(Status(StatusCode.ERROR, report.failure.reason))
                 log.info(
                     "cycle at %s: %d SLOs (%s), %d alerts, %d notifications queued in %.3fs%s",
                     iso(now),
@@ -183,9 +193,9 @@ class EvaluationCycle:
                     len(report.alerts),
                     report.queued,
                     report.duration,
-                    f"; source failed: {report.source_error}" if report.source_error else "",
+                    f"; {report.failure.reason}" if report.failure else "",
                 )
-            outcome = "ok" if report.source_error is None else "source_failed"
+            outcome = "ok" if report.failure is None else f"{report.failure.kind}_failed"
             self._metrics.cycle(report.duration, outcome, self._clock())
             return report
 
@@ -193,18 +203,21 @@ class EvaluationCycle:
         notes = self._specs.reload_if_changed(now)
         if self._specs.groups is not None:  # grouped SLOs: look for new groups when due
             self._specs.groups.refresh_if_due(now, not self._source.circuit_open)
-        results, source_error = self._evaluate(now)
+        invalid_specs = self.invalid_specs.observe(now, self._specs.errors)
+        if self._maintenance is not None:  # after reloads: fresh SLOs get the windows too
+            self._maintenance.merge(now)
+        results, failure = self._evaluate(now)
         self.results = results
-        if source_error is None:
+        if failure is None:
             self._specs.check_sampling()
-        self.source_error = source_error
+        self.failure = failure
         self._metrics.circuit_open.set(1 if self._source.circuit_open else 0)
 
-        blind = self.health.record(now, source_error)
-        source_ok = source_error is None and not self._source.circuit_open
+        blind = self.health.record(now, failure)
+        source_ok = failure is None and not self._source.circuit_open
         anomaly_states = self._anomalies.run(now, source_ok)
-        blindness = self.health.blindness(blind, source_error)
-        decision, alerts = self._incidents(now, results, anomaly_states, blindness)
+        blindness = self.health.blindness(blind, failure)
+        decision, alerts = self._incidents(now, results, anomaly_states, blindness, invalid_specs)
         self.last_at = now
         self.last_finished = self._clock()
         return CycleReport(
@@ -212,38 +225,41 @@ class EvaluationCycle:
             results=results,
             alerts=alerts,
             decision=decision,
-            source_error=source_error,
+            source_error=failure.error if failure and failure.kind == "source" else None,
             blind=blind,
             notes=notes,
+            failure=failure,
         )
 
-    def _evaluate(self, now: float) -> tuple[list[SLOEvaluation], str | None]:
-        """Every SLO's evaluation at `now`, and why the source failed this cycle (if it did)."""
+    def _evaluate(self, now: float) -> tuple[list[SLOEvaluation], CycleFailure | None]:
+        """Every SLO's evaluation at `now`, and why this cycle failed (if it did)."""
         self._source.begin_cycle()
         with self._tracer.start_as_current_span("evaluate") as span:
             try:
                 results = [_redacted(r) for r in self._evaluator.evaluate(now)]
             except Exception as exc:  # a bug or a value no bound caught: this cycle failed
                 log.exception("evaluation failed")
-                failure = redact(f"evaluation failed: {type(exc).__name__}: {shown(str(exc))}")
-                span.set_status(Status(StatusCode.ERROR, failure))
+                failure = CycleFailure("evaluation", redact(shown(str(exc))), type(exc).__name__)
+                span.set_status(Status(StatusCode.ERROR, failure.reason))
                 slos = (*self._evaluator.slos, *self._evaluator.undiscovered)
-                return _error_results(slos, now, failure), failure
+                return _error_results(slos, now, failure.reason), failure
             self._source.probe(now)
             source_error = self._source.cycle_failure()
-            if source_error is not None:
-                source_error = redact(source_error)
-                # Whatever the cache could still compose, the source does not answer now:
-                # report every SLO as an error instead of a stale answer.
-                instant = float(self._evaluator.cache.instant(now))
-                results = _error_results(
-                    (*self._evaluator.slos, *self._evaluator.undiscovered),
-                    instant,
-                    f"source unavailable: {source_error}",
-                )
-                span.set_status(Status(StatusCode.ERROR, source_error))
+            if source_error is None:
+                span.set_attribute("slo_engine.results", len(results))
+                return results, None
+            failure = CycleFailure("source", redact(source_error))
+            # Whatever the cache could still compose, the source does not answer now:
+            # report every SLO as an error instead of a stale answer.
+            instant = float(self._evaluator.cache.instant(now))
+            results = _error_results(
+                (*self._evaluator.slos, *self._evaluator.undiscovered),
+                instant,
+                f"source unavailable: {failure.error}",
+            )
+            span.set_status(Status(StatusCode.ERROR, failure.error))
             span.set_attribute("slo_engine.results", len(results))
-        return results, source_error
+        return results, failure
 
     def _incidents(
         self,
@@ -251,6 +267,7 @@ class EvaluationCycle:
         results: list[SLOEvaluation],
         anomaly_states: list[AnomalyState],
         blindness: Blindness | None,
+        invalid_specs: InvalidSpecs | None,
     ) -> tuple[Decision | None, list[Alert]]:
         """Alerts → incident engine → store; the decision (None if the store failed)."""
         outcomes: list[CycleOutcome] = []
@@ -258,7 +275,13 @@ class EvaluationCycle:
         def observe(at: float) -> Decision:
             with self._tracer.start_as_current_span("policy") as span:
                 outcome = observe_cycle(
-                    self._engine, at, results, anomaly_states, blindness, self._dashboard
+                    self._engine,
+                    at,
+                    results,
+                    anomaly_states,
+                    blindness,
+                    self._dashboard,
+                    invalid_specs,
                 )
                 span.set_attribute("slo_engine.alerts", len(outcome.alerts))
             outcomes.append(outcome)
@@ -267,7 +290,13 @@ class EvaluationCycle:
         with self._tracer.start_as_current_span("incidents") as span:
             if self._fleet is not None:
                 decision, alerts = self._fleet.cycle(
-                    now, results, anomaly_states, blindness, self._dashboard, self._decide
+                    now,
+                    results,
+                    anomaly_states,
+                    blindness,
+                    self._dashboard,
+                    self._decide,
+                    invalid_specs,
                 )
             else:
                 decision = self._decide("cycle", observe, now)

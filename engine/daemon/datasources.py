@@ -4,6 +4,8 @@ datasource that exists — an unknown name is a spec error at load, never a sile
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,19 +18,37 @@ def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def prometheus_source(datasource: DatasourceConfig) -> EventSource:
+log = logging.getLogger("engine.daemon")
+
+
+def prometheus_source(datasource: DatasourceConfig, name: str = "default") -> EventSource:
     from engine.source.prometheus import PrometheusSource
 
+    tls = datasource.tls_config
+    if tls is not None and tls.insecure_skip_verify:
+        # Said once here, not by urllib3 on every request of every cycle.
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+        log.warning(
+            "datasource %s: tls_config.insecure_skip_verify is on — its certificate is not "
+            "checked, so anyone on the path can answer in its name",
+            name,
+        )
+    auth = datasource.authorization
     return PrometheusSource(
         datasource.url,
         timeout=datasource.query_timeout.seconds,
         retries=datasource.query_retries,
         bearer_token_file=_str(datasource.bearer_token_file),
+        authorization_type=auth.type if auth is not None else "Bearer",
         basic_auth_user=datasource.basic_auth_user,
         basic_auth_password_file=_str(datasource.basic_auth_password_file),
         ca_bundle=_str(datasource.ca_bundle),
         client_cert=_str(datasource.client_cert),
         client_key=_str(datasource.client_key),
+        server_name=tls.server_name if tls is not None else None,
+        insecure_skip_verify=tls is not None and tls.insecure_skip_verify,
         batch_size=datasource.batch_size,
         concurrency=datasource.concurrency,
     )
@@ -39,13 +59,13 @@ def configured_source(config: DaemonConfig) -> EventSource:
     several: a routed source over them."""
     datasources = config.all_datasources()
     if len(datasources) == 1:
-        (only,) = datasources.values()
-        return prometheus_source(only)
+        ((name, only),) = datasources.items()
+        return prometheus_source(only, name)
     from engine.source.routing import RoutedSource
 
     default = config.default_datasource_name
     return RoutedSource(
-        {name: prometheus_source(ds) for name, ds in datasources.items()},
+        {name: prometheus_source(ds, name) for name, ds in datasources.items()},
         lambda slo: slo.datasource or default,
     )
 

@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.alerting.alerts import Alert
-from engine.alerting.cycle import Blindness, cycle_alerts
+from engine.alerting.cycle import Blindness, InvalidSpecs, cycle_alerts
 from engine.anomaly.live import AnomalyState
 from engine.daemon.replicas import ReplicaSet
 from engine.daemon.shards import ShardEvaluator
@@ -58,7 +58,8 @@ def _dumps(value: Any) -> str:
 
 
 def _window(value: WindowValue) -> list[Any]:
-    return [value.bad, value.total, value.error_ratio, value.burn_rate]
+    # Coverage last: a state published before it existed reads back as None (not judged).
+    return [value.bad, value.total, value.error_ratio, value.burn_rate, value.coverage]
 
 
 def _signal(a: AlertSignal) -> list[Any]:
@@ -182,9 +183,10 @@ class Fleet:
         blindness: Blindness | None,
         dashboard: Callable[[SLO], str | None],
         decide: Decide,
+        invalid_specs: InvalidSpecs | None = None,
     ) -> tuple[Decision | None, list[Alert]]:
         """Alerts of this shard → published; the leader then decides for everyone."""
-        alerts = cycle_alerts(now, results, anomalies, blindness, dashboard)
+        alerts = cycle_alerts(now, results, anomalies, blindness, dashboard, invalid_specs)
         self.publish(results, alerts)
         if not self._replicas.leading():
             return None, alerts

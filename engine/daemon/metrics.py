@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine.anomaly.live import AnomalyState
+from engine.daemon.anomaly_metrics import AnomalyCollector
 from engine.evaluation.result import SLOEvaluation
 from engine.telemetry import build_info
 
@@ -104,87 +105,6 @@ class _SLOCollector(Collector):
         for state in ("pending", "dead"):
             outbox.add_metric([state], float(queued.get(state, 0)))
         yield outbox
-
-
-class _AnomalyCollector(Collector):
-    """slo_engine_anomaly_* gauges from the latest anomaly states (scrape time, like the SLO
-    gauges: a series removed by a reload disappears at once)."""
-
-    def __init__(self, states: Callable[[], Sequence[AnomalyState]]) -> None:
-        self._states = states
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        states = list(self._states())
-        score = GaugeMetricFamily(
-            "slo_engine_anomaly_score",
-            "Robust z-score of the newest 5-minute slot against its seasonal norm, signed so "
-            "that positive is harmful; absent while warming up or without data.",
-            labels=["slo", "service", "signal"],
-        )
-        firing = GaugeMetricFamily(
-            "slo_engine_anomalies_firing",
-            "Anomaly alerts firing, by service and signal.",
-            labels=["service", "signal"],
-        )
-        warming = GaugeMetricFamily(
-            "slo_engine_anomaly_series_warming",
-            "Anomaly series whose history is still being fetched (not scored yet).",
-        )
-        profile = GaugeMetricFamily(
-            "slo_engine_anomaly_profile",
-            "1 for the profile that scored the newest slot (recent, daily or weekly: the "
-            "richest its history supports); absent without a score.",
-            labels=["slo", "service", "signal", "profile"],
-        )
-        counts: dict[tuple[str, str], int] = {}
-        for state in states:
-            slo = state.series.slo
-            key = (slo.service, state.series.signal)
-            counts[key] = counts.get(key, 0) + (1 if state.active else 0)
-            if state.score is not None:
-                score.add_metric([slo.id, slo.service, state.series.signal], state.score)
-            if state.profile is not None:
-                labels = [slo.id, slo.service, state.series.signal, state.profile]
-                profile.add_metric(labels, 1.0)
-        for (service, signal), n in sorted(counts.items()):
-            firing.add_metric([service, signal], float(n))
-        warming.add_metric([], float(sum(1 for s in states if not s.ready)))
-        yield score
-        yield firing
-        yield warming
-        yield profile
-        yield from _anomaly_bands(states)
-
-
-# The newest slot's observed value, expected value and breach threshold per anomaly series,
-# in the signal's units: what an "observed vs expected band" dashboard panel draws.
-_BAND_GAUGES = (
-    ("slo_engine_anomaly_observed", "The newest 5-minute slot's value"),
-    ("slo_engine_anomaly_expected", "The value its profile expected"),
-    (
-        "slo_engine_anomaly_threshold",
-        "The value past which it is anomalous (below it for traffic, above it for errors and "
-        "latency)",
-    ),
-)
-
-
-def _anomaly_bands(states: Sequence[AnomalyState]) -> Iterator[GaugeMetricFamily]:
-    families = [
-        GaugeMetricFamily(
-            name,
-            f"{text}: requests/s for traffic, a ratio for errors and latency; absent without "
-            "a score.",
-            labels=["slo", "service", "signal"],
-        )
-        for name, text in _BAND_GAUGES
-    ]
-    for state in states:
-        if state.band is not None:
-            labels = [state.series.slo.id, state.series.slo.service, state.series.signal]
-            for family, value in zip(families, state.band, strict=True):
-                family.add_metric(labels, value)
-    yield from families
 
 
 class DaemonMetrics:
@@ -388,7 +308,7 @@ class DaemonMetrics:
     def attach_anomalies(
         self, states: Callable[[], Sequence[AnomalyState]], meter: otel_metrics.Meter
     ) -> None:
-        self.registry.register(_AnomalyCollector(states))
+        self.registry.register(AnomalyCollector(states))
 
         def scores(_: Any) -> Iterator[otel_metrics.Observation]:
             for state in states():

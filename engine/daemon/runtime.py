@@ -139,7 +139,9 @@ class Runtime(IncidentResponse):
             engine=parts.engine,
             decide=self._decide,
             fleet=parts.fleet,
+            maintenance=parts.maintenance,
         )
+        self.maintenance = parts.maintenance  # the API's windows (engine/api/routers)
         self._delivery = ReceiverWorkers(
             self.deliverer,
             tracer=self._tracer,
@@ -387,8 +389,8 @@ class Runtime(IncidentResponse):
                     f"last evaluation cycle finished {age:.0f}s ago (more than 3 intervals of "
                     f"{self.config.interval})"
                 )
-        if self._cycle.source_error is not None:
-            reasons.append(f"source unreachable: {redact(self._cycle.source_error)}")
+        if self._cycle.failure is not None:  # `source unreachable: …`, `evaluation failed: …`
+            reasons.append(redact(self._cycle.failure.reason))
         if self._store_error is not None:
             reasons.append(f"store not writable: {redact(self._store_error)}")
         elif self.replicas is None and not os.access(self.state_dir, os.W_OK):

@@ -14,15 +14,6 @@ from pathlib import Path
 
 from engine.daemon.config import PROMETHEUS_URL_DATASOURCE, DaemonConfig
 
-# Files each datasource (prometheus_url is the one named `default`) reads at run time.
-_DATASOURCE_FILE_KEYS = (
-    "bearer_token_file",
-    "basic_auth_password_file",
-    "ca_bundle",
-    "client_cert",
-    "client_key",
-)
-
 
 def missing_secret_files(config: DaemonConfig) -> list[str]:
     """One line per configured secret or certificate file that cannot be read:
@@ -30,9 +21,9 @@ def missing_secret_files(config: DaemonConfig) -> list[str]:
     problems: list[str] = []
     for name, datasource in config.all_datasources().items():
         where = "" if name == PROMETHEUS_URL_DATASOURCE else f"datasources.{name}."
-        for key in _DATASOURCE_FILE_KEYS:
-            path = getattr(datasource, key)
-            if path is not None and (why := _unreadable(Path(path))) is not None:
+        # The files it reads at run time, by the key naming them (tls_config.ca_file, ...).
+        for key, path in datasource.secret_files().items():
+            if (why := _unreadable(Path(path))) is not None:
                 problems.append(f"{where}{key}: {path} {why}")
     headers = config.telemetry.headers_file
     if headers is not None and (why := _unreadable(Path(headers))) is not None:

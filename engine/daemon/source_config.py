@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.daemon.config_bounds import check_config_bounds
+from engine.daemon.source_auth import Authorization, BasicAuth, TLSConfig, fold_legacy_keys
 from engine.notify.base import HttpUrlText
 from engine.spec.durations import Duration
 from engine.spec.models import DurationField
@@ -57,21 +58,65 @@ class SourceAccess(_Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     # SLOs packed into one PromQL request.
     batch_size: int = Field(default=100, ge=1)
-    bearer_token_file: Path | None = None
-    basic_auth_user: str | None = None
-    basic_auth_password_file: Path | None = None
-    ca_bundle: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
+    # Prometheus' blocks (engine/daemon/source_auth.py); the old flat keys are folded in.
+    authorization: Authorization | None = None
+    basic_auth: BasicAuth | None = None
+    tls_config: TLSConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return fold_legacy_keys(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _pairs(self) -> Any:
         check_config_bounds(self)  # durations and counts in their documented ranges
-        if self.basic_auth_password_file is not None and self.basic_auth_user is None:
-            raise ValueError("basic_auth_password_file needs basic_auth_user")
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
+        if self.authorization is not None and self.basic_auth is not None:
+            raise ValueError(
+                "authorization and basic_auth both set — a request carries one "
+                "Authorization header; keep one"
+            )
         return self
+
+    def secret_files(self) -> dict[str, Path]:
+        """Key (as written in the config) → file, for every secret or certificate file."""
+        found: dict[str, Path | None] = {
+            "authorization.credentials_file": _get(self.authorization, "credentials_file"),
+            "basic_auth.password_file": _get(self.basic_auth, "password_file"),
+            "tls_config.ca_file": _get(self.tls_config, "ca_file"),
+            "tls_config.cert_file": _get(self.tls_config, "cert_file"),
+            "tls_config.key_file": _get(self.tls_config, "key_file"),
+        }
+        return {key: path for key, path in found.items() if path is not None}
+
+    # The old flat names, read-only, for code written against them.
+    @property
+    def bearer_token_file(self) -> Path | None:
+        return _get(self.authorization, "credentials_file")
+
+    @property
+    def basic_auth_user(self) -> str | None:
+        return _get(self.basic_auth, "username")
+
+    @property
+    def basic_auth_password_file(self) -> Path | None:
+        return _get(self.basic_auth, "password_file")
+
+    @property
+    def ca_bundle(self) -> Path | None:
+        return _get(self.tls_config, "ca_file")
+
+    @property
+    def client_cert(self) -> Path | None:
+        return _get(self.tls_config, "cert_file")
+
+    @property
+    def client_key(self) -> Path | None:
+        return _get(self.tls_config, "key_file")
+
+
+def _get(block: BaseModel | None, key: str) -> Any:
+    return None if block is None else getattr(block, key)
 
 
 class DatasourceConfig(SourceAccess):

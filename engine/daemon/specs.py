@@ -1,6 +1,7 @@
 """Spec hot reload: notice when the spec files change, reload them with the normal loader,
 and hand a valid set to the evaluator and the anomaly step (an invalid one is reported and
-the last good set kept).
+the last good set kept; left invalid past `invalid_specs_grace`, it becomes a warning
+incident — `InvalidSpecsTimer`).
 
 Polling the files' (path, mtime, size) each cycle costs a few `stat` calls and needs no
 inotify, works on network and container volumes, and catches added and deleted files too.
@@ -18,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from engine.alerting.cycle import InvalidSpecs
 from engine.daemon.anomaly import DaemonAnomalies
 from engine.daemon.metrics import DaemonMetrics
 from engine.evaluation.evaluator import Evaluator, sparse_fine_steps_message
 from engine.evaluation.resolution import ResolutionError
+from engine.spec.durations import Duration
 from engine.spec.loader import LoadResult, load_specs, spec_files
 from engine.spec.models import SLO
 
@@ -86,6 +89,32 @@ class SpecWatcher:
         return [] if self._check is None else self._check(loaded.slos)
 
 
+class InvalidSpecsTimer:
+    """Since when the spec files have been invalid, and whether for longer than the grace.
+
+    A rejected reload already shows in `/readyz`, `slo_engine_specs_valid` and the logs —
+    places someone has to look at. The daemon keeps evaluating the last good set, so every
+    SLO edit since is silently not in effect; past the grace (a person mid-edit, a
+    ConfigMap half-synced, is given time) it raises its own ticket, so it is noticed.
+    The clock is the cycle's `now`, handed in: tests drive it like the daemon does.
+    """
+
+    def __init__(self, grace: Duration) -> None:
+        self._grace = grace
+        self.since: float | None = None
+
+    def observe(self, now: float, errors: Sequence[str]) -> InvalidSpecs | None:
+        """`errors`: why the current files are rejected (empty: the specs are valid)."""
+        if not errors:
+            self.since = None
+            return None
+        if self.since is None:
+            self.since = now
+        if now - self.since < self._grace.seconds:
+            return None
+        return InvalidSpecs(self.since, errors[0], len(errors), str(self._grace))
+
+
 def load_startup_specs(watcher: SpecWatcher) -> LoadResult:
     """The first load: without a last good set to fall back on, invalid specs are fatal."""
     loaded = watcher.load()
@@ -143,6 +172,11 @@ class DaemonSpecs:
     @property
     def last_error(self) -> str | None:
         return self._status["last_error"]
+
+    @property
+    def errors(self) -> list[str]:
+        """Why the files on disk are rejected (empty while the loaded set is current)."""
+        return list(self._status["errors"])
 
     def reload_if_changed(self, now: float) -> list[str]:
         """Reload the specs when their files changed; the errors of a rejected set."""

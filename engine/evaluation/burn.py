@@ -31,6 +31,8 @@ from engine.evaluation.budget import (
     time_to_exhaustion,
 )
 from engine.evaluation.cache import WindowEvents
+from engine.evaluation.calendar import burn_length
+from engine.evaluation.coverage import window_coverage
 from engine.evaluation.decisions import (
     AlertDecision,
     RuleMatrix,
@@ -106,7 +108,7 @@ def plan_evaluation(
         matrix=rule_matrix(policies, windows),
         members=members,
         error_budget=np.array([float(s.error_budget) for s in slos]),
-        period_seconds=np.array([s.period.seconds for s in slos]),
+        period_seconds=np.array([burn_length(s).seconds for s in slos]),
         exhaustion_index=windows.index(EXHAUSTION_WINDOW),
         member_windows=tuple(
             tuple((i, windows[i]) for i in np.flatnonzero(row).tolist()) for row in members
@@ -131,6 +133,7 @@ def evaluate_window_events(
     if plan is None or plan.windows != events.windows or plan.slo_ids != tuple(s.id for s in slos):
         plan = plan_evaluation(slos, events.windows)
     bad, total, failed = _window_sums(slos, events, plan, index)
+    coverage = _window_coverage(slos, events, plan, index, total)
     matrix, members = plan.matrix, plan.members
 
     ratio = error_ratio(bad, total)
@@ -158,13 +161,17 @@ def evaluate_window_events(
 
     # Packaging into objects is the only per-SLO loop; plain lists make it cheap.
     with _gc_paused():
-        bad_l, total_l, ratio_l, burn_l = (_none_for_nan(a) for a in (bad, total, ratio, burn))
+        bad_l, total_l, ratio_l, burn_l, coverage_l = (
+            _none_for_nan(a) for a in (bad, total, ratio, burn, coverage)
+        )
         remaining_l, exhaustion_l = _none_for_nan(remaining), _none_for_nan(to_exhaustion)
         alerts_by_slo = _alert_signals(matrix, decision)
         results = []
         for s, slo in enumerate(slos):
-            b, t, r, u = bad_l[s], total_l[s], ratio_l[s], burn_l[s]
-            values = {w: WindowValue(b[i], t[i], r[i], u[i]) for i, w in plan.member_windows[s]}
+            b, t, r, u, c = bad_l[s], total_l[s], ratio_l[s], burn_l[s], coverage_l[s]
+            values = {
+                w: WindowValue(b[i], t[i], r[i], u[i], c[i]) for i, w in plan.member_windows[s]
+            }
             results.append(
                 SLOEvaluation(
                     slo=slo,
@@ -197,6 +204,24 @@ def _window_sums(
     bad[failed] = np.nan
     total[failed] = np.nan
     return bad, total, failed
+
+
+def _window_coverage(
+    slos: Sequence[SLO],
+    events: WindowEvents,
+    plan: EvaluationPlan,
+    index: dict[str, int],
+    total: np.ndarray,
+) -> np.ndarray:
+    """float64[S, W] coverage of every window (engine.evaluation.coverage), in the order of
+    `slos`; all NaN when `events` does not carry covered seconds (a producer that does not
+    measure them). NaN wherever `total` is: no data and failed SLOs are not judged."""
+    if events.covered_seconds is None:
+        return np.full(total.shape, np.nan)
+    covered = events.covered_seconds
+    if events.slo_ids != plan.slo_ids:
+        covered = covered[np.array([index[s.id] for s in slos], dtype=np.int64)]
+    return window_coverage(covered, plan.windows, total)
 
 
 def _alert_signals(matrix: RuleMatrix, decision: AlertDecision) -> dict[int, list[AlertSignal]]:

@@ -42,7 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.evaluation.calendar import since_start_rows
 from engine.evaluation.decisions import evaluation_windows
+from engine.evaluation.maintenance import ring_kept_share
 from engine.evaluation.policy import policy_for
 from engine.evaluation.source import EventSource
 from engine.evaluation.windows import (
@@ -404,19 +406,43 @@ class MultiResolutionCache:
         bad_counts = [store.bad for store in self._stores]
         total_counts = [store.total for store in self._stores]
         present = [store.present for store in self._stores]
-        n = len(self._slos)
-        bad = np.empty((n, len(self.windows)))
-        total = np.empty((n, len(self.windows)))
-        covered = np.empty((n, len(self.windows)))
-        for w, window in enumerate(self.windows):
-            plan = plan_window(now, _seconds(window, "window"), grids)
-            bad[:, w], _ = sum_planned(plan, bad_counts, present, self._steps)
-            total[:, w], covered[:, w] = sum_planned(plan, total_counts, present, self._steps)
-        # The newest minute is composed like any window: the finest tier's newest step(s).
+        bad, total, covered, recent_bad, recent_total = self._sums(
+            now, grids, bad_counts, total_counts, present
+        )
+        # Maintenance windows: their events count for nothing. Only the SLOs that have
+        # windows are composed again, from masked copies of their own columns.
+        rows = np.flatnonzero([bool(s.maintenance) for s in self._slos])
+        if rows.size:
+            part = [self._slos[r] for r in rows]
+            kept = [ring_kept_share(part, st.end or now, st.length, st.step) for st in self._stores]
+            masked = self._sums(
+                now,
+                grids,
+                [
+                    c[:, rows] * (1.0 if k is None else k)
+                    for c, k in zip(bad_counts, kept, strict=True)
+                ],
+                [
+                    c[:, rows] * (1.0 if k is None else k)
+                    for c, k in zip(total_counts, kept, strict=True)
+                ],
+                [p[:, rows] for p in present],
+            )
+            for whole, sub in zip(
+                (bad, total, covered, recent_bad, recent_total), masked, strict=True
+            ):
+                whole[rows] = sub
+        # Calendar SLOs: the period column holds the sums since the period began.
+        since_start_rows(
+            self._slos,
+            now,
+            self.windows,
+            grids,
+            self._steps,
+            (bad_counts, total_counts, present),
+            (bad, total, covered),
+        )
         recent = recent_window_for(Duration(self._steps[0] * 1000))
-        plan = plan_window(now, _seconds(recent, "recent window"), grids)
-        recent_bad, _ = sum_planned(plan, bad_counts, present, self._steps)
-        recent_total, _ = sum_planned(plan, total_counts, present, self._steps)
         return WindowEvents(
             at=float(now),
             windows=self.windows,
@@ -429,3 +455,28 @@ class MultiResolutionCache:
             recent_bad=recent_bad,
             recent_total=recent_total,
         )
+
+    def _sums(
+        self,
+        now: int,
+        grids: list[TierGrid],
+        bad_counts: list[np.ndarray],
+        total_counts: list[np.ndarray],
+        present: list[np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every window's bad, total and covered seconds [S, W], and the recent window's
+        bad and total [S], for the SLO columns given."""
+        n = bad_counts[0].shape[1]
+        bad = np.empty((n, len(self.windows)))
+        total = np.empty((n, len(self.windows)))
+        covered = np.empty((n, len(self.windows)))
+        for w, window in enumerate(self.windows):
+            plan = plan_window(now, _seconds(window, "window"), grids)
+            bad[:, w], _ = sum_planned(plan, bad_counts, present, self._steps)
+            total[:, w], covered[:, w] = sum_planned(plan, total_counts, present, self._steps)
+        # The newest minute is composed like any window: the finest tier's newest step(s).
+        recent = recent_window_for(Duration(self._steps[0] * 1000))
+        plan = plan_window(now, _seconds(recent, "recent window"), grids)
+        recent_bad, _ = sum_planned(plan, bad_counts, present, self._steps)
+        recent_total, _ = sum_planned(plan, total_counts, present, self._steps)
+        return bad, total, covered, recent_bad, recent_total

@@ -19,6 +19,8 @@ import numpy as np
 
 from engine.evaluation.burn import evaluate_window_events, plan_evaluation
 from engine.evaluation.cache import MultiResolutionCache, Tier
+from engine.evaluation.calendar import PinnedPlans, pin_all
+from engine.evaluation.composite import with_composites
 from engine.evaluation.groups import undiscovered_evaluations
 from engine.evaluation.isolation import evaluate_each
 from engine.evaluation.resolution import (
@@ -28,6 +30,7 @@ from engine.evaluation.resolution import (
 )
 from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import EventSource, SourceUnavailable
+from engine.evaluation.timeslices import with_timeslices
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
@@ -47,12 +50,17 @@ class Evaluator:
     ) -> None:
         """Raises `ResolutionError` when no step fits the SLOs' windows at this scrape
         interval (e.g. a 5m short window with 5m scrapes)."""
+        # Composites from their components' events; a replica's shard (daemon/shards.py)
+        # finds components owned by other replicas in its `fleet`.
+        # Time-slice SLOs are answered in slices (timeslices.py), composites on top.
+        source = with_composites(with_timeslices(source), (*getattr(self, "fleet", ()), *slos))
         self._scrape_interval = scrape_interval
         self._fixed_tiers = tuple(tiers) if tiers is not None else None
         self._resolution = self._resolve(slos)
         self._cache = MultiResolutionCache(source, slos, self._resolution.tiers)
         self._source = source
         self._plan = plan_evaluation(self._cache.slos, self._cache.windows)
+        self._pinned = PinnedPlans()  # calendar SLOs (engine.evaluation.calendar)
 
     def _resolve(self, slos: Sequence[SLO]) -> Resolution:
         if self._fixed_tiers is not None:
@@ -77,6 +85,7 @@ class Evaluator:
         cannot be evaluated at the scrape interval. A set that needs a different fine step
         (new windows) starts a new cache: it refills from the source on the next evaluation."""
         resolution = self._resolve(slos)
+        with_composites(self._source, (*getattr(self, "fleet", ()), *slos))
         # A cache of no SLOs has no columns to re-index: start a new one (grouped SLOs
         # whose first groups appear after none were known).
         if resolution.tiers != self._resolution.tiers or not self._cache.slos:
@@ -111,10 +120,14 @@ class Evaluator:
                 SLOEvaluation(slo=slo, evaluated_at=instant, status="error", error=message)
                 for slo in (*self._cache.slos, *self.undiscovered)
             ]
+        slos, plan = self._cache.slos, self._plan
+        if any(s.calendar is not None for s in slos):  # factors follow this period's length
+            slos = tuple(pin_all(slos, events.at, self._cache.fine_step, keep_period=True))
+            plan = self._pinned.plan(plan, slos, lambda: plan_evaluation(slos, events.windows))
         try:
-            results = evaluate_window_events(self._cache.slos, events, self._plan)
+            results = evaluate_window_events(slos, events, plan)
         except Exception:  # one SLO's failure must not hide the others (isolation.py)
-            results = evaluate_each(self._cache.slos, events)
+            results = evaluate_each(slos, events)
         return results + undiscovered_evaluations(self._undiscovered, events.at)
 
     def sparse_fine_steps(self, threshold: float = SPARSE_FINE_COVERAGE) -> dict[str, float]:

@@ -19,6 +19,11 @@ The evaluation instant is `at` floored to the finest step the scrape interval al
 (engine.evaluation.resolution), so both paths report the same `evaluated_at` and the
 recent window (the newest step) is the same interval.
 
+Window coverage (engine.evaluation.coverage) is the one thing whole windows cannot show:
+`evaluate_once` takes a `WindowCoverage` measure (engine.source.window_coverage: a subquery
+per window sampling its fine steps) and turns its shares into the covered seconds the cache
+path reports.
+
 Pure: the source is a parameter; nothing here does I/O.
 """
 
@@ -26,13 +31,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from engine.evaluation.burn import evaluate_window_events
 from engine.evaluation.cache import WindowEvents
+from engine.evaluation.calendar import pin_all
+from engine.evaluation.composite import composite_covered, with_composites
 from engine.evaluation.decisions import evaluation_windows
 from engine.evaluation.policy import policy_for
 from engine.evaluation.resolution import DEFAULT_SCRAPE_INTERVAL, Resolution, resolution_for
@@ -119,20 +126,64 @@ class OneShot:
     events: WindowEvents | None
 
 
+class WindowCoverage(Protocol):
+    """Measures coverage where whole-window counts cannot (engine.source.window_coverage):
+    float64[S, W], the share of each window's instants spaced `samples[w]` apart at which
+    the SLO's total had data over the `fine` step before it; NaN = could not be asked."""
+
+    def __call__(
+        self,
+        slos: Sequence[SLO],
+        windows: Sequence[Duration],
+        samples: Sequence[Duration],
+        fine: Duration,
+        at: float,
+    ) -> np.ndarray: ...
+
+
+# At most this many sampled instants per window on the one-shot path: a resolution of
+# 0.83 % of the window, finer than the 1 % the partial label (coverage < 99 %) needs, at a
+# Prometheus cost that does not grow with the window's length (a full window reads 1.0
+# whatever the sampling).
+COVERAGE_SAMPLES = 120
+
+
+def coverage_samples(windows: Sequence[Duration], fine: Duration) -> tuple[Duration, ...]:
+    """How far apart the one-shot path samples each window's coverage: the smallest
+    multiple of the fine step that divides the window into at most `COVERAGE_SAMPLES`
+    instants (1m for windows up to 2h at a 1m fine step; 12m for 1d, 6h for 30d).
+    Instants on the fine grid: each sample is exactly one of the daemon's fine steps."""
+    steps = []
+    for window in windows:
+        count = window.ms // fine.ms
+        k = next(
+            (k for k in range(-(-count // COVERAGE_SAMPLES), count + 1) if count % k == 0),
+            count,
+        )
+        steps.append(Duration(k * fine.ms))
+    return tuple(steps)
+
+
 def evaluate_once(
     slos: Sequence[SLO],
     source: WindowCountSource,
     at: float,
     *,
     scrape_interval: Duration = DEFAULT_SCRAPE_INTERVAL,
+    coverage: WindowCoverage | None = None,
 ) -> OneShot:
     """Evaluate every SLO once at `at` (floored to the finest step) from window counts.
+
+    With `coverage`, every window's coverage is measured too (`one_shot_covered_seconds`);
+    without, it is None (not judged).
 
     Raises `ResolutionError` when no step fits the SLOs' windows at this scrape interval
     (as `Evaluator` does). A source unreachable for every SLO makes every SLO an error with
     the message — never "ok"."""
     resolution = resolution_for(slos, scrape_interval)
     instant = evaluation_instant(at, resolution.fine_step)
+    slos = pin_all(slos, instant, resolution.fine_step)  # calendar budgets since the period began
+    source = with_composites(source, slos)  # composites from components' counts
     try:
         events = instant_window_events(slos, source, instant, resolution.fine_step)
     except SourceUnavailable as exc:
@@ -142,7 +193,39 @@ def evaluate_once(
             for slo in slos
         ]
         return OneShot(resolution, failed, None)
+    if coverage is not None:
+        covered = one_shot_covered_seconds(slos, events, coverage, resolution)
+        events = replace(events, covered_seconds=covered)
     return OneShot(resolution, evaluate_window_events(slos, events), events)
+
+
+def one_shot_covered_seconds(
+    slos: Sequence[SLO], events: WindowEvents, coverage: WindowCoverage, resolution: Resolution
+) -> np.ndarray:
+    """float64[S, W]: seconds of each window covered by data, for `WindowEvents`.
+
+    The daemon counts every step of its cache; here each window is sampled at up to
+    `COVERAGE_SAMPLES` instants (`coverage_samples`), each one fine step — the daemon's
+    count where that covers every step (windows up to 2h at a 1m step), within one
+    sampling interval beyond. Only SLOs with data in some window are asked: no data and
+    failed SLOs stay not judged.
+    """
+    covered = np.full(events.total.shape, np.nan)
+    asked = np.flatnonzero(~np.isnan(events.total).all(axis=1)).tolist()
+    asked = [i for i in asked if slos[i].sli.composite is None]  # no query of their own
+    if not asked:
+        return covered
+    samples = coverage_samples(events.windows, resolution.fine_step)
+    share = coverage(
+        [slos[i] for i in asked], events.windows, samples, resolution.fine_step, events.at
+    )
+    lengths = np.array([w.seconds for w in events.windows], dtype=np.float64)
+    covered[asked] = share * lengths
+    # Sampling can miss data shorter than its interval (a series 30 minutes old under a
+    # 7d window sampled every 84m); the window counts saw it, so it had one step at least.
+    has_data = ~np.isnan(events.total) & ~np.isnan(covered)
+    covered[has_data] = np.maximum(covered[has_data], resolution.fine_step.seconds)
+    return composite_covered(slos, covered, events.total)
 
 
 def sparse_fine_steps_once(
@@ -166,7 +249,10 @@ def sparse_fine_steps_once(
         return {}
     hour = events.windows.index(Duration.parse("1h"))
     suspect = np.flatnonzero(np.isnan(events.recent_total) & ~np.isnan(events.total[:, hour]))
-    suspect = [int(i) for i in suspect if slos[i].id not in events.errors]
+    # Composites read their components (checked themselves), never the backend.
+    suspect = [
+        int(i) for i in suspect if slos[i].id not in events.errors and not slos[i].sli.composite
+    ]
     if not suspect:
         return {}
     asked = [slos[i] for i in suspect]

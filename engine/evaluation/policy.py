@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from engine.evaluation.calendar import burn_length
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, BurnRateRuleSpec, LowTrafficSpec
 
@@ -109,7 +110,7 @@ def policy_for(slo: SLO) -> AlertPolicy:
             spec.severity == "ticket" and not slo.alerting.ticket
         ):
             continue
-        factor = factor_for(spec, slo.period)
+        factor = factor_for(spec, burn_length(slo))  # a calendar SLO: this period's length
         rules.append(
             BurnRateRule(
                 severity=spec.severity,

@@ -12,11 +12,25 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from engine.evaluation.calendar import calendar_json
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
 Status = Literal["ok", "ticket", "page", "exhausted", "no_data", "error"]
 HeldReason = Literal["low_traffic"]
+
+# A window (and a budget: its period window) is labelled partial when less than this share
+# of it had data (coverage: engine.evaluation.coverage). Not 1.0: the newest fine step may
+# still miss its last scrape when read (it is read again next cycle) and the oldest coarse
+# step is prorated, so a complete window can read 0.999. One hour missing from a 30d period
+# is 0.9986; a service that started three days into a 28d period is 0.11.
+PARTIAL_BELOW = 0.99
+
+
+def is_partial(coverage: float | None) -> bool:
+    """Less than `PARTIAL_BELOW` of the window had data. False when not judged (None): a
+    window without data is no data, not partial."""
+    return coverage is not None and coverage < PARTIAL_BELOW
 
 
 def _num(value: float | None) -> float | None:
@@ -33,6 +47,10 @@ class WindowValue:
     total: float | None
     error_ratio: float | None
     burn_rate: float | None
+    # Share of the window's length covered by steps with data, 0..1; None = not judged (no
+    # data, a failed query, or a producer that does not measure it). See
+    # engine.evaluation.coverage for the exact definition.
+    coverage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,13 +99,28 @@ class SLOEvaluation:
         """Alerts not held by the low-traffic guard."""
         return tuple(a for a in self.alerts if a.held is None)
 
+    @property
+    def budget_coverage(self) -> float | None:
+        """Coverage of the period window: the share of the period the budget is computed
+        over (None = not judged)."""
+        value = self.windows.get(self.slo.period)
+        return None if value is None else value.coverage
+
+    @property
+    def budget_partial(self) -> bool:
+        """The budget covers less than `PARTIAL_BELOW` of its period (a young
+        service, a long gap): an estimate from part of the period."""
+        return is_partial(self.budget_coverage)
+
     def error_ratio(self, window: Duration) -> float | None:
         value = self.windows.get(window)
         return None if value is None else value.error_ratio
 
     def to_json(self) -> dict[str, Any]:
         """The documented `evaluate --format json` object for one SLO. A grouped SLO's
-        instance adds `group` ({label: value}; {} for one without groups yet)."""
+        instance adds `group` ({label: value}; {} for one without groups yet). `coverage`
+        maps the same windows as `error_ratio`; `budget` repeats the budget remaining with
+        its `partial` label and the period's coverage."""
         ordered = sorted(self.windows.items())
         out: dict[str, Any] = {
             "id": self.slo.id,
@@ -103,7 +136,13 @@ class SLOEvaluation:
                 str(w): None if v.total is None else {"bad": _num(v.bad), "total": _num(v.total)}
                 for w, v in ordered
             },
+            "coverage": {str(w): _num(v.coverage) for w, v in ordered},
             "error_budget_remaining": _num(self.error_budget_remaining),
+            "budget": {
+                "remaining": _num(self.error_budget_remaining),
+                "partial": self.budget_partial,
+                "coverage": _num(self.budget_coverage),
+            },
             "time_to_exhaustion": _num(self.time_to_exhaustion),
             "alerts": [a.to_json() for a in self.alerts],
             "error": self.error,
@@ -111,6 +150,9 @@ class SLOEvaluation:
         }
         if self.slo.grouped:
             out["group"] = self.slo.group_labels
+        calendar = calendar_json(self.slo, self.evaluated_at)  # calendar SLOs only
+        if calendar is not None:
+            out["calendar"] = calendar
         return out
 
     def _recent_json(self) -> dict[str, Any] | None:

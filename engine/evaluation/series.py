@@ -28,7 +28,9 @@ from engine.evaluation.budget import (
     time_to_exhaustion,
 )
 from engine.evaluation.burn import STATUSES, EvaluationPlan, plan_evaluation, status_codes
+from engine.evaluation.calendar import since_start_series
 from engine.evaluation.decisions import decide_alerts
+from engine.evaluation.maintenance import kept_share
 from engine.evaluation.policy import BurnRateRule
 from engine.evaluation.source import StepRates
 from engine.evaluation.windows import normalize_step_counts, recent_window_for, rolling_window_sums
@@ -159,11 +161,18 @@ def _evaluate_chunk(
     )
     bad_steps[failed] = np.nan
     total_steps[failed] = np.nan
+    kept = kept_share(part, rates.times, step_seconds)
+    if kept is not None:  # maintenance windows: their events count for nothing
+        bad_steps, total_steps = bad_steps * kept, total_steps * kept
     bad_sums = rolling_window_sums(bad_steps, sum_steps, from_step)[0]
     total_sums, covered = rolling_window_sums(total_steps, sum_steps, from_step)
     recent_bad, recent_total = bad_sums[-1], total_sums[-1]
     bad = bad_sums[:-1].transpose(1, 0, 2)
     total = total_sums[:-1].transpose(1, 0, 2)
+    # Calendar SLOs: the budget at each step is read since that step's period began.
+    since_start_series(
+        part, rates.times, (bad_steps, total_steps), from_step, sub.period_index, (bad, total)
+    )
     covered = covered[:-1]
     ratio = error_ratio(bad, total)
     budget = plan.error_budget[rows]

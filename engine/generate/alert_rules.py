@@ -199,7 +199,7 @@ def no_data_alert(slo: SLO, policy: AlertPolicy, grafana_url: str) -> Rule:
     # No data means no total, as in the daemon: a missing bad-event series with a known
     # total is recorded as 0 bad events (rules.bad_events_expr), and where bad is
     # total − good the total is recorded only while the good side exists
-    # (rules.total_events_expr), so the total is missing exactly when the error ratio is.
+    # (rules.event_rate_rules), so the total is missing exactly when the error ratio is.
     # `absent() for <window>` rather than `absent_over_time(...[window])`: the latter fires
     # at once on a fresh Prometheus (or for a new SLO) that has no history yet, a ticket
     # storm for every SLO before the first scrapes land; `for` waits the same window in
@@ -247,6 +247,13 @@ def grouped_no_data_expr(slo: SLO, policy: AlertPolicy) -> str:
 def no_data_description(slo: SLO, window: Duration) -> str:
     """Why an SLO may have recorded no error ratio, the likely cause for its kind of SLI."""
     latency, events = slo.sli.latency, slo.sli.events
+    if slo.sli.composite is not None:  # no metric of its own: its components' (composite_rules)
+        return (
+            f"No total events were recorded for {slo.id} in the last {window}: at least one "
+            f"of its components ({', '.join(slo.sli.composite.refs)}) recorded none, so the "
+            "journey cannot be computed and burn-rate alerts cannot fire. See the components' "
+            "own SLONoData alerts."
+        )
     if latency is not None and latency.native:
         selector_text = f"{{{latency.selector}}}" if latency.selector else ""
         return (

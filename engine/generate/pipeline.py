@@ -23,6 +23,7 @@ from typing import Any, Literal
 from engine.evaluation.policy import policy_for
 from engine.generate.alert_rules import DEFAULT_GRAFANA_URL, alert_rules
 from engine.generate.alertmanager import alertmanager_config
+from engine.generate.composite_rules import check_composite_rules, composite_recording_groups
 from engine.generate.config import GenerateConfig, GrafanaSettings, Naming
 from engine.generate.dashboards import dashboards
 from engine.generate.prometheusrule import prometheus_rule
@@ -31,6 +32,7 @@ from engine.generate.receivers import RouteError
 from engine.generate.render import to_json, to_yaml
 from engine.generate.rules import recording_groups
 from engine.generate.sloth_naming import sloth_group, with_sloth_labels
+from engine.generate.timeslice_rules import timeslice_recording_groups, timeslice_verdict_group
 from engine.spec.models import SLO
 
 Root = Literal["rules", "dashboards"]
@@ -63,7 +65,11 @@ def service_rule_groups(
     groups = []
     for slo in slos:
         policy = policy_for(slo)
-        sli, period = recording_groups(slo, policy)
+        groups_of = composite_recording_groups if slo.sli.composite else recording_groups
+        if slo.timeslices is not None:  # counted in slices, judged by a group of its own
+            groups_of = timeslice_recording_groups
+            groups.append(timeslice_verdict_group(slo))
+        sli, period = groups_of(slo, policy)
         # Alerts share the SLI group: rules in a group run in order, so each alert reads
         # the rates recorded a moment earlier in the same evaluation.
         sli["rules"] = [*sli["rules"], *alert_rules(slo, policy, grafana_url)]
@@ -130,6 +136,8 @@ def generate(
 ) -> list[GeneratedFile]:
     config = config or GenerateConfig()
     _check_names(slos)
+    if composite_problems := check_composite_rules(slos):
+        raise GenerateError("; ".join(composite_problems))
     files = [
         GeneratedFile(
             "rules",

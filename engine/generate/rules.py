@@ -6,6 +6,14 @@ events ÷ total events, never an average of short-window ratios (which over-weig
 hours). The period rates are a mean of rates — a mean of rates is a sum of events —
 computed for bad and total apart.
 
+Each raw range is read once per window and evaluation, as in Sloth's rules: rules of a
+group run in order and each sees what the earlier ones recorded at the same timestamp, so
+the total is recorded first and the bad rate's "no error series yet" fallback multiplies
+that recorded total by 0 instead of reading the raw total again; where bad is total − good,
+the good rate is recorded first, the total gated on it and bad is their difference (the
+same subtraction as before, so the same number). `event_rate_rules` builds these for the
+window group and for the period group's tiles alike.
+
 The period rollup reads *tiles*: the period group (every 5 minutes) records the 5-minute
 rates itself, so consecutive samples cover consecutive, non-overlapping 5-minute spans,
 and the period's rate is the mean of the tiles in the period. That reads 8,640 samples per
@@ -34,7 +42,7 @@ from engine.evaluation.policy import AlertPolicy, exact, policy_for
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 from engine.spec.promql_groups import outer_sum_labels
-from engine.spec.sli import bad_rate, derives_bad, total_rate
+from engine.spec.sli import bad_rate, derives_bad, good_rate, total_rate
 
 # The period group runs every 5 minutes and records one 5-minute tile per run; it must not
 # run less often than Prometheus' 5m lookback, or its series would vanish from instant
@@ -109,6 +117,11 @@ def bad_events_metric(window: Duration) -> str:
     return f"slo:bad_events:rate{window}"
 
 
+def good_events_metric(window: Duration) -> str:
+    """Recorded only where bad is total − good: the good side, read once for both."""
+    return f"slo:good_events:rate{window}"
+
+
 def total_events_metric(window: Duration) -> str:
     return f"slo:total_events:rate{window}"
 
@@ -120,6 +133,10 @@ def bad_tile_metric(window: Duration) -> str:
 
 def total_tile_metric(window: Duration) -> str:
     return f"slo:total_events:rate{window}_every{PERIOD_GROUP_INTERVAL}"
+
+
+def good_tile_metric(window: Duration) -> str:
+    return f"slo:good_events:rate{window}_every{PERIOD_GROUP_INTERVAL}"
 
 
 def error_ratio_metric(window: Duration) -> str:
@@ -185,48 +202,67 @@ def _ratio_and_burn(slo: SLO, window: Duration, labels: dict[str, str]) -> list[
     ]
 
 
-def bad_events_expr(slo: SLO, window: Duration) -> str:
-    """The bad-event rate, or 0 when an explicit bad query matches nothing but the total
-    has data.
+def _on(slo: SLO) -> str:
+    """The matching clause between an SLO's raw-side rate and its recorded series: `on()`
+    (one series each), or `on(<group labels>)` so a grouped SLO matches group by group."""
+    return f"on({', '.join(slo.group_by)})"
+
+
+def bad_events_expr(slo: SLO, window: Duration, total_metric: str) -> str:
+    """The bad-event rate of an explicit bad query, or 0 when it matches nothing but the
+    total (recorded just before, in the same group and evaluation, as `total_metric`) has
+    data.
 
     Error counters such as `http_requests_total{code=~"5.."}` usually do not exist until
     the first error; the daemon counts such a step as 0 bad events
     (`engine.evaluation.windows.normalize_step_counts`), and so must the rules, or a healthy SLO
-    would record no error ratio at all (SLONoData, blind burn alerts). Both operands are
-    plain `sum(...)` without `by`, so each is one series with no labels and `or` matches
-    them: the fallback applies exactly when the bad side is empty, and yields nothing when
-    the total is empty too (no data stays no data).
+    would record no error ratio at all (SLONoData, blind burn alerts). `or on()` adds the
+    fallback exactly when the bad side is empty, and nothing when the total is empty too
+    (no data stays no data): the recorded total got a staleness marker the evaluation it
+    vanished. Grouped: `or on(<group labels>)`, so the fallback fills exactly the groups
+    whose bad side is empty.
 
-    No fallback where bad is total − good (latency SLIs, `good` queries): there an empty
-    bad side means the *good* series is missing — a latency threshold that is no bucket
-    bound, a wrong good selector — and 0 would show a perfect SLO (`engine.spec.sli`).
-
-    Grouped: both operands are `sum by (<group labels>)`, so `or` matches group by group
-    and the fallback fills exactly the groups whose bad side is empty.
+    Reading the recorded total rather than `0 * sum(rate(total[w]))` matters: PromQL
+    evaluates both sides of `or`, so the raw fallback read the total's range a second
+    time every evaluation, on top of the total's own rule.
     """
     by = slo.group_by
     bad = summed(bad_rate(slo.sli, window, by), by)
-    if derives_bad(slo.sli):
-        return bad
-    total = summed(total_rate(slo.sli, window, by), by)
-    return f"{bad}\nor 0 * {total}"
+    return f"{bad}\nor {_on(slo)} 0 * {total_metric}{selector(slo)}"
 
 
-def total_events_expr(slo: SLO, window: Duration, bad_metric: str) -> str:
-    """The total-event rate; where bad is total − good, only while the bad rate (recorded
-    just before, in the same group and evaluation, as `bad_metric`) exists.
+def event_rate_rules(
+    slo: SLO, window: Duration, names: tuple[str, str, str], labels: dict[str, str]
+) -> list[Rule]:
+    """Bad and total event rates of one window, recorded as `names` (bad, total, good),
+    in an order where each rule reads the raw series once and the recorded rest.
 
-    The daemon reports a step whose good series is missing as no data, bad and total
-    alike (engine.source.prometheus); recording the total regardless would leave totals
+    Explicit bad query (and availability): total, then bad with the 0 fallback over the
+    recorded total (`bad_events_expr`).
+
+    Bad = total − good (latency SLIs, `good` queries): no 0 fallback — an empty good side
+    means the good series is missing (a latency threshold that is no bucket bound, a wrong
+    good selector) and 0 would show a perfect SLO (`engine.spec.sli`). The daemon reports
+    such a step as no data, bad and total alike (engine.source.prometheus), so the total is
+    recorded only while the good rate exists: recording it regardless would leave totals
     without bad rates — a period rollup averaging different tiles for the two — and keep
-    SLONoData, which watches the total, quiet while no ratio can be computed. Grouped:
-    `on (<group labels>)`, so each group's total waits for its own bad rate.
+    SLONoData, which watches the total, quiet while no ratio can be computed. Good first,
+    then the total gated on it, then bad as their difference.
     """
-    by = slo.group_by
+    bad_metric, total_metric, good_metric = names
+    by, sel = slo.group_by, selector(slo)
     total = summed(total_rate(slo.sli, window, by), by)
     if not derives_bad(slo.sli):
-        return total
-    return f"{total}\nand on({', '.join(by)}) {bad_metric}{selector(slo)}"
+        return [
+            _record(total_metric, total, labels),
+            _record(bad_metric, bad_events_expr(slo, window, total_metric), labels),
+        ]
+    good = summed(good_rate(slo.sli, window, by), by)
+    return [
+        _record(good_metric, good, labels),
+        _record(total_metric, f"{total}\nand {_on(slo)} {good_metric}{sel}", labels),
+        _record(bad_metric, f"{total_metric}{sel} - {good_metric}{sel}", labels),
+    ]
 
 
 def sli_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
@@ -243,11 +279,8 @@ def sli_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
     windows = rolling_windows(policy) or (FALLBACK_BASE_WINDOW,)
     rules: list[Rule] = []
     for window in windows:
-        bad = bad_events_metric(window)
-        rules.append(_record(bad, bad_events_expr(slo, window), labels))
-        rules.append(
-            _record(total_events_metric(window), total_events_expr(slo, window, bad), labels)
-        )
+        names = (bad_events_metric(window), total_events_metric(window), good_events_metric(window))
+        rules += event_rate_rules(slo, window, names, labels)
     for window in windows:
         rules.extend(_ratio_and_burn(slo, window, labels))
     return rules
@@ -260,14 +293,10 @@ def period_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
     sel = selector(slo)
     tile, period = tile_window(policy), policy.period
     budget = decimal_text(slo.error_budget)
+    tiles = (bad_tile_metric(tile), total_tile_metric(tile), good_tile_metric(tile))
     return [
         # Rules of a group run in order: the averages below already see this run's tile.
-        _record(bad_tile_metric(tile), bad_events_expr(slo, tile), labels),
-        _record(
-            total_tile_metric(tile),
-            total_events_expr(slo, tile, bad_tile_metric(tile)),
-            labels,
-        ),
+        *event_rate_rules(slo, tile, tiles, labels),
         _record(
             bad_events_metric(period),
             f"avg_over_time({bad_tile_metric(tile)}{sel}[{period}])",

@@ -48,7 +48,12 @@ def policy_notifications(results: Iterable[SLOEvaluation], now: float) -> list[N
                         receiver=receiver,
                         event="triggered",
                         dedup_key=f"budget-policy:{state.slo_id}",
-                        incident=_snapshot(result, state.consumed, now, title),
+                        incident={
+                            **_snapshot(result, state.consumed, now, title),
+                            # What was crossed, for receivers' labels (Alertmanager, Slack).
+                            "policy_threshold_percent": threshold.consumed,
+                            "policy_action": threshold.action,
+                        },
                         created_at=now,
                         message=_message(result, state.consumed, threshold.action),
                         title=title,

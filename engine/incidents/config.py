@@ -136,6 +136,32 @@ class SeverityRules(Strict):
         return value
 
 
+# What a ticket-level alert with no open incident to join does on a tier (`TicketIncidents`).
+TicketHandling = Literal["incident", "notify"]
+
+
+class TicketIncidents(Strict):
+    """Per service tier: does a ticket-level alert that justifies SEV3/SEV4 open an incident,
+    or only notify (no INC- id, no lifecycle; resolved when it clears)? See
+    docs/incidents.md, "Tickets: incident or notification". A ticket that joins an open
+    incident, or that the severity rules make SEV1/SEV2, is unaffected."""
+
+    # Every tier opens an incident by default: a ticket is a budget that runs out within
+    # days unless someone acts, and the incident gives that work an owner, a timeline, a
+    # recovery objective and its line in the monthly report. `notify` is PagerDuty's and
+    # Grafana OnCall's low-urgency handling, for teams whose lower tiers' tickets are FYI.
+    critical: TicketHandling = "incident"
+    important: TicketHandling = "incident"
+    standard: TicketHandling = "incident"
+
+    def mode(self, tier: str) -> TicketHandling:
+        """The handling for an alert's tier (an unknown tier opens an incident)."""
+        if tier not in Tier.__members__:
+            return "incident"
+        handling: TicketHandling = getattr(self, tier)
+        return handling
+
+
 class IncidentConfig(Strict):
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     # None = the runbook chain, using whichever of its receivers are configured.
@@ -168,6 +194,12 @@ class IncidentConfig(Strict):
     # is the commonest cause of a critical service's complete outage, and a minute is small
     # against its 15-minute response target. Drop SEV1 here to page those at once.
     dependency_wait_severities: list[Severity] = Field(default_factory=lambda: list(ALL_SEVERITIES))
+    # A dependency failing this long after a dependent's incident opened (past the wait,
+    # after its page) takes that incident over as its root cause: one incident, an
+    # `updated`, no second page (engine/incidents/root_cause.py). 10m covers a dependency
+    # page trailing by minutes (low-traffic guard, slower objective) and stays inside SEV1's
+    # 15-minute response target, before the on-call is deep into the wrong service. 0s: link.
+    dependency_correlation_window: DurationField = _d("10m")
     # Directory whose *.j2 files override the default templates of the same name.
     templates_dir: Path | None = None
     status_page_url: str | None = None
@@ -203,6 +235,8 @@ class IncidentConfig(Strict):
     # Resolved incidents at these severities stay in `review` until their post-incident
     # review is closed.
     review_severities: list[Severity] = Field(default_factory=list)
+    # Per tier: a new ticket-level incident, or a notification only (`TicketIncidents`).
+    ticket_incidents: TicketIncidents = Field(default_factory=TicketIncidents)
 
     @model_validator(mode="after")
     def _check(self) -> IncidentConfig:

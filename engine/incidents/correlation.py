@@ -3,8 +3,10 @@
 A page supersedes the ticket of the same SLO (inhibition). A new alert joins an open
 incident of the same SLO, then one holding another group of the same grouped SLO (at any
 age), then one of the same service opened within `group_window`, then one on a service it
-depends on (recorded as related). Root causes are processed before
-their victims so both fire into one incident in the same cycle.
+depends on, directly or down a chain (recorded as related) — and, the other way round, an
+alert on a service that an already paged incident's service depends on takes that incident
+over as its root cause (`root_cause`, within `dependency_correlation_window`). Root causes
+are processed before their victims so both fire into one incident in the same cycle.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.alerting.alerts import Alert
+from engine.incidents.dependencies import DependencyGraph
 from engine.incidents.incident import Incident
+from engine.incidents.root_cause import adoptable, reroot
 from engine.incidents.settings import Settings
 from engine.incidents.state import EngineState
 from engine.incidents.transaction import Transaction
@@ -28,17 +32,25 @@ def inhibit_tickets(tx: Transaction, firing: dict[str, Alert]) -> set[str]:
     return inhibited
 
 
-def processing_order(settings: Settings, alerts: Iterable[Alert]) -> list[Alert]:
+def processing_order(
+    settings: Settings, alerts: Iterable[Alert], graph: DependencyGraph | None = None
+) -> list[Alert]:
     # Root causes before their victims, so a victim firing in the same cycle as the
-    # service it depends on joins that incident instead of opening its own. Pages before
-    # tickets so the incident starts at the right severity. Then a stable order.
+    # service it depends on joins that incident instead of opening its own; down a chain,
+    # by how many of its (transitive) dependencies fire too. Pages before tickets so the
+    # incident starts at the right severity. Then a stable order.
     alerts = list(alerts)
     firing_services = {a.service for a in alerts}
     rank = {"page": 0, "ticket": 1, "anomaly": 2}
+
+    def upstream(alert: Alert) -> set[str]:
+        chain = graph.upstream(alert.service) if graph is not None else frozenset()
+        return (settings.deps(alert) | chain) - {alert.service}
+
     return sorted(
         alerts,
         key=lambda a: (
-            bool(settings.deps(a) & firing_services),
+            len(upstream(a) & firing_services),
             rank[a.severity],
             a.service,
             a.slo_id,
@@ -54,9 +66,14 @@ def base_slo_id(slo_id: str) -> str:
 
 
 def find_incident(
-    settings: Settings, st: EngineState, now: float, alert: Alert
+    settings: Settings,
+    st: EngineState,
+    now: float,
+    alert: Alert,
+    graph: DependencyGraph | None = None,
 ) -> tuple[Incident | None, str]:
     """The open incident a new alert belongs to, and why ("" when it needs its own)."""
+    graph = graph or DependencyGraph()
     incidents = sorted(st.incidents.values(), key=lambda i: (i.opened_at, i.id))
     for incident in incidents:
         if alert.slo_id in incident.slo_ids:
@@ -71,11 +88,18 @@ def find_incident(
     for incident in incidents:
         if incident.service == alert.service and now - incident.opened_at <= settings.group_window:
             return incident, "same service"
-    deps = settings.deps(alert)
+    deps = (settings.deps(alert) | graph.upstream(alert.service)) - {alert.service}
     if deps:
         for incident in incidents:
             if incident.service in deps or deps & set(incident.related_services):
                 return incident, "dependency"
+    if alert.severity == "page":
+        # The other order: a dependent already paged and this is what it depends on. Only
+        # a page is evidence enough to move an incident: a dependency's traffic-drop
+        # anomaly is as often the consequence (its dependent stopped calling it).
+        for incident in incidents:
+            if adoptable(settings, graph, now, incident, alert.service):
+                return incident, "root cause"
     return None, ""
 
 
@@ -83,6 +107,9 @@ def join(
     settings: Settings, tx: Transaction, now: float, alert: Alert, target: Incident, how: str
 ) -> None:
     """Add a new alert to the incident `find_incident` chose: no page of its own."""
+    if how == "root cause":
+        reroot(settings, tx, now, target, alert)
+        return
     fp = alert.fingerprint
     target.fingerprints.append(fp)
     if alert.service == target.service:

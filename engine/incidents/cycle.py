@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.alerting.alerts import Alert
-from engine.alerting.cycle import Blindness, cycle_alerts
+from engine.alerting.cycle import Blindness, InvalidSpecs, cycle_alerts
 from engine.anomaly.live import AnomalyState
 from engine.evaluation.result import SLOEvaluation
 from engine.incidents.engine import IncidentEngine
@@ -32,7 +32,8 @@ def observe_cycle(
     anomalies: Sequence[AnomalyState] = (),
     blind: Blindness | None = None,
     dashboard: Callable[[SLO], str | None] | None = None,
+    invalid_specs: InvalidSpecs | None = None,
 ) -> CycleOutcome:
     """Build the cycle's alerts and let the engine decide on them at `now`."""
-    alerts = cycle_alerts(now, evaluations, anomalies, blind, dashboard)
+    alerts = cycle_alerts(now, evaluations, anomalies, blind, dashboard, invalid_specs)
     return CycleOutcome(alerts, engine.observe(now, alerts, evaluations))

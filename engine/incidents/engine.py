@@ -20,10 +20,16 @@ Fatigue controls, in the order an alert meets them (and the module that applies 
    service's open incident (as related): one incident, one page (`correlation`);
 4b. dependency hold-down — a new incident on a service with dependencies holds its first
    page for `dependency_wait`; a dependency's incident opening meanwhile absorbs it (merged,
-   never paged). Once a page went out, a later root cause is only linked (`holddown`);
+   never paged). Once a page went out, a root cause failing within
+   `dependency_correlation_window` takes the incident over (re-rooted, an `updated`, no
+   second page; `root_cause`); a later one is only linked. Chains follow the transitive
+   graph of this cycle's specs, alerts and config (`dependencies`);
 5. flap detection — a flapping incident stays open and sends no repeats (`flapping`);
 6. resolve only after all alerts have been clear for `resolve_after` (`timers`);
 7. repeats only every `repeat_interval` while unacknowledged (`timers`);
+7b. on a tier whose tickets only notify (`ticket_incidents`), a ticket that would open a new
+   incident sends a notice instead: silences, dedup, repeats and a resolve, no incident
+   (`tickets`);
 8. a per-receiver rate limit with one summary notification when it trips (`ratelimit`).
 
 Incident response (issue 11) on top: declaring by hand (`declare`), the status workflow and
@@ -37,20 +43,22 @@ modules in a fixed order and returns the `Decision`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from engine.alerting.alerts import Alert
 from engine.evaluation.result import SLOEvaluation
-from engine.incidents import actions, intake, silencing, transitions
+from engine.incidents import actions, intake, silencing, tickets, transitions
 from engine.incidents.config import IncidentConfig
 from engine.incidents.correlation import inhibit_tickets, processing_order
 from engine.incidents.declare import Declaration, declare
+from engine.incidents.dependencies import DependencyGraph, cycle_graph, merge_edges
 from engine.incidents.flapping import percent_state_change, update_flapping
 from engine.incidents.holddown import fold_held
 from engine.incidents.incident import OPEN_STATUSES, Incident, IncidentStatus, Severity
 from engine.incidents.render import TemplateRenderer
 from engine.incidents.response import ActionStatus, Role, UpdateContent
 from engine.incidents.roles import assign_role
+from engine.incidents.root_cause import consolidate
 from engine.incidents.settings import Settings
 from engine.incidents.silences import Matcher
 from engine.incidents.state import Decision, EngineState
@@ -73,11 +81,16 @@ class IncidentEngine:
         config: IncidentConfig | None = None,
         state: EngineState | None = None,
         renderer: TemplateRenderer | None = None,
+        dependencies: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
+        """`dependencies`: every spec's `service → depends_on`, for a caller that does not
+        hand every SLO's evaluation to each `observe` (backtest passes only those that
+        fired); the config's `depends_on` edges are added to it."""
         self.config = config or IncidentConfig()
         self.state = state or EngineState()
         self._settings = Settings.of(self.config, renderer)
         self.renderer = self._settings.renderer
+        self._graph = DependencyGraph(merge_edges(dependencies or {}, self._settings.depends_on))
 
     def reset(self, state: EngineState) -> None:
         """Adopt a freshly loaded state (after the store reported a stale version)."""
@@ -95,6 +108,7 @@ class IncidentEngine:
         settings = self._settings
         tx = self._begin()
         now = float(now)
+        evaluations = tuple(evaluations)
         unknown = {ev.slo.id for ev in evaluations if ev.status in _UNKNOWN_STATUSES}
 
         firing: dict[str, Alert] = {}
@@ -103,15 +117,20 @@ class IncidentEngine:
         inhibited = inhibit_tickets(tx, firing)
 
         silencing.expire_silences(tx, now)
-        for alert in processing_order(settings, firing.values()):
+        tx.graph = cycle_graph(
+            self._graph, evaluations, firing.values(), tx.state.incidents.values()
+        )
+        for alert in processing_order(settings, firing.values(), tx.graph):
             intake.process_firing(settings, tx, now, alert)
         fold_held(settings, tx, now)
+        consolidate(settings, tx, now)
         touched = intake.clear_missing(tx, now, firing, inhibited, unknown)
 
         update_flapping(settings, tx, now, firing, unknown)
         intake.reclassify_changed(settings, tx, now, touched)
         intake.prune(tx)
         run_timers(settings, tx, now)
+        tickets.notice_timers(settings, tx, now)
         return self._commit(tx)
 
     def tick(self, now: float) -> Decision:
@@ -121,6 +140,7 @@ class IncidentEngine:
         now = float(now)
         silencing.expire_silences(tx, now)
         run_timers(self._settings, tx, now)
+        tickets.notice_timers(self._settings, tx, now)
         return self._commit(tx)
 
     def acknowledge(

@@ -2,14 +2,18 @@
 
 A new incident on a service with dependencies holds its first page for `dependency_wait`
 (like Alertmanager's group_wait). If a dependency's incident opens meanwhile, the held
-incident is merged into it and resolved as merged, never paged. Once an incident paged it
-is only linked to a later root cause: no merge after a page, no second page. The hold ends
+incident is merged into it and resolved as merged, never paged. Once an incident paged, a
+later root cause takes it over within `dependency_correlation_window` (`root_cause`: one
+incident, an `updated`, never a second page) and is only linked to it after. The hold ends
 in `timers` (wait over), on acknowledgement, or when severity rises past what may wait
 (`transitions.release`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from engine.incidents.dependencies import DependencyGraph
 from engine.incidents.incident import Incident, IncidentStatus, Severity, iso
 from engine.incidents.settings import Settings
 from engine.incidents.transaction import Transaction, evolve
@@ -48,14 +52,19 @@ def hold(
     tx.suppress("dependency_wait", incident_id=incident.id)
 
 
-def caused_by(victim: Incident, root: Incident) -> bool:
-    """`root` is on a service `victim` depends on, directly or through a service already
-    correlated with it (the chain rule `correlation.find_incident` follows)."""
-    if not victim.depends_on or victim.id == root.id:
+def caused_by(victim: Incident, root: Incident, graph: DependencyGraph | None = None) -> bool:
+    """`root` is on a service `victim` depends on, directly, down a chain of the graph, or
+    through a service already correlated with it (the chain rule `correlation.find_incident`
+    follows)."""
+    if victim.id == root.id or victim.service == root.service:
         return False
-    return root.service in victim.depends_on or bool(
-        set(victim.depends_on) & set(root.related_services)
-    )
+    deps = set(victim.depends_on)
+    if graph is not None:
+        deps |= graph.upstream(victim.service)
+    deps.discard(victim.service)
+    if not deps:
+        return False
+    return root.service in deps or bool(deps & set(root.related_services))
 
 
 def fold_into(settings: Settings, tx: Transaction, now: float, root: Incident) -> list[float]:
@@ -68,7 +77,7 @@ def fold_into(settings: Settings, tx: Transaction, now: float, root: Incident) -
         victims = [
             v
             for v in sorted(tx.state.incidents.values(), key=lambda i: i.id)
-            if v.held_until is not None and caused_by(v, root)
+            if v.held_until is not None and caused_by(v, root, tx.graph)
         ]
         if not victims:
             return deadlines
@@ -90,7 +99,7 @@ def fold_held(settings: Settings, tx: Transaction, now: float) -> None:
             (
                 r
                 for r in sorted(st.incidents.values(), key=lambda i: (i.opened_at, i.id))
-                if caused_by(victim, r)
+                if caused_by(victim, r, tx.graph)
             ),
             None,
         )
@@ -110,21 +119,7 @@ def merge(
 ) -> None:
     """Fold a held (never paged) incident into its root cause's incident and resolve it
     as merged. Nothing is ever sent for the victim: it has no notified receivers."""
-    st = tx.state
-    moved = [fp for fp in victim.fingerprints if fp not in root.fingerprints]
-    root.fingerprints.extend(moved)
-    for slo_id in victim.slo_ids:
-        if slo_id not in root.slo_ids:
-            root.slo_ids.append(slo_id)
-    for slo_id, budget in victim.slo_budget.items():
-        root.slo_budget.setdefault(slo_id, list(budget))
-    for service in (victim.service, *victim.related_services):
-        if service != root.service and service not in root.related_services:
-            root.related_services.append(service)
-    for fp in victim.fingerprints:
-        alert_state = st.alerts.get(fp)
-        if alert_state is not None and alert_state.incident_id == victim.id:
-            st.alerts[fp] = evolve(alert_state, incident_id=root.id)
+    absorb(tx, victim, root)
     tx.log(
         root,
         now,
@@ -140,7 +135,40 @@ def merge(
         },
     )
     _resolve_merged(tx, now, victim, root)
+    raise_for_merged(settings, tx, now, victim, root, announce)
 
+
+def absorb(tx: Transaction, victim: Incident, root: Incident) -> None:
+    """Move `victim`'s alerts, SLOs and services into `root` (the victim is left to be
+    resolved as merged)."""
+    st = tx.state
+    moved = [fp for fp in victim.fingerprints if fp not in root.fingerprints]
+    root.fingerprints.extend(moved)
+    for slo_id in victim.slo_ids:
+        if slo_id not in root.slo_ids:
+            root.slo_ids.append(slo_id)
+    for slo_id, budget in victim.slo_budget.items():
+        root.slo_budget.setdefault(slo_id, list(budget))
+    for service in (victim.service, *victim.related_services):
+        if service != root.service and service not in root.related_services:
+            root.related_services.append(service)
+    for fp in victim.fingerprints:
+        alert_state = st.alerts.get(fp)
+        if alert_state is not None and alert_state.incident_id == victim.id:
+            st.alerts[fp] = evolve(alert_state, incident_id=root.id)
+
+
+def raise_for_merged(
+    settings: Settings,
+    tx: Transaction,
+    now: float,
+    victim: Incident,
+    root: Incident,
+    announce: bool,
+) -> None:
+    """Raise `root` to what the merged victim's firing alerts justify (severity only rises
+    on its own); `announce` when `root` has already told its receivers."""
+    st = tx.state
     levels = [
         Severity(st.alerts[fp].classified)  # type: ignore[arg-type]
         for fp in victim.fingerprints
@@ -178,11 +206,19 @@ def _resolve_merged(tx: Transaction, now: float, victim: Incident, root: Inciden
     del tx.state.incidents[victim.id]
 
 
-def link_dependents(tx: Transaction, now: float, root: Incident) -> None:
-    """Incidents of dependent services that already paged stay as they are (no merge
-    after a page, no second page) but both timelines record the likely root cause."""
+def link_dependents(
+    tx: Transaction,
+    now: float,
+    root: Incident,
+    merging: Callable[[Incident], bool] | None = None,
+) -> None:
+    """Incidents of dependent services that already paged stay as they are (no second
+    page) but both timelines record the likely root cause — except those `merging` says
+    the correlation window takes over instead (`root_cause`)."""
     for other in sorted(tx.state.incidents.values(), key=lambda i: i.id):
-        if other.held_until is not None or not caused_by(other, root):
+        if other.held_until is not None or not caused_by(other, root, tx.graph):
+            continue
+        if merging is not None and merging(other):
             continue
         for service in (other.service, *other.related_services):
             if service != root.service and service not in root.related_services:

@@ -404,7 +404,8 @@ class Notification:
     `kind` is "incident" for ordinary notifications and "summary" for the one message a
     receiver gets when its rate limit trips (its `incident` dict then describes the summary:
     id "rate-limit", the most severe suppressed severity, `suppressed` ids), and
-    "budget_policy" for an error-budget policy's notice (engine/incidents/budget_policy.py).
+    "budget_policy" for an error-budget policy's notice (engine/incidents/budget_policy.py),
+    "ticket" for a ticket that notifies without an incident (engine/incidents/tickets.py).
     """
 
     id: str
@@ -415,7 +416,7 @@ class Notification:
     created_at: float
     message: str
     title: str
-    kind: Literal["incident", "summary", "budget_policy"] = "incident"
+    kind: Literal["incident", "summary", "budget_policy", "ticket"] = "incident"
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -2,13 +2,15 @@
 
 A firing alert is deduplicated by fingerprint (a re-fire joins its incident and never
 pages), checked against silences, then correlated into an open incident or opens a new
-one — which pages at once or holds its page (`holddown`). An alert missing from the set is
+one — which pages at once or holds its page (`holddown`) — or, for a ticket on a tier set to
+notify only, sends a notice instead (`tickets`). An alert missing from the set is
 clear and starts its incident's clear timer, unless its SLO had no data this cycle.
 """
 
 from __future__ import annotations
 
 from engine.alerting.alerts import Alert
+from engine.incidents import tickets
 from engine.incidents.classify import classify_alert
 from engine.incidents.correlation import find_incident, join, note_same_service
 from engine.incidents.holddown import fold_into, hold, link_dependents, should_hold
@@ -25,7 +27,7 @@ def process_firing(settings: Settings, tx: Transaction, now: float, alert: Alert
     st = tx.state
     fp = alert.fingerprint
     tx.dirty = True
-    silenced = is_silenced(st, alert, now)
+    silenced = is_silenced(st, alert, now) or alert.maintenance
     classified = classify_alert(alert, settings.config.severity_rules)
     prior = st.alerts.get(fp)
     incident = None if prior is None else st.incidents.get(prior.incident_id or "")
@@ -56,6 +58,15 @@ def process_firing(settings: Settings, tx: Transaction, now: float, alert: Alert
             )
         return
 
+    if prior is not None and prior.notice is not None:
+        if tickets.notify_only(settings, alert, classified):
+            st.alerts[fp] = tickets.refire(prior, alert, now, silenced, classified.severity.value)
+            return
+        # Raised past what a notice covers (e.g. the budget ran out): the notice ends and
+        # the alert opens or joins an incident below.
+        prior = tickets.end_notice(tx, now, prior, f"superseded by a {classified.severity}")
+        st.alerts[fp] = prior
+
     state = AlertState(
         fingerprint=fp,
         labels=dict(alert.labels),
@@ -70,10 +81,13 @@ def process_firing(settings: Settings, tx: Transaction, now: float, alert: Alert
     )
     if silenced:
         st.alerts[fp] = state
-        tx.suppress("silenced", fingerprint=fp)
+        tx.suppress("maintenance" if alert.maintenance else "silenced", fingerprint=fp)
         return
 
-    target, how = find_incident(settings, st, now, alert)
+    target, how = find_incident(settings, st, now, alert, tx.graph)
+    if target is None and tickets.notify_only(settings, alert, classified):
+        st.alerts[fp] = tickets.open_notice(settings, tx, now, alert, state, classified)
+        return
     if target is None:
         incident = open_incident(settings, tx, now, alert, classified.severity, classified.reason)
         st.alerts[fp] = evolve(state, incident_id=incident.id)
@@ -116,7 +130,9 @@ def clear_missing(
         if alert_state.slo_id in unknown and fp not in firing:
             # A clear must be *observed* for `resolve_after`: while the SLO has no data
             # the clear timer restarts, so missing data never resolves an incident.
-            if alert_state.cleared_at is not None and alert_state.incident_id in st.incidents:
+            if alert_state.cleared_at is not None and (
+                alert_state.incident_id in st.incidents or alert_state.notice is not None
+            ):
                 st.alerts[fp] = evolve(alert_state, cleared_at=now)
                 tx.dirty = True
             continue
@@ -155,7 +171,7 @@ def prune(tx: Transaction) -> None:
     """Forget cleared alerts with no incident once their flap history is quiet."""
     st = tx.state
     for fp, alert_state in list(st.alerts.items()):
-        if alert_state.cleared_at is None or alert_state.needs_clear:
+        if alert_state.cleared_at is None or alert_state.needs_clear or alert_state.notice:
             continue
         if alert_state.incident_id is not None and alert_state.incident_id in st.incidents:
             continue

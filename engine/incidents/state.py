@@ -20,6 +20,8 @@ from engine.incidents.silences import Silence
 
 SuppressionReason = Literal[
     "silenced",
+    # Its SLO is in a maintenance window (engine.evaluation.maintenance).
+    "maintenance",
     "inhibited_by_page",
     "resolved_while_firing",
     "flapping",
@@ -30,6 +32,35 @@ SuppressionReason = Literal[
 
 # Nagios keeps this many states for percent-state-change flap detection.
 FLAP_HISTORY = 21
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A ticket that only notified (`ticket_incidents: notify`, engine.incidents.tickets):
+    when it first went out, when last (for repeats), at which severity and to whom (the
+    resolve goes to the same receivers)."""
+
+    since: float
+    sent_at: float
+    severity: str
+    receivers: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "since": self.since,
+            "sent_at": self.sent_at,
+            "severity": self.severity,
+            "receivers": list(self.receivers),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Notice:
+        return cls(
+            since=float(obj["since"]),
+            sent_at=float(obj["sent_at"]),
+            severity=str(obj["severity"]),
+            receivers=tuple(obj["receivers"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,8 @@ class AlertState:
     classified: str | None = None
     # The error budget left when it last fired (the review's "budget consumed").
     budget_remaining: float | None = None
+    # Set while a notification-only ticket is out for this alert (no incident).
+    notice: Notice | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +103,7 @@ class AlertState:
             "silenced": self.silenced,
             "classified": self.classified,
             "budget_remaining": self.budget_remaining,
+            "notice": None if self.notice is None else self.notice.to_json(),
         }
 
     @classmethod
@@ -88,6 +122,7 @@ class AlertState:
             silenced=bool(obj.get("silenced", False)),
             classified=obj.get("classified"),
             budget_remaining=obj.get("budget_remaining"),
+            notice=Notice.from_json(obj["notice"]) if obj.get("notice") else None,
         )
 
 

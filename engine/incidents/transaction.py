@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.incidents.dependencies import DependencyGraph
 from engine.incidents.incident import Incident, Notification, TimelineEntry, TimelineKind
 from engine.incidents.silences import Silence
 from engine.incidents.state import (
@@ -45,6 +46,8 @@ class Transaction:
     silences_upserted: list[Silence] = field(default_factory=list)
     silences_deleted: list[str] = field(default_factory=list)
     suppressed: list[Suppression] = field(default_factory=list)
+    # The service graph correlation follows; `observe` builds it from this cycle's inputs.
+    graph: DependencyGraph = field(default_factory=DependencyGraph)
 
     @classmethod
     def begin(cls, state: EngineState) -> Transaction:

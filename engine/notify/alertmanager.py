@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from engine.incidents.incident import Incident, Notification
 
 ALERTNAME = "SLOEngineIncident"
+# An error-budget policy's notice (docs/budgets.md): its own name, so routes and inhibit
+# rules tell "a budget threshold was crossed" from an incident or a rate-limit summary.
+BUDGET_POLICY_ALERTNAME = "SLOBudgetPolicy"
+SUPPRESSED_ALERTNAME = "SLOEngineNotificationsSuppressed"
 _EVENTS = frozenset({"triggered", "escalated", "updated", "acknowledged", "resolved"})
 _LabelKey = tuple[tuple[str, str], ...]
 
@@ -120,6 +124,37 @@ class AlertmanagerNotifier:
             del alert["startsAt"]
         return alert
 
+    def budget_policy_alert(self, notification: Notification, ends_at: float) -> dict[str, Any]:
+        """The alert of a `budget_policy` notice: labels say which SLO crossed which
+        threshold with which action; the annotations say how much budget is spent."""
+        notice = notification.incident
+        threshold = notice.get("policy_threshold_percent")
+        slos = notice.get("slos") or []
+        labels = {
+            **self.config.labels,
+            "alertname": BUDGET_POLICY_ALERTNAME,
+            "service": str(notice.get("service") or ""),
+            "slo": str(slos[0]) if slos else "",
+            "threshold": f"{threshold:g}" if isinstance(threshold, int | float) else "",
+            "action": str(notice.get("policy_action") or ""),
+            "severity": str(notice.get("severity") or ""),
+        }
+        consumed = notice.get("budget_consumed_percent")
+        annotations = {
+            "summary": headline(notification),
+            "description": notification.message,
+            "budget_consumed_percent": (
+                f"{consumed:.1f}" if isinstance(consumed, int | float) else None
+            ),
+            "runbook_url": notice.get("runbook_url"),
+        }
+        return self._alert(
+            {k: v for k, v in labels.items() if v},
+            notice,
+            {k: str(v) for k, v in annotations.items() if v not in (None, "")},
+            ends_at,
+        )
+
     def _firing_until(self, now: float) -> float:
         return now + 4 * self.config.resend_interval.seconds
 
@@ -137,12 +172,17 @@ class AlertmanagerNotifier:
     def send(self, notification: Notification) -> None:
         now = self._clock()
         incident = notification.incident
+        if notification.kind == "budget_policy":
+            # Informational like the summary: posted once, it expires after 4 × resend.
+            alert = self.budget_policy_alert(notification, self._firing_until(now))
+            self._post([alert])
+            return
         annotations = self._annotations(incident, headline(notification), notification.message)
-        if notification.kind != "incident":
+        if notification.kind not in ("incident", "ticket"):
             # A rate-limit summary is informational: post it once and let it expire.
             labels = {
                 **self.config.labels,
-                "alertname": "SLOEngineNotificationsSuppressed",
+                "alertname": SUPPRESSED_ALERTNAME,
                 "receiver": notification.receiver,
             }
             self._post([self._alert(labels, incident, annotations, self._firing_until(now))])

@@ -141,7 +141,7 @@ def _http_url(value: str) -> str:
         # A credential in a URL ends up in logs, error messages and /readyz; refuse it.
         raise ValueError(
             f"{redact(value)!r} carries credentials (user:password@) — remove them from the URL "
-            "and use basic_auth_user + basic_auth_password_file (Prometheus) or header_files "
+            "and use basic_auth: {username, password_file} (Prometheus) or header_files "
             "(webhooks), which keep the secret in a file"
         )
     return value

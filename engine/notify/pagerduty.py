@@ -71,7 +71,9 @@ def event_body(
         "timestamp": iso8601(incident.get("opened_at")),
         "component": incident.get("service"),
         "group": incident.get("tier") or incident.get("service"),
-        "class": "slo_burn",
+        # A budget notice is not a burn: its own class lets event rules route it (its
+        # severity is "info"; whether that is low urgency is the PagerDuty service's rule).
+        "class": "error_budget_policy" if notification.kind == "budget_policy" else "slo_burn",
         "custom_details": details,
     }
     body["payload"] = {key: value for key, value in payload.items() if value is not None}

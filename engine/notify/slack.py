@@ -31,8 +31,28 @@ def _link(url: str, label: str) -> str:
     return f"<{safe_url}|{escape(label)}>"
 
 
+def _budget_policy_fields(notice: dict[str, Any]) -> list[dict[str, Any]]:
+    """A budget notice is no incident: no severity or status to show, but what was
+    crossed and how much is spent."""
+    slos = notice.get("slos") or []
+    threshold = notice.get("policy_threshold_percent")
+    consumed = notice.get("budget_consumed_percent")
+    fields = [
+        {"title": "Service", "value": escape(notice.get("service")), "short": True},
+        {"title": "SLO", "value": escape(", ".join(map(str, slos))), "short": True},
+    ]
+    if isinstance(consumed, int | float):
+        fields.append({"title": "Budget consumed", "value": f"{consumed:.1f} %", "short": True})
+    if isinstance(threshold, int | float):
+        policy = f"{notice.get('policy_action')} at {threshold:g} %"
+        fields.append({"title": "Policy", "value": escape(policy), "short": True})
+    return fields
+
+
 def slack_body(notification: Notification) -> dict[str, Any]:
     incident = notification.incident
+    if notification.kind == "budget_policy":
+        return _budget_policy_body(notification)
     severity = str(incident.get("severity"))
     if notification.event == "resolved":
         colour = RESOLVED_COLOUR
@@ -74,6 +94,24 @@ def slack_body(notification: Notification) -> dict[str, Any]:
     }
     if incident.get("dashboard_url"):
         attachment["title_link"] = incident["dashboard_url"]
+    return {"text": escape(title), "attachments": [attachment]}
+
+
+def _budget_policy_body(notification: Notification) -> dict[str, Any]:
+    notice = notification.incident
+    freeze = notice.get("policy_action") == "freeze"
+    title = f"BUDGET POLICY: {headline(notification)}"
+    attachment: dict[str, Any] = {
+        "fallback": escape(title),
+        # A freeze holds releases: the colour of a serious state, not of an outage.
+        "color": COLOUR["SEV2"] if freeze else COLOUR["SEV3"],
+        "title": escape(title),
+        "text": escape(notification.message),
+        "fields": _budget_policy_fields(notice),
+        "footer": f"slo-engine · {escape(notification.dedup_key)}",
+    }
+    if notice.get("runbook_url"):
+        attachment["title_link"] = notice["runbook_url"]
     return {"text": escape(title), "attachments": [attachment]}
 
 

@@ -56,6 +56,7 @@ from engine.source.query_plan import (
     tagged,
     ungrouped,
 )
+from engine.source.tls_session import ServerNameAdapter
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, LatencySLI
 from engine.spec.sli import bad_rate, derives_bad, missing_bucket_message, total_rate
@@ -116,6 +117,9 @@ class PrometheusSource:
         ca_bundle: str | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,
+        authorization_type: str = "Bearer",
+        server_name: str | None = None,
+        insecure_skip_verify: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_points: int = 11000,
         concurrency: int = 4,
@@ -143,6 +147,7 @@ class PrometheusSource:
         self.backoff = backoff
         self._sleep = sleep
         self._bearer_token_file = bearer_token_file
+        self._authorization_type = authorization_type
         self._basic_auth_user = basic_auth_user
         self._basic_auth_password_file = basic_auth_password_file
         # HTTP requests sent, retries included: what the benchmark reports per cycle.
@@ -156,7 +161,7 @@ class PrometheusSource:
         self._lock = threading.Lock()
 
         session = requests.Session()
-        session.verify = ca_bundle if ca_bundle is not None else True
+        session.verify = False if insecure_skip_verify else (ca_bundle or True)
         if client_cert is not None:
             session.cert = (client_cert, client_key) if client_key else client_cert
         # Retries are ours (with jitter, and never on 400/422); the client's must stay off.
@@ -166,6 +171,8 @@ class PrometheusSource:
         self._client = PrometheusConnect(
             url=self.url, retry=no_retry, session=session, timeout=timeout
         )
+        if server_name:  # replaces the adapter the client mounted for this URL
+            session.mount(self.url, ServerNameAdapter(server_name, max_retries=no_retry))
         self._plans: dict[tuple[tuple[str, str], ...], QueryPlan] = {}
 
     # -- auth ---------------------------------------------------------------------------
@@ -175,7 +182,7 @@ class PrometheusSource:
         headers: dict[str, str] = {}
         token = read_secret(self._bearer_token_file, "bearer token")
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = f"{self._authorization_type} {token}"
         self._client.headers = headers or None
         password = read_secret(self._basic_auth_password_file, "basic auth password")
         if self._basic_auth_user is not None:

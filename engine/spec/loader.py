@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.spec.composite_checks import check_composites
 from engine.spec.cross_checks import (
     check_depends_on,
     check_duplicate_ids,
@@ -75,6 +76,7 @@ def load_specs(paths: Sequence[Path]) -> LoadResult:
     validated = check_duplicate_ids(validated, result)
     bad_ids = check_promql(validated, result)
     bad_ids |= check_groupings(validated, bad_ids, result)
+    bad_ids |= check_composites(validated, bad_ids, result)
     _assemble(validated, bad_ids, result)
     check_depends_on(validated, result)
     check_reserved_severity_labels(validated, result)

@@ -24,6 +24,8 @@ from engine.spec.bounds import (
     objective_places,
 )
 from engine.spec.budget_policy import BudgetPolicySpec
+from engine.spec.calendar import CalendarPeriod, calendar_spelling
+from engine.spec.composite import CompositeSLI
 from engine.spec.durations import Duration
 from engine.spec.fields import DecimalField, DurationField, ranged
 from engine.spec.group_labels import (
@@ -33,6 +35,8 @@ from engine.spec.group_labels import (
     label_set_text,
     unique_group_labels,
 )
+from engine.spec.maintenance import MaintenanceWindow
+from engine.spec.timeslices import TimeSlices
 
 WINDOW_PLACEHOLDER = "{{window}}"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$")
@@ -132,24 +136,27 @@ class SLI(Strict):
     events: EventsSLI | None = None
     latency: LatencySLI | None = None
     availability: AvailabilitySLI | None = None
+    composite: CompositeSLI | None = None  # events of other SLOs (composite.py)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SLI:
-        given = [k for k in ("events", "latency", "availability") if getattr(self, k) is not None]
+        kinds = ("events", "latency", "availability", "composite")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
                 "an sli has exactly one kind: events, latency or availability"
+                + (" (or composite)" if "composite" in given else "")
                 + (f" (found {', '.join(given)})" if given else "")
             )
         return self
 
     @property
-    def kind(self) -> Literal["events", "latency", "availability"]:
+    def kind(self) -> Literal["events", "latency", "availability", "composite"]:
         if self.events is not None:
             return "events"
         if self.latency is not None:
             return "latency"
-        return "availability"
+        return "availability" if self.composite is None else "composite"
 
 
 class BurnRateRuleSpec(Strict):
@@ -279,6 +286,10 @@ class SLOSpec(Strict):
     group_by: list[GroupLabel] | None = None
     max_groups: int | None = None
     budget_policy: BudgetPolicySpec | None = None  # replaces the service's (budget_policy.py)
+    # `period: calendar-month` + `timezone:` (calendar.py); period is then the nominal length.
+    calendar: CalendarPeriod | None = None
+    _calendar = model_validator(mode="before")(calendar_spelling)
+    timeslices: TimeSlices | None = None  # a time-slice SLO (timeslices.py)
 
     _unique_group_by = field_validator("group_by")(unique_group_labels)
     _max_groups_range = field_validator("max_groups")(check_max_groups)
@@ -343,6 +354,7 @@ class ServiceSpec(Strict):
     group_by: list[GroupLabel] = Field(default_factory=list)
     max_groups: int = DEFAULT_MAX_GROUPS
     budget_policy: BudgetPolicySpec | None = None
+    maintenance: tuple[MaintenanceWindow, ...] = ()  # planned windows (maintenance.py)
 
     _unique_group_by = field_validator("group_by")(unique_group_labels)
     _max_groups_range = field_validator("max_groups")(check_max_groups)
@@ -391,6 +403,9 @@ class ServiceSpec(Strict):
                 max_groups=self.max_groups if s.max_groups is None else s.max_groups,
                 customer_facing=self.customer_facing,
                 budget_policy=s.budget_policy or self.budget_policy,
+                maintenance=self.maintenance,
+                timeslices=s.timeslices,
+                calendar=s.calendar,
             )
             for s in self.slos
         ]
@@ -427,6 +442,12 @@ class SLO:
     customer_facing: bool = field(default=False, compare=False)
     # The error-budget policy (the SLO's own, else the service's; None: none).
     budget_policy: BudgetPolicySpec | None = field(default=None, compare=False)
+    # The service's planned maintenance windows (engine.evaluation.maintenance).
+    maintenance: tuple[MaintenanceWindow, ...] = field(default=(), compare=False)
+    # Counted in slices, not events (engine.evaluation.timeslices); None: events.
+    timeslices: TimeSlices | None = None
+    # A calendar period (engine.spec.calendar); None: `period` is rolling.
+    calendar: CalendarPeriod | None = field(default=None, compare=False)
 
     @property
     def base_id(self) -> str:

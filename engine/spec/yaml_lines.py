@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.spec.yaml_safety import (
     MAX_DEPTH,
+    AliasBudget,
     DepthGuard,
     YamlLimitError,
     check_node,
@@ -66,8 +67,9 @@ class DuplicateKey:
     second: Mark
 
 
-class MarkedLoader(DepthGuard, yaml.SafeLoader):
-    """SafeLoader whose mappings and sequences remember their marks."""
+class MarkedLoader(AliasBudget, DepthGuard, yaml.SafeLoader):
+    """SafeLoader whose mappings and sequences remember their marks (and whose limits in
+    engine/spec/yaml_safety.py point at the place in the file that broke them)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)

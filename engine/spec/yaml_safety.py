@@ -17,6 +17,9 @@ back as `file:line:col: message — fix`, never as a traceback or an out-of-memo
   nodes to a document, and an alias to the collection it is inside is refused. An anchor
   is shared, not copied, while parsing — the cost appears later, when validation walks the
   data or a message renders it, so a 1.6 kB "billion laughs" file once grew to 4 GB.
+  The error points at the alias that crosses the limit (and names its anchor's line): the
+  composed graph has forgotten where its aliases were written, so `AliasBudget` counts
+  them while composing.
 
 Messages never render user input without a bound either: `shown()` is the one way to put
 a value into an error text.
@@ -29,6 +32,7 @@ import reprlib
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent, CollectionStartEvent
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -99,6 +103,14 @@ def _children(node: Node) -> list[Node]:
     return []
 
 
+def _recursive(node: Node) -> YamlLimitError:
+    return YamlLimitError(
+        "an alias refers to the collection it is inside (a recursive structure)",
+        node.start_mark,
+        "an alias may only name a value defined before and outside it",
+    )
+
+
 def check_node(root: Node) -> None:
     """Raise `YamlLimitError` when a composed document nests deeper than `MAX_DEPTH` or its
     aliases expand beyond `MAX_ALIAS_NODES` (or into themselves).
@@ -129,11 +141,7 @@ def check_node(root: Node) -> None:
         if key in size:
             continue  # an alias of a node already measured
         if key in open_nodes:
-            raise YamlLimitError(
-                "an alias refers to the collection it is inside (a recursive structure)",
-                node.start_mark,
-                "an alias may only name a value defined before and outside it",
-            )
+            raise _recursive(node)
         written += 1
         open_nodes.add(key)
         stack.append((node, True))
@@ -145,6 +153,8 @@ def check_node(root: Node) -> None:
                 _FLATTEN,
             )
     expanded = size[id(root)]
+    # Only libyaml's composer gets here with a bomb (the pure-Python one stops at the alias,
+    # see `AliasBudget`); `parse_yaml` then re-parses in pure Python to report that place.
     if expanded - written > MAX_ALIAS_NODES:
         raise YamlLimitError(
             f"aliases expand this document to {expanded:,} nodes from {written:,} written "
@@ -173,3 +183,72 @@ class DepthGuard:
             return super().compose_node(parent, index)  # type: ignore[misc,no-any-return]
         finally:
             self._depth -= 1
+
+
+def expanded_size(root: Node, memo: dict[int, int]) -> int:
+    """Nodes `root` stands for once every alias inside it is expanded (itself included).
+
+    Iterative and memoised per node (`memo`: id → size), so an alias of an alias costs a
+    lookup. For completely composed nodes; one that contains itself is refused."""
+    visiting: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in memo:
+            continue
+        kids = _children(node)
+        if done:
+            memo[id(node)] = 1 + sum(memo[id(k)] for k in kids)
+            visiting.discard(id(node))
+            continue
+        if id(node) in visiting:
+            raise _recursive(node)
+        visiting.add(id(node))
+        stack.append((node, True))
+        stack.extend((kid, False) for kid in kids if id(kid) not in memo)
+    return memo[id(root)]
+
+
+class AliasBudget:
+    """Mixin for a pure-Python loader: count the nodes each alias adds while composing, and
+    refuse the alias that takes a document past `MAX_ALIAS_NODES` at its own line and
+    column. `check_node` sees only the composed graph, where an alias is the anchored node
+    itself: it can measure a bomb but not say which `*alias` in the file set it off."""
+
+    _alias_added = 0
+
+    def compose_document(self) -> Node | None:
+        self._alias_added = 0
+        self._alias_sizes: dict[int, int] = {}
+        self._open_anchors: set[str] = set()
+        return super().compose_document()  # type: ignore[misc,no-any-return]
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event = self.peek_event()  # type: ignore[attr-defined]
+        anchors: dict[str, Node] = self.anchors  # type: ignore[attr-defined]
+        if isinstance(event, AliasEvent):
+            target = anchors.get(event.anchor or "")
+            # An alias of a collection still open is recursive: `check_node` refuses it.
+            if target is not None and event.anchor not in self._open_anchors:
+                self._spend(event, target)
+            return super().compose_node(parent, index)  # type: ignore[misc,no-any-return]
+        opened = isinstance(event, CollectionStartEvent) and event.anchor is not None
+        if opened:
+            self._open_anchors.add(event.anchor)
+        try:
+            return super().compose_node(parent, index)  # type: ignore[misc,no-any-return]
+        finally:
+            if opened:
+                self._open_anchors.discard(event.anchor)
+
+    def _spend(self, alias: AliasEvent, target: Node) -> None:
+        adds = expanded_size(target, self._alias_sizes)
+        self._alias_added += adds
+        if self._alias_added > MAX_ALIAS_NODES:
+            raise YamlLimitError(
+                f"aliases expand this document by over {MAX_ALIAS_NODES:,} nodes; this "
+                f"*{alias.anchor} adds {adds:,} (its anchor &{alias.anchor} is on line "
+                f"{target.start_mark.line + 1})",
+                alias.start_mark,
+                "write the values out, or use fewer levels of aliases of aliases",
+            )

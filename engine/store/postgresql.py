@@ -58,7 +58,7 @@ from engine.incidents.incident import (
 )
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
-from engine.store import audit, history, idempotency, rows
+from engine.store import audit, history, idempotency, maintenance_windows, rows
 from engine.store.base import OutboxItem, StaleStateError, StoreError
 from engine.store.leases import Fence, check_fence
 from engine.store.postgresql_schema import migrate
@@ -225,6 +225,10 @@ class PostgreSQLStore:
     def compliance_history(self) -> history.ComplianceHistory:
         """Daily compliance rows of every SLO, one table for every replica."""
         return history.SQLComplianceHistory(self.transaction)
+
+    def maintenance_windows(self) -> maintenance_windows.MaintenanceWindows:
+        """Maintenance windows declared through the API, the same for every replica."""
+        return maintenance_windows.SQLMaintenanceWindows(self.transaction)
 
     def close(self) -> None:
         self._pool.close()

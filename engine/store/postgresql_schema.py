@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from engine.store import audit, history, idempotency, rows
+from engine.store import audit, history, idempotency, maintenance_windows, rows
 from engine.store.base import StoreError
 
 # Ordered, append-only. Never edit a released migration: add the next one. The tables are
@@ -123,6 +123,11 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
         4,
         "compliance history: one row per SLO per day",
         (history.CREATE_TABLE, history.CREATE_INDEX),
+    ),
+    (
+        5,
+        "maintenance windows declared through the API",
+        (maintenance_windows.CREATE_TABLE, maintenance_windows.CREATE_INDEX),
     ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -34,7 +34,7 @@ from engine.incidents.incident import (
 )
 from engine.incidents.silences import Silence
 from engine.incidents.state import Decision, EngineState
-from engine.store import audit, history, idempotency, rows
+from engine.store import audit, history, idempotency, maintenance_windows, rows
 from engine.store.base import OutboxItem, StaleStateError, StoreError
 
 DB_FILENAME = "incidents.sqlite3"
@@ -112,6 +112,11 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
         4,
         "compliance history: one row per SLO per day",
         (history.CREATE_TABLE, history.CREATE_INDEX),
+    ),
+    (
+        5,
+        "maintenance windows declared through the API",
+        (maintenance_windows.CREATE_TABLE, maintenance_windows.CREATE_INDEX),
     ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -205,6 +210,10 @@ class SQLiteStore:
     def compliance_history(self) -> history.ComplianceHistory:
         """Daily compliance rows of every SLO (the monthly report's source)."""
         return history.SQLComplianceHistory(self._transaction, "?")
+
+    def maintenance_windows(self) -> maintenance_windows.MaintenanceWindows:
+        """Maintenance windows declared through the API (they survive a restart)."""
+        return maintenance_windows.SQLMaintenanceWindows(self._transaction, "?")
 
     def close(self) -> None:
         with self._lock:

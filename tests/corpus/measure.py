@@ -32,6 +32,12 @@ def _merged(incident: Incident) -> bool:
     return any(e.kind == "resolved" and e.data.get("merged_into") for e in incident.timeline)
 
 
+def _rerooted(incident: Incident) -> int:
+    """How often a dependency failing after the incident paged took it over (the
+    correlation window), each time with an `updated` to its receivers."""
+    return sum(1 for e in incident.timeline if e.data.get("rerooted_from"))
+
+
 def _resolved_inside(incidents: Sequence[Incident], case: Case) -> int:
     """Incidents of the case resolved while one of its labelled incidents was still going."""
     return sum(
@@ -77,6 +83,7 @@ def measure(result: ReplayResult, case: Case) -> dict[str, Any]:
         "merged": len(touched) - len(incidents),
         "severities": [i.severity.value for i in incidents],
         "notified": sum(_triggered(i) for i in incidents),
+        "rerooted": sum(_rerooted(i) for i in incidents),
         "alerts": alert_counts,
         "held": sum(1 for a in result.alerts if service_of[a.slo_id] in services and a.held),
         "resolved_during_outage": _resolved_inside(incidents, case),
@@ -112,6 +119,8 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         detail = ", ".join(row["severities"])
         if row["merged"]:
             detail += f"; {row['merged']} held and merged into it"
+        if row.get("rerooted"):
+            detail += f"; re-rooted to the dependency {row['rerooted']}×, an `updated` each"
         lines.append(
             f"| {row['case']} | {row['what']} | {row['labelled']} | {row['incidents']}"
             f"{f' ({detail})' if detail else ''} | {row['notified']} | "

@@ -132,6 +132,63 @@ def _dependency(root_first: bool) -> Case:
     )
 
 
+def _dependency_late() -> Case:
+    """The issue's case: the dependent's page went out (past the 1-minute hold) minutes
+    before its dependency failed; the correlation window makes it one incident."""
+    at = _at(26)
+    root_at, end = at + 7 * MIN, at + 30 * MIN
+    jobs = (
+        Job("wallet", rps=20, error_ratio=BASE_ERRORS, incidents=[_errors(at, end, 0.4)], seed=15),
+        Job(
+            "keystore",
+            rps=20,
+            error_ratio=BASE_ERRORS,
+            incidents=[_errors(root_at, end, 1.0)],
+            seed=16,
+        ),
+    )
+    return Case(
+        "dependency, dependent pages first",
+        "keystore down 23 min, wallet (depends on it) 40 % errors from 7 min earlier",
+        jobs,
+        {"keystore": "critical", "wallet": "critical"},
+        depends_on={"wallet": "keystore"},
+        labels=(
+            _label("keystore", root_at, end, "keystore down"),
+            _label("wallet", at, end, "wallet failing with keystore"),
+        ),
+    )
+
+
+def _dependency_chain() -> Case:
+    """web → api → database failing outermost first, 3 minutes apart: every step past the
+    hold, all within the correlation window."""
+    at = _at(32)
+    end = at + 30 * MIN
+    chain = (("kiosk", "pricing", 0.4), ("pricing", "stock", 0.6), ("stock", None, 1.0))
+    jobs = tuple(
+        Job(
+            service,
+            rps=20,
+            error_ratio=BASE_ERRORS,
+            incidents=[_errors(at + 3 * k * MIN, end, ratio)],
+            seed=17 + k,
+        )
+        for k, (service, _, ratio) in enumerate(chain)
+    )
+    return Case(
+        "dependency chain",
+        "kiosk → pricing → stock fail in that order, 3 min apart, until stock recovers",
+        jobs,
+        {service: "critical" for service, _, _ in chain},
+        depends_on={service: dep for service, dep, _ in chain if dep},
+        labels=tuple(
+            _label(service, at + 3 * k * MIN, end, f"{service} failing")
+            for k, (service, _, _) in enumerate(chain)
+        ),
+    )
+
+
 def _low_traffic() -> Case:
     a = _at(12)
     job = Job(
@@ -248,6 +305,8 @@ def cases() -> list[Case]:
         _slow_burn(),
         _dependency(root_first=True),
         _dependency(root_first=False),
+        _dependency_late(),
+        _dependency_chain(),
         _low_traffic(),
         _traffic_drop(),
         _restart_gap(),

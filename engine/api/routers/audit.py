@@ -9,15 +9,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from engine.api.deps import Admin, api_context
-from engine.api.errors import ApiError, error_doc
+from engine.api.errors import READ_ERRORS, ApiError, error_doc
+from engine.api.replies import AuditLogReply
 
 router = APIRouter(tags=["audit"])
 
 
 @router.get(
     "/api/v1/audit",
+    operation_id="listAuditEntries",
+    response_model=AuditLogReply,
     responses={
-        401: error_doc("No or an invalid bearer token."),
+        **READ_ERRORS,
         403: error_doc("Needs the admin role."),
         503: error_doc("The store has no audit log or cannot be read."),
     },

@@ -51,14 +51,14 @@ def swagger_ui_dir() -> Path | None:
     return Path(str(swagger_ui_path))
 
 
-@router.get("/docs")
+@router.get("/docs", operation_id="getApiExplorer")
 def docs() -> HTMLResponse:
     if swagger_ui_dir() is None:
         raise ApiError(404, "Swagger UI is not installed (pip install swagger-ui-bundle)")
     return HTMLResponse(DOCS_HTML)
 
 
-@router.get("/docs/assets/{name}")
+@router.get("/docs/assets/{name}", operation_id="getApiExplorerAsset")
 def asset(
     name: Annotated[Literal["swagger-ui.css", "swagger-ui-bundle.js"], PathParam()],
 ) -> FileResponse:

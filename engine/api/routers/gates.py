@@ -16,7 +16,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from engine.api.deps import Reader, RuntimeDep
-from engine.api.errors import ApiError, error_doc
+from engine.api.errors import READ_ERRORS, ApiError, error_doc
+from engine.api.replies import GateDecisionReply
 from engine.evaluation.budget_policy import release_gate
 from engine.spec.models import NAME_RE
 
@@ -25,9 +26,15 @@ router = APIRouter(tags=["gates"], dependencies=[Reader])
 
 @router.get(
     "/api/v1/gates/{service}",
+    operation_id="getReleaseGate",
+    response_model=GateDecisionReply,
     responses={
+        **READ_ERRORS,
         404: error_doc("No evaluated SLO of that service."),
-        423: {"description": "Releases are frozen (or a guarding budget is unknown)."},
+        423: {
+            "model": GateDecisionReply,
+            "description": "Releases are frozen (or a guarding budget is unknown).",
+        },
     },
 )
 def gate(

@@ -17,7 +17,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from engine.api.deps import RuntimeDep, api_context, authorize, presented_token
+from engine.api.errors import AUTH_ERRORS, json_errors
 from engine.api.oidc import InvalidToken, looks_like_jwt
+from engine.api.replies import Liveness, Readiness
 from engine.api.security import authenticate
 
 log = logging.getLogger("engine.api")
@@ -29,7 +31,7 @@ EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", operation_id="getLiveness", response_model=Liveness)
 def healthz() -> JSONResponse:
     """The process is alive and serving HTTP."""
     return JSONResponse({"status": "alive"})
@@ -55,7 +57,12 @@ async def _may_read(request: Request) -> bool:
     return identity.has("read")
 
 
-@router.get("/readyz", responses={503: {"description": "Degraded."}})
+@router.get(
+    "/readyz",
+    operation_id="getReadiness",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready (the same body)."}},
+)
 def readyz(runtime: RuntimeDep, may_read: Annotated[bool, Depends(_may_read)]) -> JSONResponse:
     """Source reachable, store writable, last cycle recent, specs valid — or why not (the
     reasons for callers with the `read` role)."""
@@ -74,7 +81,19 @@ async def _metrics_access(request: Request) -> None:
         await authorize(request, "read", change=False)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format (0.0.4).",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        # Only with `metrics_auth: true`.
+        **json_errors(AUTH_ERRORS),
+    },
+)
 def metrics(
     request: Request, runtime: RuntimeDep, _: Annotated[None, Depends(_metrics_access)]
 ) -> PlainTextResponse:

@@ -12,9 +12,10 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from engine.api.deps import Caller, IdempotencyKey, Reader, Responder, RuntimeDep
-from engine.api.errors import MUTATION_ERRORS, ApiError, error_doc
+from engine.api.errors import MUTATION_ERRORS, READ_ERRORS, ApiError, error_doc
 from engine.api.incident_access import actor, incident_json, require_visible, visible
 from engine.api.mutations import incident_change, mutate
+from engine.api.replies import IncidentList, IncidentReply
 from engine.api.schemas import INCIDENT_ID_PATTERN, AckRequest, CommentRequest, ResolveRequest
 from engine.incidents.incident import OPEN_STATUSES
 
@@ -33,7 +34,12 @@ incident_errors = {
 }
 
 
-@router.get("/api/v1/incidents")
+@router.get(
+    "/api/v1/incidents",
+    operation_id="listIncidents",
+    response_model=IncidentList,
+    responses=READ_ERRORS,
+)
 def list_incidents(
     runtime: RuntimeDep,
     caller: Annotated[Caller, Reader],
@@ -61,7 +67,9 @@ def list_incidents(
 
 @router.get(
     "/api/v1/incidents/{incident_id}",
-    responses={404: error_doc("No such incident.")},
+    operation_id="getIncident",
+    response_model=IncidentReply,
+    responses={**READ_ERRORS, 404: error_doc("No such incident.")},
 )
 def get_incident(
     incident_id: IncidentId, runtime: RuntimeDep, caller: Annotated[Caller, Reader]
@@ -73,7 +81,12 @@ def get_incident(
     return JSONResponse(incident_json(runtime, incident))
 
 
-@router.post("/api/v1/incidents/{incident_id}/ack", responses=incident_errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/ack",
+    operation_id="acknowledgeIncident",
+    response_model=IncidentReply,
+    responses=incident_errors,
+)
 def acknowledge(
     incident_id: IncidentId,
     request: Request,
@@ -96,7 +109,12 @@ def acknowledge(
     return mutate(caller, idempotency_key, request, canonical, act)
 
 
-@router.post("/api/v1/incidents/{incident_id}/resolve", responses=incident_errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/resolve",
+    operation_id="resolveIncident",
+    response_model=IncidentReply,
+    responses=incident_errors,
+)
 def resolve(
     incident_id: IncidentId,
     body: ResolveRequest,
@@ -117,7 +135,12 @@ def resolve(
     return mutate(caller, idempotency_key, request, body.model_dump_json().encode(), act)
 
 
-@router.post("/api/v1/incidents/{incident_id}/comment", responses=incident_errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/comment",
+    operation_id="commentOnIncident",
+    response_model=IncidentReply,
+    responses=incident_errors,
+)
 def comment(
     incident_id: IncidentId,
     body: CommentRequest,

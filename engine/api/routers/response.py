@@ -21,9 +21,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from engine.api.contract import Runtime
 from engine.api.deps import Caller, IdempotencyKey, Reader, Responder, RuntimeDep
 from engine.api.deps import runtime as api_runtime
-from engine.api.errors import MUTATION_ERRORS, ApiError, error_doc
+from engine.api.errors import MUTATION_ERRORS, READ_ERRORS, ApiError, error_doc
 from engine.api.incident_access import actor, may_see_security, require_visible, visible
 from engine.api.mutations import incident_change, mutate
+from engine.api.replies import IncidentReply, ReviewDraft, UpdateList
 from engine.api.response_schemas import (
     ActionItemChange,
     ActionItemRequest,
@@ -98,7 +99,13 @@ def _readable(runtime: Runtime, caller: Caller, incident_id: str) -> Incident:
     return incident
 
 
-@router.post("/api/v1/incidents", status_code=201, responses=errors)
+@router.post(
+    "/api/v1/incidents",
+    status_code=201,
+    operation_id="declareIncident",
+    response_model=IncidentReply,
+    responses=errors,
+)
 def declare(
     body: DeclareRequest,
     request: Request,
@@ -131,7 +138,12 @@ def declare(
     return _change(caller, idempotency_key, request, body, "incident declared", act)
 
 
-@router.post("/api/v1/incidents/{incident_id}/status", responses=errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/status",
+    operation_id="setIncidentStatus",
+    response_model=IncidentReply,
+    responses=errors,
+)
 def set_status(
     incident_id: IncidentId,
     body: StatusRequest,
@@ -150,7 +162,12 @@ def set_status(
     return _change(caller, idempotency_key, request, body, f"{incident_id} status", act)
 
 
-@router.post("/api/v1/incidents/{incident_id}/severity", responses=errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/severity",
+    operation_id="setIncidentSeverity",
+    response_model=IncidentReply,
+    responses=errors,
+)
 def set_severity(
     incident_id: IncidentId,
     body: SeverityRequest,
@@ -169,7 +186,12 @@ def set_severity(
     return _change(caller, idempotency_key, request, body, f"{incident_id} severity", act)
 
 
-@router.post("/api/v1/incidents/{incident_id}/roles", responses=errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/roles",
+    operation_id="assignIncidentRole",
+    response_model=IncidentReply,
+    responses=errors,
+)
 def assign_role(
     incident_id: IncidentId,
     body: RoleRequest,
@@ -188,7 +210,12 @@ def assign_role(
     return _change(caller, idempotency_key, request, body, f"{incident_id} role", act)
 
 
-@router.post("/api/v1/incidents/{incident_id}/updates", responses=errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/updates",
+    operation_id="postIncidentUpdate",
+    response_model=IncidentReply,
+    responses=errors,
+)
 def post_update(
     incident_id: IncidentId,
     body: UpdateRequest,
@@ -206,7 +233,12 @@ def post_update(
     return _change(caller, idempotency_key, request, body, f"{incident_id} update", act)
 
 
-@router.get("/api/v1/incidents/{incident_id}/updates", responses={404: errors[404]})
+@router.get(
+    "/api/v1/incidents/{incident_id}/updates",
+    operation_id="listIncidentUpdates",
+    response_model=UpdateList,
+    responses={**READ_ERRORS, 404: errors[404]},
+)
 def list_updates(
     incident_id: IncidentId, caller: ReaderCaller, runtime: RuntimeDep
 ) -> JSONResponse:
@@ -218,7 +250,13 @@ def list_updates(
 
 @router.get(
     "/api/v1/incidents/{incident_id}/review",
-    responses={404: errors[404], 200: {"content": {"text/markdown": {}}}},
+    operation_id="getIncidentReview",
+    response_model=ReviewDraft,
+    responses={
+        **READ_ERRORS,
+        404: errors[404],
+        200: {"content": {"text/markdown": {"schema": {"type": "string"}}}},
+    },
 )
 def review(
     incident_id: IncidentId,
@@ -235,7 +273,13 @@ def review(
     return JSONResponse(runtime.review(incident_id))
 
 
-@router.post("/api/v1/incidents/{incident_id}/actions", status_code=201, responses=errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/actions",
+    status_code=201,
+    operation_id="addActionItem",
+    response_model=IncidentReply,
+    responses=errors,
+)
 def add_action_item(
     incident_id: IncidentId,
     body: ActionItemRequest,
@@ -254,7 +298,12 @@ def add_action_item(
     return _change(caller, idempotency_key, request, body, f"{incident_id} action item", act)
 
 
-@router.patch("/api/v1/incidents/{incident_id}/actions/{item_id}", responses=errors)
+@router.patch(
+    "/api/v1/incidents/{incident_id}/actions/{item_id}",
+    operation_id="changeActionItem",
+    response_model=IncidentReply,
+    responses=errors,
+)
 def change_action_item(
     incident_id: IncidentId,
     item_id: ItemId,
@@ -276,7 +325,12 @@ def change_action_item(
     return _change(caller, idempotency_key, request, body, f"{incident_id} {item_id}", act)
 
 
-@router.post("/api/v1/incidents/{incident_id}/review/close", responses=errors)
+@router.post(
+    "/api/v1/incidents/{incident_id}/review/close",
+    operation_id="closeIncidentReview",
+    response_model=IncidentReply,
+    responses=errors,
+)
 def close_review(
     incident_id: IncidentId,
     body: CloseReviewRequest,

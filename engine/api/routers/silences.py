@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse
 
 from engine.api.contract import Runtime
 from engine.api.deps import Admin, IdempotencyKey, Reader, RuntimeDep, api_context
-from engine.api.errors import MUTATION_ERRORS, ApiError, error_doc, runtime_message
+from engine.api.errors import AUTH_ERRORS, MUTATION_ERRORS, ApiError, error_doc, runtime_message
 from engine.api.incident_access import actor
 from engine.api.mutations import mutate
+from engine.api.replies import SilenceDeleted, SilenceList, SilenceReply
 from engine.api.schemas import SILENCE_ID_PATTERN, SilenceRequest
 from engine.spec.durations import Duration
 from engine.store.base import StoreError
@@ -29,7 +30,13 @@ MAX_SILENCE_SECONDS = 90 * 86400.0
 router = APIRouter(tags=["silences"])
 
 
-@router.get("/api/v1/silences", dependencies=[Reader])
+@router.get(
+    "/api/v1/silences",
+    operation_id="listSilences",
+    response_model=SilenceList,
+    responses=AUTH_ERRORS,
+    dependencies=[Reader],
+)
 def list_silences(runtime: RuntimeDep) -> JSONResponse:
     """Silences that have not expired yet."""
     return JSONResponse({"silences": runtime.list_silences()})
@@ -81,6 +88,8 @@ def record_silence(
 @router.post(
     "/api/v1/silences",
     status_code=201,
+    operation_id="addSilence",
+    response_model=SilenceReply,
     responses={**MUTATION_ERRORS, 201: {"description": "The silence, with its id."}},
 )
 def add_silence(
@@ -101,6 +110,8 @@ def add_silence(
 
 @router.delete(
     "/api/v1/silences/{silence_id}",
+    operation_id="deleteSilence",
+    response_model=SilenceDeleted,
     responses={**MUTATION_ERRORS, 404: error_doc("No such silence.")},
 )
 def delete_silence(

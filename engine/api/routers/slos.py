@@ -10,7 +10,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from engine.api.deps import Reader, RuntimeDep
-from engine.api.errors import ApiError, error_doc
+from engine.api.errors import AUTH_ERRORS, READ_ERRORS, ApiError, error_doc
+from engine.api.replies import SloEvaluationReply, SloList, SpecStatus
 from engine.evaluation.budget_policy import policy_state
 from engine.evaluation.result import SLOEvaluation
 from engine.spec.models import NAME_RE
@@ -20,7 +21,7 @@ _NAME_PATTERN = NAME_RE.pattern
 router = APIRouter(tags=["slos"], dependencies=[Reader])
 
 
-@router.get("/api/v1/slos")
+@router.get("/api/v1/slos", operation_id="listSlos", response_model=SloList, responses=AUTH_ERRORS)
 def list_slos(runtime: RuntimeDep) -> JSONResponse:
     """Every SLO's latest evaluation: the `slo-engine evaluate --format json` contract."""
     results = runtime.slo_results()
@@ -30,7 +31,9 @@ def list_slos(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get(
     "/api/v1/slos/{service}/{slo}",
-    responses={404: error_doc("No such SLO (or not evaluated yet).")},
+    operation_id="getSlo",
+    response_model=SloEvaluationReply,
+    responses={**READ_ERRORS, 404: error_doc("No such SLO (or not evaluated yet).")},
 )
 def get_slo(
     service: Annotated[str, PathParam(pattern=_NAME_PATTERN)],
@@ -53,7 +56,12 @@ def _with_policy(result: SLOEvaluation) -> dict:
     )
 
 
-@router.get("/api/v1/specs")
+@router.get(
+    "/api/v1/specs",
+    operation_id="getSpecStatus",
+    response_model=SpecStatus,
+    responses=AUTH_ERRORS,
+)
 def spec_status(runtime: RuntimeDep) -> JSONResponse:
     """When the specs were last loaded, how many, and the last reload error if any."""
     return JSONResponse(runtime.spec_status())

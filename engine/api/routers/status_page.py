@@ -16,8 +16,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from engine.api.contract import Runtime
 from engine.api.deps import Caller, RuntimeDep, api_context, authorize, presented_token
+from engine.api.errors import AUTH_ERRORS, json_errors
 from engine.api.incident_access import publicly_visible, visible
 from engine.api.status_page import build_view, render_status_page
+from engine.api.status_policy import freezes_of
 from engine.incidents.incident import OPEN_STATUSES, Incident
 
 log = logging.getLogger("engine.api")
@@ -25,7 +27,13 @@ log = logging.getLogger("engine.api")
 router = APIRouter()
 
 
-@router.get("/", include_in_schema=False)
+# Out of the document (a convenience for browsers), but described like every route.
+@router.get(
+    "/",
+    include_in_schema=False,
+    operation_id="redirectToStatusPage",
+    responses={307: {"description": "Redirect to /status."}},
+)
 def root() -> RedirectResponse:
     return RedirectResponse("/status")
 
@@ -48,7 +56,16 @@ async def _caller(request: Request) -> Caller | None:
     return await authorize(request, "read", change=False)
 
 
-@router.get("/status", tags=["status page"], response_class=HTMLResponse)
+@router.get(
+    "/status",
+    tags=["status page"],
+    operation_id="getStatusPage",
+    response_class=HTMLResponse,
+    responses={
+        200: {"description": "The page (HTML, no JavaScript)."},
+        **json_errors(AUTH_ERRORS),
+    },
+)
 def status_page(
     request: Request, runtime: RuntimeDep, caller: Annotated[Caller | None, Depends(_caller)]
 ) -> HTMLResponse:
@@ -77,5 +94,6 @@ def status_page(
         api_context(request).clock(),
         ready,
         internal if caller is not None else None,
+        freezes_of(runtime),
     )
     return HTMLResponse(render_status_page(view), headers={"Cache-Control": "no-store"})

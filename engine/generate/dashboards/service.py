@@ -1,6 +1,7 @@
 """`slo-<service>`: one row per SLO of the service — the SLI against its objective, the
 budget burn-down over the period, the burn rate per window with the policy's thresholds
 drawn, the alert state and the event rates. Thresholds come from `policy_for`, never a copy.
+Then the anomaly row: observed vs expected band per watched signal (`anomaly`).
 
 A grouped SLO's panels show one series per group: each group label is a variable of the
 dashboard (its values listed from the recorded series), selected in every query and named
@@ -21,6 +22,7 @@ from engine.alerting.alerts import burn_alert_name
 from engine.alerting.links import service_dashboard_uid
 from engine.evaluation.policy import AlertPolicy, policy_for
 from engine.generate.alert_rules import NO_DATA_ALERT
+from engine.generate.dashboards.anomaly import anomaly_items
 from engine.generate.dashboards.panels import (
     BUDGET_STEPS,
     DATASOURCE,
@@ -68,6 +70,7 @@ def service_dashboard(service: str, slos: Sequence[SLO]) -> model.Dashboard:
         )
     for slo in slos:
         board = add_items(board, _slo_row(slo))
+    board = add_items(board, anomaly_items(slos))
     return finish(board)
 
 

@@ -39,6 +39,7 @@ from engine.spec.document import ANY, SCALAR, STR_MAP, Document, NativeUnit, Ori
 from engine.spec.errors import SpecError
 from engine.spec.labels import RESERVED_ALERT_LABELS
 from engine.spec.models import SLOSpec
+from engine.spec.yaml_safety import shown
 
 API_VERSION = "pyrra.dev/v1alpha1"
 KIND = "ServiceLevelObjective"
@@ -148,7 +149,9 @@ def convert(doc: Document) -> tuple[list[NativeUnit], list[SpecError]]:
     data = doc.data
     if data.get("kind") != KIND:
         return [], [
-            doc.error(("kind",), f"unsupported Pyrra kind {data['kind']!r}", f"write kind: {KIND}")
+            doc.error(
+                ("kind",), f"unsupported Pyrra kind {shown(data['kind'])}", f"write kind: {KIND}"
+            )
             if "kind" in data
             else doc.error((), "missing required key 'kind'", f"add kind: {KIND}")
         ]
@@ -211,7 +214,7 @@ def _labels(doc: Document, native: dict[str, Any], origins: Origins) -> list[Spe
             warnings.append(
                 doc.error(
                     path,
-                    f"label {key!r} is not copied: slo-engine sets '{name}' on its alerts",
+                    f"label {shown(key)} is not copied: slo-engine sets '{name}' on its alerts",
                     "remove it, or give it another name",
                     at_key=True,
                     severity="warning",
@@ -336,7 +339,7 @@ def _metric(doc: Document, path: tuple[str, ...]) -> tuple[Selector | None, list
     selector = parse_selector(value)
     if selector is None:
         return None, [
-            doc.error(path, f"{value.strip()!r} is not a metric selector", _SELECTOR_HINT)
+            doc.error(path, f"{shown(value.strip())} is not a metric selector", _SELECTOR_HINT)
         ]
     return selector, []
 

@@ -103,6 +103,15 @@ def convert(doc: Document) -> tuple[list[NativeUnit], list[SpecError]]:
     notes: list[SpecError] = []
     native_slos = []
     for i, slo in enumerate(slos):
+        if not isinstance(slo, dict):  # an empty `- ` (a file cut short): nothing to convert
+            errors.append(
+                doc.error(
+                    ("slos", i),
+                    "an SLO must be a mapping",
+                    "write name:, objective: and sli: under the '- '",
+                )
+            )
+            continue
         converted, slo_errors, slo_notes = _convert_slo(doc, i, slo, origins)
         errors.extend(slo_errors)
         notes.extend(slo_notes)

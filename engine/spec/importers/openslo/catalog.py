@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.spec.document import ANY, SCALAR, Document, check_shape
 from engine.spec.errors import SpecError
+from engine.spec.yaml_safety import shown
 
 API_VERSION = "openslo/v1"
 KINDS = ("SLO", "SLI", "Service", "DataSource")
@@ -94,7 +95,7 @@ class Catalog:
             self.errors.append(
                 doc.error(
                     ("kind",) if "kind" in doc.data else (),
-                    f"unsupported OpenSLO kind {kind!r}"
+                    f"unsupported OpenSLO kind {shown(kind)}"
                     if kind is not None
                     else "missing required key 'kind'",
                     "use one of " + ", ".join(KINDS),
@@ -127,7 +128,7 @@ class Catalog:
                 self.errors.append(
                     doc.error(
                         ("metadata", "name"),
-                        f"OpenSLO {kind} {name!r} is defined twice",
+                        f"OpenSLO {kind} {shown(name)} is defined twice",
                         f"also at {first.file}:{first_mark.line}:{first_mark.column}; rename one",
                     )
                 )

@@ -7,14 +7,17 @@ from typing import Any
 
 from engine.spec.document import Document, NativeUnit, Origins
 from engine.spec.errors import SpecError
+from engine.spec.importers.openslo.calendar import convert_window
 from engine.spec.importers.openslo.catalog import Catalog
+from engine.spec.importers.openslo.composite import convert_composite, is_composite
 from engine.spec.importers.openslo.indicator import convert_indicator
 from engine.spec.importers.openslo.objective import (
     check_budgeting,
     convert_objective,
-    convert_period,
 )
+from engine.spec.importers.openslo.timeslices import convert_timeslices, is_timeslices
 from engine.spec.models import LABEL_NAME_RE
+from engine.spec.yaml_safety import shown
 
 TIER_LABEL, OWNER_LABELS, DEPENDS_LABEL = "tier", ("owner", "team"), "depends_on"
 
@@ -22,6 +25,11 @@ TIER_LABEL, OWNER_LABELS, DEPENDS_LABEL = "tier", ("owner", "team"), "depends_on
 def convert_all(catalog: Catalog) -> tuple[list[NativeUnit], list[SpecError], list[SpecError]]:
     units, errors = [], list(catalog.errors)
     for doc in catalog.slos:
+        if is_composite(doc):  # one document, several SLOs (composite.py)
+            composite_units, slo_errors = convert_composite(doc, catalog)
+            units += composite_units
+            errors += slo_errors
+            continue
         unit, slo_errors = _convert_slo(doc, catalog)
         errors.extend(slo_errors)
         if unit is not None:
@@ -50,15 +58,22 @@ def _convert_slo(doc: Document, catalog: Catalog) -> tuple[NativeUnit | None, li
         origins.add((*base, "description"), doc, ("spec", "description"))
 
     errors += check_budgeting(doc, spec)
-    period, period_errors = convert_period(doc, spec)
+    period, period_errors = convert_window(doc, spec)  # rolling or calendar (calendar.py)
     errors += period_errors
     if period is not None:
-        slo_out["period"] = period
+        slo_out.update(period)
         origins.add((*base, "period"), doc, ("spec", "timeWindow", 0, "duration"))
+        if "timezone" in period:
+            origins.add((*base, "timezone"), doc, ("spec", "timeWindow", 0, "calendar"))
     objective, objective_errors = convert_objective(doc, spec, origins)
     errors += objective_errors
     if objective is not None:
         slo_out["objective"] = objective
+    if is_timeslices(spec):  # good slices, not events (timeslices.py)
+        timeslices, timeslice_errors = convert_timeslices(doc, spec, origins)
+        errors += timeslice_errors
+        if timeslices is not None:
+            slo_out["timeslices"] = timeslices
     sli, sli_errors = convert_indicator(doc, spec, catalog, origins)
     errors += sli_errors
     if sli is not None:
@@ -154,7 +169,7 @@ def _service_fields(doc: Document, native: dict[str, Any], origins: Origins) -> 
             warnings.append(
                 doc.error(
                     (*lpath, key),
-                    f"label {key!r} is not a valid Prometheus label name and is not copied",
+                    f"label {shown(key)} is not a valid Prometheus label name and is not copied",
                     "use letters, digits and '_' to keep it on generated rules",
                     at_key=True,
                     severity="warning",

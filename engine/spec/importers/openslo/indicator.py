@@ -10,6 +10,7 @@ from engine.spec.document import Document, Origins
 from engine.spec.errors import SpecError
 from engine.spec.importers.openslo.catalog import Catalog
 from engine.spec.importers.sloth import window as sloth_window
+from engine.spec.yaml_safety import shown
 
 _SELECTOR = r"[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^{}]*\})?"
 _COUNTER_QUERY = re.compile(
@@ -38,8 +39,8 @@ def convert_indicator(
             return None, [
                 doc.error(
                     ("spec", "indicatorRef"),
-                    f"indicatorRef {ref!r} names no OpenSLO SLI",
-                    f"define a kind: SLI with metadata.name {ref!r} in the loaded files (known: {known})",
+                    f"indicatorRef {shown(ref)} names no OpenSLO SLI",
+                    f"define a kind: SLI with metadata.name {shown(ref)} in the loaded files (known: {known})",
                 )
             ]
         return _sli(sli_doc, ("spec",), catalog, origins)
@@ -128,7 +129,7 @@ def _query(
         return None, [
             doc.error(
                 (*source_path, "type") if "type" in source else source_path,
-                f"metric source {source_type!r} is not supported",
+                f"metric source {shown(source_type)} is not supported",
                 "slo-engine reads Prometheus: type: Prometheus with spec.query",
             )
         ]

@@ -9,15 +9,22 @@ from typing import Any
 
 from engine.spec.document import Document, Origins
 from engine.spec.errors import SpecError
+from engine.spec.yaml_safety import shown
 
 # OpenSLO's own duration shorthand; M, Q and Y are fixed lengths by its definition.
 _DURATION = re.compile(r"^(\d+)([mhdwMQY])$")
 _UNIT_DAYS = {"M": 30, "Q": 90, "Y": 365}
 
 
+def _bare(value: Any) -> str:
+    """A short word as written (`Timeslices`), anything else bounded by `shown()`."""
+    short = isinstance(value, str) and value.isidentifier() and len(value) <= 40
+    return value if short else shown(value)
+
+
 def check_budgeting(doc: Document, spec: dict[str, Any]) -> list[SpecError]:
     method = spec.get("budgetingMethod")
-    if method == "Occurrences":
+    if method in ("Occurrences", "Timeslices"):  # Timeslices: timeslices.py
         return []
     if method is None:
         return [
@@ -31,8 +38,8 @@ def check_budgeting(doc: Document, spec: dict[str, Any]) -> list[SpecError]:
     return [
         doc.error(
             ("spec", "budgetingMethod"),
-            f"budgetingMethod {method} is not supported",
-            "slo-engine counts events (Occurrences); time-slice budgets are not computed",
+            f"budgetingMethod {_bare(method)} is not supported",
+            "slo-engine counts events (Occurrences) or good slices (Timeslices)",
         )
     ]
 
@@ -48,6 +55,14 @@ def convert_period(doc: Document, spec: dict[str, Any]) -> tuple[str | None, lis
                 at_key=True,
             )
         ]
+    if not isinstance(windows, list):
+        return None, [
+            doc.error(
+                ("spec", "timeWindow"),
+                "timeWindow must be a list of one window",
+                "write timeWindow: [{duration: 28d, isRolling: true}]",
+            )
+        ]
     if len(windows) > 1:
         return None, [
             doc.error(
@@ -58,6 +73,14 @@ def convert_period(doc: Document, spec: dict[str, Any]) -> tuple[str | None, lis
         ]
     entry = windows[0]
     path = ("spec", "timeWindow", 0)
+    if not isinstance(entry, dict):  # e.g. a file cut after `- `
+        return None, [
+            doc.error(
+                path,
+                "a timeWindow entry must be a mapping",
+                "write - duration: 28d and isRolling: true under it",
+            )
+        ]
     if entry.get("calendar") is not None or entry.get("isRolling") is False:
         at = "calendar" if entry.get("calendar") is not None else "isRolling"
         return None, [
@@ -82,7 +105,7 @@ def convert_period(doc: Document, spec: dict[str, Any]) -> tuple[str | None, lis
         return None, [
             doc.error(
                 (*path, "duration"),
-                f"{duration!r} is not an OpenSLO duration",
+                f"{shown(duration)} is not an OpenSLO duration",
                 "write a number and one unit of m h d w M Q Y, e.g. 28d",
             )
         ]
@@ -92,9 +115,8 @@ def convert_period(doc: Document, spec: dict[str, Any]) -> tuple[str | None, lis
     return f"{count}{unit}", []
 
 
-def convert_objective(
-    doc: Document, spec: dict[str, Any], origins: Origins
-) -> tuple[Any, list[SpecError]]:
+def _the_objective(doc: Document, spec: dict[str, Any]) -> tuple[Any, list[SpecError]]:
+    """The one objective mapping of `spec.objectives`, or why there is none."""
     objectives = spec.get("objectives")
     if not objectives:
         return None, [
@@ -105,6 +127,14 @@ def convert_objective(
                 at_key=True,
             )
         ]
+    if not isinstance(objectives, list):
+        return None, [
+            doc.error(
+                ("spec", "objectives"),
+                "objectives must be a list of one objective",
+                "write objectives: [{target: 0.999}]",
+            )
+        ]
     if len(objectives) > 1:
         return None, [
             doc.error(
@@ -113,17 +143,35 @@ def convert_objective(
                 "slo-engine has one objective per SLO; write one SLO document per target",
             )
         ]
-    objective = objectives[0]
+    if not isinstance(objectives[0], dict):  # e.g. a file cut after `- `
+        return None, [
+            doc.error(
+                ("spec", "objectives", 0),
+                "an objective must be a mapping",
+                "write - target: 0.999 (or targetPercent: 99.9)",
+            )
+        ]
+    return objectives[0], []
+
+
+def convert_objective(
+    doc: Document, spec: dict[str, Any], origins: Origins
+) -> tuple[Any, list[SpecError]]:
+    objective, errors = _the_objective(doc, spec)
+    if objective is None:
+        return None, errors
     path = ("spec", "objectives", 0)
     for key, why in (
         ("op", "op/value belong to thresholdMetric, which is not supported"),
         ("value", "op/value belong to thresholdMetric, which is not supported"),
-        ("timeSliceTarget", "time slices belong to Timeslices budgeting, which is not supported"),
-        ("timeSliceWindow", "time slices belong to Timeslices budgeting, which is not supported"),
+        ("timeSliceTarget", "time slices belong to budgetingMethod: Timeslices"),
+        ("timeSliceWindow", "time slices belong to budgetingMethod: Timeslices"),
         ("indicator", "per-objective indicators (composite SLOs) are not supported"),
         ("indicatorRef", "per-objective indicators (composite SLOs) are not supported"),
         ("compositeWeight", "composite SLOs are not supported"),
     ):
+        if key.startswith("timeSlice") and spec.get("budgetingMethod") == "Timeslices":
+            continue  # converted by timeslices.py
         if key in objective:
             return None, [
                 doc.error(
