@@ -28,12 +28,8 @@ from collections.abc import Sequence
 
 from engine.evaluation.policy import AlertPolicy, policy_for
 from engine.generate.rules import (
-    BUDGET_REMAINING_METRIC,
-    ERROR_BUDGET_METRIC,
     FALLBACK_BASE_WINDOW,
-    OBJECTIVE_METRIC,
     PERIOD_GROUP_INTERVAL,
-    PERIOD_METRIC,
     Group,
     Rule,
     bad_events_metric,
@@ -42,6 +38,7 @@ from engine.generate.rules import (
     decimal_text,
     error_ratio_metric,
     period_group_name,
+    period_rollup_rules,
     rolling_windows,
     selector,
     sli_group_name,
@@ -99,29 +96,12 @@ def composite_sli_rules(slo: SLO, policy: AlertPolicy) -> list[Rule]:
 
 def composite_period_rules(slo: SLO, policy: AlertPolicy) -> list[Rule]:
     """The composite's tiles (weighted component tiles), its period rates and budget."""
-    sli, labels, sel = _sli(slo), slo_labels(slo), selector(slo)
+    sli, labels = _sli(slo), slo_labels(slo)
     tile, period = tile_window(policy), policy.period
-    budget = decimal_text(slo.error_budget)
     return [
         _record(total_tile_metric(tile), weighted_sum(sli, total_tile_metric(tile)), labels),
         _record(bad_tile_metric(tile), weighted_sum(sli, bad_tile_metric(tile)), labels),
-        _record(
-            bad_events_metric(period),
-            f"avg_over_time({bad_tile_metric(tile)}{sel}[{period}])",
-            labels,
-        ),
-        _record(
-            total_events_metric(period),
-            f"avg_over_time({total_tile_metric(tile)}{sel}[{period}])",
-            labels,
-        ),
-        *_ratio_and_burn(slo, period, labels),
-        _record(
-            BUDGET_REMAINING_METRIC, f"1 - {error_ratio_metric(period)}{sel} / {budget}", labels
-        ),
-        _record(OBJECTIVE_METRIC, f"vector({decimal_text(slo.objective)})", labels),
-        _record(ERROR_BUDGET_METRIC, f"vector({budget})", labels),
-        _record(PERIOD_METRIC, f"vector({decimal_text(period.decimal_seconds)})", labels),
+        *period_rollup_rules(slo, tile, period, _ratio_and_burn(slo, period, labels)),
     ]
 
 

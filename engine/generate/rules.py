@@ -290,13 +290,22 @@ def period_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
     """The period's event rates, ratio and burn, the budget left, and the SLO's constants."""
     policy = policy or policy_for(slo)
     labels = slo_labels(slo)
-    sel = selector(slo)
     tile, period = tile_window(policy), policy.period
-    budget = decimal_text(slo.error_budget)
     tiles = (bad_tile_metric(tile), total_tile_metric(tile), good_tile_metric(tile))
+    # Rules of a group run in order: the averages below already see this run's tile.
+    tile_rules = event_rate_rules(slo, tile, tiles, labels)
+    return tile_rules + period_rollup_rules(slo, tile, period, _ratio_and_burn(slo, period, labels))
+
+
+def period_rollup_rules(
+    slo: SLO, tile: Duration, period: Duration, ratio_and_burn: list[Rule]
+) -> list[Rule]:
+    """After the tiles of a period group: the period's event rates as averages of the
+    tiles, its ratio and burn (`ratio_and_burn`, per SLI kind), the budget left and the
+    SLO's constants. One copy for plain, composite and time-slice SLOs."""
+    labels, sel = slo_labels(slo), selector(slo)
+    budget = decimal_text(slo.error_budget)
     return [
-        # Rules of a group run in order: the averages below already see this run's tile.
-        *event_rate_rules(slo, tile, tiles, labels),
         _record(
             bad_events_metric(period),
             f"avg_over_time({bad_tile_metric(tile)}{sel}[{period}])",
@@ -307,7 +316,7 @@ def period_rules(slo: SLO, policy: AlertPolicy | None = None) -> list[Rule]:
             f"avg_over_time({total_tile_metric(tile)}{sel}[{period}])",
             labels,
         ),
-        *_ratio_and_burn(slo, period, labels),
+        *ratio_and_burn,
         # Share of the period's budget still unspent; negative once overspent.
         _record(
             BUDGET_REMAINING_METRIC, f"1 - {error_ratio_metric(period)}{sel} / {budget}", labels

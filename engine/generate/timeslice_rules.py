@@ -28,12 +28,8 @@ from __future__ import annotations
 
 from engine.evaluation.policy import AlertPolicy, policy_for
 from engine.generate.rules import (
-    BUDGET_REMAINING_METRIC,
-    ERROR_BUDGET_METRIC,
     FALLBACK_BASE_WINDOW,
-    OBJECTIVE_METRIC,
     PERIOD_GROUP_INTERVAL,
-    PERIOD_METRIC,
     Group,
     Rule,
     bad_events_metric,
@@ -43,6 +39,7 @@ from engine.generate.rules import (
     error_ratio_metric,
     event_rate_rules,
     period_group_name,
+    period_rollup_rules,
     rolling_windows,
     selector,
     sli_group_name,
@@ -129,28 +126,10 @@ def timeslice_sli_rules(slo: SLO, policy: AlertPolicy) -> list[Rule]:
 
 
 def timeslice_period_rules(slo: SLO, policy: AlertPolicy) -> list[Rule]:
-    labels, sel = slo_labels(slo), selector(slo)
     tile, period = tile_window(policy), policy.period
-    budget = decimal_text(slo.error_budget)
     return [
         *_counted(slo, tile, (bad_tile_metric(tile), total_tile_metric(tile))),
-        _record(
-            bad_events_metric(period),
-            f"avg_over_time({bad_tile_metric(tile)}{sel}[{period}])",
-            labels,
-        ),
-        _record(
-            total_events_metric(period),
-            f"avg_over_time({total_tile_metric(tile)}{sel}[{period}])",
-            labels,
-        ),
-        *_ratio_and_burn(slo, period),
-        _record(
-            BUDGET_REMAINING_METRIC, f"1 - {error_ratio_metric(period)}{sel} / {budget}", labels
-        ),
-        _record(OBJECTIVE_METRIC, f"vector({decimal_text(slo.objective)})", labels),
-        _record(ERROR_BUDGET_METRIC, f"vector({budget})", labels),
-        _record(PERIOD_METRIC, f"vector({decimal_text(period.decimal_seconds)})", labels),
+        *period_rollup_rules(slo, tile, period, _ratio_and_burn(slo, period)),
     ]
 
 
