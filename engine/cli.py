@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from engine.commands.app import app
+from engine.commands.log_choices import LogFormatChoice
 
 COMMANDS = (
     "backtest",
@@ -48,12 +49,8 @@ def _options(
         ),
     ] = False,
     log_format: Annotated[
-        str | None,
-        typer.Option(
-            "--log-format",
-            metavar="FORMAT",
-            help="Log lines on stderr as text, json or logfmt (UTC, trace ids); any command.",
-        ),
+        LogFormatChoice | None,
+        typer.Option("--log-format", help="Log lines on stderr (UTC, trace ids); any command."),
     ] = None,
     debug: Annotated[
         bool,
@@ -64,13 +61,12 @@ def _options(
 ) -> None:
     if debug:
         ctx.find_root().command.debug = True  # type: ignore[attr-defined]
-    from engine.logs import LOG_FORMATS, choose_format, configure_logging
+    from engine.logs import choose_format, configure_logging
 
-    if log_format is not None and log_format not in LOG_FORMATS:
-        raise typer.BadParameter(f"one of {', '.join(LOG_FORMATS)}", param_hint="--log-format")
-    choose_format(log_format)  # type: ignore[arg-type]
-    if log_format is not None:
-        configure_logging(log_format=log_format)  # type: ignore[arg-type]
+    chosen = None if log_format is None else log_format.value
+    choose_format(chosen)  # type: ignore[arg-type]
+    if chosen is not None:
+        configure_logging(log_format=chosen)  # type: ignore[arg-type]
 
 
 def _register() -> None:

@@ -41,6 +41,8 @@ POLICY = {
         {"consumed": 100, "action": "freeze", "receivers": ["release-managers"]},
     ]
 }
+# The daemon refuses a policy naming receivers it does not have (engine/daemon/budgets.py).
+RECEIVERS = ("sre-chat", "release-managers")
 EXHAUSTED = Shape("exhausted", budget=-0.12, recent=(("1h", 1.4), ("71h", 0.5)))
 HALF = Shape("ok", budget=0.4, recent=(("1h", 0.2),))
 OK = Shape("ok", budget=0.97, recent=(("1h", 0.2),))
@@ -89,7 +91,7 @@ def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, SampleSource, FakeClock]]
     specs = _specs(tmp_path)
     source = SampleSource(T0, {"api/availability": EXHAUSTED, "api/latency-p95": OK})
     clock = FakeClock(T0)
-    runtime = sample_runtime(tmp_path, clock, T0, specs=specs, source=source)
+    runtime = sample_runtime(tmp_path, clock, T0, specs=specs, source=source, receivers=RECEIVERS)
     yield runtime, source, clock
     runtime.close()
 
@@ -135,7 +137,12 @@ def test_a_frozen_budget_turns_the_gate_to_423_and_back(runtime, tmp_path: Path)
     source = SampleSource(T0 + 120, {"api/availability": HALF, "api/latency-p95": OK})
     clock.now = T0 + 120
     daemon = sample_runtime(
-        tmp_path / "second", clock, T0 + 120, specs=tmp_path / "specs", source=source
+        tmp_path / "second",
+        clock,
+        T0 + 120,
+        specs=tmp_path / "specs",
+        source=source,
+        receivers=RECEIVERS,
     )
     try:
         app = create_app(daemon, load_tokens(tmp_path / "tokens"), clock=clock, burst=1000)

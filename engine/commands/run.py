@@ -26,6 +26,7 @@ from engine.commands import options
 from engine.commands.app import app
 from engine.commands.env_flags import EnvFlagsCommand
 from engine.commands.exit_codes import ExitCode
+from engine.commands.log_choices import LogFormatChoice, LogLevel
 
 if TYPE_CHECKING:
     import uvicorn
@@ -133,13 +134,8 @@ BasicAuthPasswordFileOption = options.BasicAuthPasswordFile
 CaBundleOption = options.CaBundle
 ClientCertOption = options.ClientCert
 ClientKeyOption = options.ClientKey
-LogLevelOption = Annotated[
-    str | None, typer.Option(help="debug, info, warning or error (default info).")
-]
-LogFormatOption = Annotated[
-    str | None,
-    typer.Option(help="Log lines as text, json or logfmt (default text).", metavar="FORMAT"),
-]
+LogLevelOption = Annotated[LogLevel | None, typer.Option(help="Default info.")]
+LogFormatOption = Annotated[LogFormatChoice | None, typer.Option(help="Log lines (default text).")]
 
 
 @app.command(cls=EnvFlagsCommand)
@@ -201,9 +197,9 @@ def run(
         "ca_bundle": _text(ca_bundle),
         "client_cert": _text(client_cert),
         "client_key": _text(client_key),
-        "log_level": log_level,
+        "log_level": log_level.value if log_level else None,
         # `slo-engine --log-format json run` too (the option before the command name).
-        "log_format": log_format or chosen_format(),
+        "log_format": log_format.value if log_format else chosen_format(),
     }
     deprecations: list[str] = []  # logged below, in the format the config asks for
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
@@ -23,7 +23,12 @@ from engine.evaluation.composite import with_composites
 from engine.evaluation.daily import DAY_SECONDS, day_events, day_start, utc_day
 from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import EventSource
-from engine.incidents.budget_policy import notices_decision, policy_notifications
+from engine.evaluation.timeslices import with_timeslices
+from engine.incidents.budget_policy import (
+    notices_decision,
+    policy_notifications,
+    thaw_notifications,
+)
 from engine.incidents.incident import Incident
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
@@ -94,9 +99,12 @@ class DaemonBudgets:
             log.exception("compliance history: cannot record this cycle")
 
     def _notices(self, report: CycleReport) -> None:
-        fresh = [
-            n for n in policy_notifications(report.results, report.at) if n.id not in self._queued
+        thawed = {slo_id: since.at for slo_id, since in self.freezes.thawed.items()}
+        notices = [
+            *policy_notifications(report.results, report.at),
+            *thaw_notifications(report.results, thawed, report.at),
         ]
+        fresh = [n for n in notices if n.id not in self._queued]
         if not fresh:
             return
         engine = self._runtime.engine
@@ -157,7 +165,10 @@ def record_days(
     last = math.floor(min(now, day_start(days[-1]) + DAY_SECONDS) / step_s) * step_s
     if last < first:
         return 0
-    rates = with_composites(source, slos).fetch(slos, step, float(first), float(last))
+    # Time-slice SLOs in slices (judged and bad slices a day, as evaluate and the budget
+    # count them), composites from their components: the wrapping the evaluator uses.
+    wrapped = with_composites(with_timeslices(source), slos)
+    rates = wrapped.fetch(slos, step, float(first), float(last))
     written = 0
     for row, slo in enumerate(slos):
         if slo.id in rates.errors:
@@ -173,6 +184,30 @@ def record_days(
             )
             written += 1
     return written
+
+
+def policy_receiver_problems(slos: Sequence[SLO], receivers: Iterable[str]) -> list[str]:
+    """`<spec file>: <slo>[, <slo>…]: budget_policy threshold N% names unknown receivers
+    'x' — configured: …` per file and threshold naming receivers the daemon does not have:
+    its notices would only ever be dead letters, found when the budget is already spent.
+    Checked with the specs, at start (exit 1) and on every reload (rejected, the last good
+    set kept). A service's policy is each of its SLOs': one line lists them all."""
+    known = set(receivers)
+    found: dict[tuple[str, float, tuple[str, ...]], list[str]] = {}
+    for slo in slos:
+        if slo.budget_policy is None:
+            continue
+        for threshold in slo.budget_policy.thresholds:
+            missing = tuple(r for r in threshold.receivers if r not in known)
+            if missing:
+                found.setdefault((slo.source or "", threshold.consumed, missing), []).append(slo.id)
+    configured = ", ".join(sorted(known)) or "none"
+    return [
+        f"{f'{source}: ' if source else ''}{', '.join(ids)}: budget_policy threshold "
+        f"{consumed:g}% names unknown receivers {', '.join(repr(r) for r in missing)} — "
+        f"configured: {configured}"
+        for (source, consumed, missing), ids in found.items()
+    ]
 
 
 def _opened_for(incident: Incident, slo: SLO, day: str) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 
 from engine.daemon.anomaly import DaemonAnomalies
+from engine.daemon.budgets import policy_receiver_problems
 from engine.daemon.config import DaemonConfig
 from engine.daemon.datasources import configured_source, datasource_problems
 from engine.daemon.groups import daemon_groups
@@ -83,7 +84,14 @@ def build_runtime(
     if telemetry is None:
         telemetry = telemetry_from_config(config)
     tracer = telemetry.tracer
-    watcher = SpecWatcher(config.specs, lambda slos: datasource_problems(slos, config))
+    receivers = [r.name for r in config.incident_config().receivers]
+    watcher = SpecWatcher(
+        config.specs,
+        lambda slos: [
+            *datasource_problems(slos, config),
+            *policy_receiver_problems(slos, receivers),
+        ],
+    )
     loaded = load_startup_specs(watcher)
     now = clock()
     metrics = DaemonMetrics(telemetry.meter)

@@ -412,6 +412,7 @@ class MultiResolutionCache:
         # Maintenance windows: their events count for nothing. Only the SLOs that have
         # windows are composed again, from masked copies of their own columns.
         rows = np.flatnonzero([bool(s.maintenance) for s in self._slos])
+        kept: list[np.ndarray | None] = []
         if rows.size:
             part = [self._slos[r] for r in rows]
             kept = [ring_kept_share(part, st.end or now, st.length, st.step) for st in self._stores]
@@ -441,6 +442,7 @@ class MultiResolutionCache:
             self._steps,
             (bad_counts, total_counts, present),
             (bad, total, covered),
+            (rows, kept) if rows.size else None,
         )
         recent = recent_window_for(Duration(self._steps[0] * 1000))
         return WindowEvents(

@@ -105,15 +105,20 @@ def since_start_rows(
     steps: Sequence[int],
     counts: tuple[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[np.ndarray]],
     sums: tuple[np.ndarray, np.ndarray, np.ndarray],
+    kept: tuple[np.ndarray, Sequence[np.ndarray | None]] | None = None,
 ) -> None:
     """The cache path: overwrite each calendar SLO's nominal-period column of `sums` (bad,
     total, covered seconds [S, W]) with its steps summed over (period start, now].
 
     `counts` are the cache's (bad, total, present) rings per tier. Covered seconds are
     scaled to the nominal window so that coverage reads as the share of the elapsed part
-    (a full month so far is coverage 1, not 10/31)."""
+    (a full month so far is coverage 1, not 10/31). `kept` is (rows, per-tier kept share
+    [length, len(rows)] or None) for the SLOs with maintenance windows: their steps are
+    weighted by it, so a window's events leave the calendar budget as they leave a rolling
+    one (engine.evaluation.maintenance)."""
     bad_rings, total_rings, present = counts
     bad, total, covered = sums
+    masked_rows = {int(r): j for j, r in enumerate(kept[0])} if kept is not None else {}
     for row, slo in enumerate(slos):
         if slo.calendar is None:
             continue
@@ -121,8 +126,15 @@ def since_start_rows(
         length = elapsed(slo.calendar, now, Duration(steps[0] * 1000))
         plan = plan_window(now, length.ms // 1000, grids)
         mine = [p[:, [row]] for p in present]
-        b, _ = sum_planned(plan, [c[:, [row]] for c in bad_rings], mine, steps)
-        t, seconds = sum_planned(plan, [c[:, [row]] for c in total_rings], mine, steps)
+        j = masked_rows.get(row)
+        shares = [None if j is None or k is None else k[:, [j]] for k in kept[1]] if kept else []
+        b_rings = [c[:, [row]] for c in bad_rings]
+        t_rings = [c[:, [row]] for c in total_rings]
+        if any(k is not None for k in shares):
+            b_rings = [c if k is None else c * k for c, k in zip(b_rings, shares, strict=True)]
+            t_rings = [c if k is None else c * k for c, k in zip(t_rings, shares, strict=True)]
+        b, _ = sum_planned(plan, b_rings, mine, steps)
+        t, seconds = sum_planned(plan, t_rings, mine, steps)
         bad[row, column], total[row, column] = b[0], t[0]
         covered[row, column] = seconds[0] * (slo.period.seconds / length.seconds)
 

@@ -173,8 +173,10 @@ class AlertmanagerNotifier:
         now = self._clock()
         incident = notification.incident
         if notification.kind == "budget_policy":
-            # Informational like the summary: posted once, it expires after 4 × resend.
-            alert = self.budget_policy_alert(notification, self._firing_until(now))
+            # Informational like the summary: posted once, it expires after 4 × resend. A
+            # thaw (event resolved) posts the same labels ending now: the freeze alert ends.
+            ends_at = now if notification.event == "resolved" else self._firing_until(now)
+            alert = self.budget_policy_alert(notification, ends_at)
             self._post([alert])
             return
         annotations = self._annotations(incident, headline(notification), notification.message)

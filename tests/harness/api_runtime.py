@@ -179,10 +179,15 @@ def specs_with_descriptions(directory: Path, descriptions: Mapping[str, str]) ->
     return write_specs(directory, documents)
 
 
-def daemon_config(directory: Path, specs: Path = SPECS, **settings: Any) -> DaemonConfig:
-    """The daemon's config for a runtime with its state under `directory`: no receivers,
-    no dependency hold-down (it would only delay the sample's incident), `settings` on top."""
+def daemon_config(
+    directory: Path, specs: Path = SPECS, receivers: Sequence[str] = (), **settings: Any
+) -> DaemonConfig:
+    """The daemon's config for a runtime with its state under `directory`: no receivers
+    but `receivers` (budget-policy ones: no incident severity), no dependency hold-down (it
+    would only delay the sample's incident), `settings` on top."""
     incidents: dict[str, Any] = {}
+    if receivers:
+        incidents["receivers"] = [{"name": r, "severities": []} for r in receivers]
     if "dependency_wait" in IncidentConfig.model_fields:
         incidents["dependency_wait"] = "0s"
     values: dict[str, Any] = {
@@ -197,11 +202,17 @@ def daemon_config(directory: Path, specs: Path = SPECS, **settings: Any) -> Daem
 
 
 def scripted_runtime(
-    directory: Path, clock: Callable[[], float], source: SampleSource, *, specs: Path = SPECS
+    directory: Path,
+    clock: Callable[[], float],
+    source: SampleSource,
+    *,
+    specs: Path = SPECS,
+    receivers: Sequence[str] = (),
 ) -> Runtime:
     """The daemon's Runtime on `specs` and `source`, its state in `directory`, no cycle run
     yet. The caller closes it."""
-    return Runtime(daemon_config(directory, specs), clock=clock, source=source, notifiers={})
+    config = daemon_config(directory, specs, receivers)
+    return Runtime(config, clock=clock, source=source, notifiers={})
 
 
 def sample_runtime(
@@ -211,6 +222,7 @@ def sample_runtime(
     *,
     specs: Path = SPECS,
     source: SampleSource | None = None,
+    receivers: Sequence[str] = (),
 ) -> Runtime:
     """A Runtime on `specs` with its state in `directory`, after one cycle at `at`: each SLO
     has its `SHAPES` status, and every service with a paging or ticketing SLO has an open
@@ -219,7 +231,7 @@ def sample_runtime(
         source = SampleSource(at)
     if not source.shapes:
         source.shapes = shapes_for(load_specs([specs]).slos)
-    runtime = scripted_runtime(directory, clock, source, specs=specs)
+    runtime = scripted_runtime(directory, clock, source, specs=specs, receivers=receivers)
     try:
         runtime.run_cycle(at)
         got = {r.slo.id: r.status for r in runtime.slo_results()}
