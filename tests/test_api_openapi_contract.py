@@ -31,6 +31,7 @@ READER = "reader-token-Hp4t7y1u6r0e"
 OPERATION_IDS = {
     "GET /api/v1/slos": "listSlos",
     "GET /api/v1/slos/{service}/{slo}": "getSlo",
+    "GET /api/v1/slos/{service}/{slo}/groups": "listSloGroups",
     "GET /api/v1/specs": "getSpecStatus",
     "GET /api/v1/gates/{service}": "getReleaseGate",
     "GET /api/v1/incidents": "listIncidents",

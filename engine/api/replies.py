@@ -121,6 +121,30 @@ class SloList(Reply):
     slos: list[SloEvaluationReply]
 
 
+class SloGroupReply(Reply):
+    """One instance of a grouped SLO, in short: which group, how it stands."""
+
+    id: str = Field(description='The instance id, e.g. `shop/availability{route="/cart"}`.')
+    group: dict[str, str] = Field(description="Its labels: `group_by` label → value.")
+    status: Literal["ok", "ticket", "page", "exhausted", "no_data", "error"]
+    error_budget_remaining: float | None
+    evaluated_at: float
+    error: str | None
+
+
+class SloGroupList(Reply):
+    """A grouped SLO's instances. Before discovery found any group, `groups` is empty and
+    `status` says why there is nothing (`no_data`, or `error` with the source down)."""
+
+    slo: str = Field(description="The base id, `<service>/<name>`.")
+    group_by: list[str]
+    status: Literal["ok", "ticket", "page", "exhausted", "no_data", "error"] | None = Field(
+        description="Only without groups: the placeholder's status; null when there are groups."
+    )
+    error: str | None = Field(description="Only without groups: why there are none yet.")
+    groups: list[SloGroupReply]
+
+
 class SpecStatus(Reply):
     loaded_at: float
     checked_at: float

@@ -1,5 +1,6 @@
 """`slo-engine incidents declare|status|severity|assign|update|review|action|close-review`:
-incident response from the command line, on a daemon's state directory (issue 11).
+incident response from the command line, on a daemon's store — `--state-dir DIR`, or the
+daemon's `--store DSN` (PostgreSQL with replicas) — (issue 11).
 
 Like `ack` and `resolve` (engine/commands/incidents.py): every change goes through the
 incident engine and the store's stale-safe write, so it notifies whom the daemon would
@@ -22,6 +23,7 @@ from typing import Annotated
 
 import typer
 
+from engine.commands.incident_store import StoreAt, StoreDsn, StorePasswordFile
 from engine.commands.incidents import (
     EXIT_CANNOT_RUN,
     EXIT_NOT_FOUND,
@@ -58,10 +60,10 @@ action_app = typer.Typer(
 incidents_app.add_typer(action_app, name="action")
 
 
-def _decide(state_dir: Path, config_path: Path | None, what: str, action: Action) -> Decision:
+def _decide(at: StoreAt, config_path: Path | None, what: str, action: Action) -> Decision:
     """Decide with the engine on the stored state, write with the stale-safe retry."""
     config = _config(config_path)
-    with _open_store(state_dir) as store:
+    with _open_store(at) as store:
         engine = IncidentEngine(config, store.load_state())
         try:
             return apply_with_retry(store, engine, lambda e, now: action(e, now, store), time.time)
@@ -87,7 +89,6 @@ def _who(by: str | None) -> str:
 
 @incidents_app.command("declare")
 def declare(
-    state_dir: StateDir,
     service: Annotated[str, typer.Option(help="The affected service, e.g. api.")],
     severity: Annotated[str, typer.Option(help="SEV1, SEV2, SEV3 or SEV4.")],
     title: Annotated[str, typer.Option(help="What is happening, in one line.")],
@@ -111,6 +112,9 @@ def declare(
     by: By = None,
     config: ConfigFile = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Declare an incident by hand: a breach, leaked keys, a DDoS — what no SLO sees."""
     if tier is not None and tier not in ("critical", "important", "standard"):
@@ -127,7 +131,10 @@ def declare(
     )
     who = _who(by)
     decision = _decide(
-        state_dir, config, "declare", lambda e, now, _: e.declare(now, declaration, who)
+        StoreAt(state_dir, dsn, password_file),
+        config,
+        "declare",
+        lambda e, now, _: e.declare(now, declaration, who),
     )
     _report(decision, f"declared by {who}", fmt)
 
@@ -136,11 +143,13 @@ def declare(
 def status(
     incident_id: IncidentId,
     to: Annotated[str, typer.Argument(help="investigating, mitigating, monitoring or resolved.")],
-    state_dir: StateDir,
     note: Annotated[str, typer.Option(help="What changed (required: the runbook asks for it).")],
     by: By = None,
     config: ConfigFile = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Move an incident along the runbook's workflow, with a note."""
     target = _choice(to.lower(), IncidentStatus, "status")
@@ -148,7 +157,7 @@ def status(
         raise _fail("--note: say what changed", EXIT_CANNOT_RUN)
     who = _who(by)
     decision = _decide(
-        state_dir,
+        StoreAt(state_dir, dsn, password_file),
         config,
         incident_id,
         lambda e, now, _: e.set_status(now, incident_id, target, who, note),
@@ -160,11 +169,13 @@ def status(
 def severity(
     incident_id: IncidentId,
     to: Annotated[str, typer.Argument(help="SEV1, SEV2, SEV3 or SEV4.")],
-    state_dir: StateDir,
     reason: Annotated[str, typer.Option(help="Why (required).")],
     by: By = None,
     config: ConfigFile = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Raise or lower an incident's severity, with the reason."""
     level = _choice(to.upper(), Severity, "severity")
@@ -172,7 +183,7 @@ def severity(
         raise _fail("--reason: say why", EXIT_CANNOT_RUN)
     who = _who(by)
     decision = _decide(
-        state_dir,
+        StoreAt(state_dir, dsn, password_file),
         config,
         incident_id,
         lambda e, now, _: e.set_severity(now, incident_id, level, who, reason),
@@ -190,10 +201,12 @@ def assign(
         ),
     ],
     person: Annotated[str, typer.Argument(help="Who takes the role.")],
-    state_dir: StateDir,
     by: By = None,
     config: ConfigFile = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Assign a role, or hand it over from whoever holds it."""
     try:
@@ -202,7 +215,7 @@ def assign(
         raise _fail(str(exc), EXIT_CANNOT_RUN) from None
     who = _who(by)
     decision = _decide(
-        state_dir,
+        StoreAt(state_dir, dsn, password_file),
         config,
         incident_id,
         lambda e, now, _: e.assign_role(now, incident_id, parsed, person, who),
@@ -213,7 +226,6 @@ def assign(
 @incidents_app.command("update")
 def update(
     incident_id: IncidentId,
-    state_dir: StateDir,
     impact: Annotated[str, typer.Option(help="Who and what is affected.")],
     actions: Annotated[str, typer.Option("--actions", help="What the responders are doing.")],
     expected_resolution: Annotated[str, typer.Option(help="When it should be over.")],
@@ -237,13 +249,16 @@ def update(
     by: By = None,
     config: ConfigFile = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Post a stakeholder update: to the receivers, and to the status page when public."""
     after = None if next_update is None else next_update.seconds
     content = UpdateContent(impact, actions, expected_resolution, after, customer_message, public)
     who = _who(by)
     decision = _decide(
-        state_dir,
+        StoreAt(state_dir, dsn, password_file),
         config,
         incident_id,
         lambda e, now, _: e.post_update(now, incident_id, who, content),
@@ -254,17 +269,20 @@ def update(
 @incidents_app.command("review")
 def review(
     incident_id: IncidentId,
-    state_dir: StateDir,
     config: ConfigFile = None,
     fmt: Annotated[
         DocumentFormat, typer.Option("--format", help="Markdown, or JSON.")
     ] = DocumentFormat.md,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Draft the post-incident review: timeline, impact, responders, action items."""
-    with _open_store(state_dir) as store:
+    at = StoreAt(state_dir, dsn, password_file)
+    with _open_store(at) as store:
         incident = store.get_incident(incident_id)
     if incident is None:
-        raise _fail(f"no incident {incident_id} in {state_dir}", EXIT_NOT_FOUND)
+        raise _fail(f"no incident {incident_id} in {at.describe()}", EXIT_NOT_FOUND)
     draft = review_context(incident, time.time())
     if fmt == "json":
         typer.echo(json.dumps(draft, indent=2))
@@ -275,16 +293,18 @@ def review(
 @incidents_app.command("close-review")
 def close_review(
     incident_id: IncidentId,
-    state_dir: StateDir,
     note: Annotated[str, typer.Option(help="Where the review lives, what came of it.")] = "",
     by: By = None,
     config: ConfigFile = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Close the post-incident review: an incident in `review` is resolved."""
     who = _who(by)
     decision = _decide(
-        state_dir,
+        StoreAt(state_dir, dsn, password_file),
         config,
         incident_id,
         lambda e, now, store: e.close_review(
@@ -302,15 +322,17 @@ def _stored(store: IncidentStore, incident_id: str) -> Incident | None:
 def action_add(
     incident_id: IncidentId,
     text: Annotated[str, typer.Argument(help="What is to be done.")],
-    state_dir: StateDir,
     owner: Annotated[str | None, typer.Option(help="Who owns it.")] = None,
     by: By = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Add an action item (open) to an incident, open or closed."""
     who = _who(by)
     decision = _decide(
-        state_dir,
+        StoreAt(state_dir, dsn, password_file),
         None,
         incident_id,
         lambda e, now, store: e.add_action_item(
@@ -324,7 +346,7 @@ def action_add(
 def _change_item(
     incident_id: str,
     item_id: str,
-    state_dir: Path,
+    at: StoreAt,
     by: str | None,
     fmt: str,
     status: ActionStatus | None = None,
@@ -332,7 +354,7 @@ def _change_item(
 ) -> None:
     who = _who(by)
     decision = _decide(
-        state_dir,
+        at,
         None,
         incident_id,
         lambda e, now, store: e.change_action_item(
@@ -350,24 +372,32 @@ ItemId = Annotated[str, typer.Argument(help="e.g. AI-1")]
 def action_done(
     incident_id: IncidentId,
     item_id: ItemId,
-    state_dir: StateDir,
     by: By = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Mark an action item done."""
-    _change_item(incident_id, item_id, state_dir, by, fmt, status="done")
+    _change_item(
+        incident_id, item_id, StoreAt(state_dir, dsn, password_file), by, fmt, status="done"
+    )
 
 
 @action_app.command("reopen")
 def action_reopen(
     incident_id: IncidentId,
     item_id: ItemId,
-    state_dir: StateDir,
     by: By = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Open a done action item again."""
-    _change_item(incident_id, item_id, state_dir, by, fmt, status="open")
+    _change_item(
+        incident_id, item_id, StoreAt(state_dir, dsn, password_file), by, fmt, status="open"
+    )
 
 
 @action_app.command("assign")
@@ -375,9 +405,11 @@ def action_assign(
     incident_id: IncidentId,
     item_id: ItemId,
     owner: Annotated[str, typer.Argument(help="Who owns it now.")],
-    state_dir: StateDir,
     by: By = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Give an action item to someone."""
-    _change_item(incident_id, item_id, state_dir, by, fmt, owner=owner)
+    _change_item(incident_id, item_id, StoreAt(state_dir, dsn, password_file), by, fmt, owner=owner)

@@ -1,5 +1,7 @@
-"""`slo-engine incidents list|show|ack|resolve --state-dir DIR`: look at and act on incidents
-in a daemon's state directory, while the daemon runs or not. Incident response (declare,
+"""`slo-engine incidents list|show|ack|resolve --state-dir DIR` (or `--store DSN`): look at
+and act on incidents in a daemon's store — its state directory's SQLite file, or the
+PostgreSQL database its replicas share — while the daemon runs or not (which store:
+engine/commands/incident_store.py). Incident response (declare,
 status, severity, assign, update, review, action, close-review) is in
 `engine.commands.incident_response`, on the same `incidents` command group.
 
@@ -9,7 +11,7 @@ changes the state at the same moment, the store refuses the stale write and the 
 reloads and retries.
 
 Exit codes (docs/cli.md): 0 done; 1 no such open incident; 2 usage (a bad flag, no store in
---state-dir, a bad incident config); 3 the store cannot be opened or its state kept changing
+--state-dir or a wrong --store, a bad incident config); 3 the store cannot be opened or its state kept changing
 under every retry; 4 internal error.
 """
 
@@ -31,6 +33,7 @@ from rich.text import Text
 
 from engine.commands.app import app
 from engine.commands.exit_codes import ExitCode
+from engine.commands.incident_store import StateDir, StoreAt, StoreDsn, StorePasswordFile, fail
 from engine.incidents.config import IncidentConfig, load_incident_config
 from engine.incidents.engine import IncidentEngine, IncidentError
 from engine.incidents.incident import Incident, IncidentStatus, Severity, iso
@@ -38,8 +41,7 @@ from engine.incidents.response import Role
 from engine.incidents.rto import recovery
 from engine.incidents.state import Decision
 from engine.store.apply import StateKeptChanging, apply_with_retry
-from engine.store.base import StoreError
-from engine.store.sqlite import DB_FILENAME, SQLiteStore
+from engine.store.base import IncidentStore
 
 EXIT_OK = ExitCode.OK
 EXIT_NOT_FOUND = ExitCode.FINDINGS
@@ -68,14 +70,6 @@ _STATUS_STYLE = {
     "review": "magenta",
 }
 
-StateDir = Annotated[
-    Path,
-    typer.Option(
-        "--state-dir",
-        metavar="DIR",
-        help="The daemon's state directory (holds incidents.sqlite3).",
-    ),
-]
 Format = Annotated[IncidentFormat, typer.Option("--format", help="A table, or JSON.")]
 ConfigFile = Annotated[
     Path | None,
@@ -91,22 +85,11 @@ By = Annotated[
 ]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    Console(stderr=True, soft_wrap=True).print(Text(f"error: {message}", style="red"))
-    return typer.Exit(code)
+_fail = fail
 
 
-def _open_store(state_dir: Path) -> SQLiteStore:
-    if not (state_dir / DB_FILENAME).exists():
-        raise _fail(
-            f"{state_dir}: no incident store here ({DB_FILENAME} missing) — pass the --state-dir "
-            "the daemon runs with",
-            EXIT_CANNOT_RUN,
-        )
-    try:
-        return SQLiteStore(state_dir / DB_FILENAME)
-    except StoreError as exc:
-        raise _fail(str(exc), EXIT_UNAVAILABLE) from None
+def _open_store(at: StoreAt) -> IncidentStore:
+    return at.open()
 
 
 def _when(ts: float | None) -> str:
@@ -116,7 +99,6 @@ def _when(ts: float | None) -> str:
 
 @incidents_app.command("list")
 def list_incidents(
-    state_dir: StateDir,
     status: Annotated[
         str,
         typer.Option(
@@ -127,6 +109,9 @@ def list_incidents(
     severity: Annotated[str | None, typer.Option(help="Only this severity, e.g. SEV1.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Incidents, newest first."""
     if status not in ("open", "all", *(s.value for s in IncidentStatus)):
@@ -142,7 +127,7 @@ def list_incidents(
         raise _fail(
             f"--severity {severity!r}: use SEV1, SEV2, SEV3 or SEV4", EXIT_CANNOT_RUN
         ) from None
-    with _open_store(state_dir) as store:
+    with _open_store(StoreAt(state_dir, dsn, password_file)) as store:
         exact = None if status in ("open", "all") else IncidentStatus(status)
         found = store.list_incidents(status=exact, severity=sev)
     if status == "open":
@@ -263,14 +248,17 @@ def _show(incident: Incident) -> None:
 @incidents_app.command("show")
 def show(
     incident_id: Annotated[str, typer.Argument(metavar="INCIDENT_ID", help="e.g. INC-2024-0001")],
-    state_dir: StateDir,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """One incident with its full timeline."""
-    with _open_store(state_dir) as store:
+    at = StoreAt(state_dir, dsn, password_file)
+    with _open_store(at) as store:
         incident = store.get_incident(incident_id)
     if incident is None:
-        raise _fail(f"no incident {incident_id} in {state_dir}", EXIT_NOT_FOUND)
+        raise _fail(f"no incident {incident_id} in {at.describe()}", EXIT_NOT_FOUND)
     if fmt == "json":
         typer.echo(json.dumps(incident.to_json(), indent=2))
     else:
@@ -287,13 +275,13 @@ def _config(path: Path | None) -> IncidentConfig:
 
 
 def _act(
-    state_dir: Path,
+    at: StoreAt,
     config_path: Path | None,
     incident_id: str,
     action: Callable[[IncidentEngine, float], Decision],
 ) -> Decision:
     config = _config(config_path)
-    with _open_store(state_dir) as store:
+    with _open_store(at) as store:
         engine = IncidentEngine(config, store.load_state())
         try:
             # The daemon may write in between: the stale write is reloaded and redone.
@@ -331,18 +319,20 @@ def _report(decision: Decision, verb: str, fmt: str) -> None:
 @incidents_app.command("ack")
 def ack(
     incident_id: Annotated[str, typer.Argument(metavar="INCIDENT_ID", help="e.g. INC-2024-0001")],
-    state_dir: StateDir,
     by: By = None,
     commander: Annotated[
         str | None, typer.Option(help="Incident commander (default: whoever acks).")
     ] = None,
     config: ConfigFile = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Acknowledge an incident: stops escalation and repeat notifications."""
     who = by or getpass.getuser()
     decision = _act(
-        state_dir,
+        StoreAt(state_dir, dsn, password_file),
         config,
         incident_id,
         lambda e, now: e.acknowledge(now, incident_id, who, commander),
@@ -353,16 +343,21 @@ def ack(
 @incidents_app.command("resolve")
 def resolve(
     incident_id: Annotated[str, typer.Argument(metavar="INCIDENT_ID", help="e.g. INC-2024-0001")],
-    state_dir: StateDir,
     by: By = None,
     note: Annotated[str, typer.Option(help="Resolution note for the timeline.")] = "",
     config: ConfigFile = None,
     fmt: Format = IncidentFormat.table,
+    state_dir: StateDir = None,
+    dsn: StoreDsn = None,
+    password_file: StorePasswordFile = None,
 ) -> None:
     """Resolve an incident by hand. Alerts still firing must clear before they page again."""
     who = by or getpass.getuser()
     decision = _act(
-        state_dir, config, incident_id, lambda e, now: e.resolve(now, incident_id, who, note)
+        StoreAt(state_dir, dsn, password_file),
+        config,
+        incident_id,
+        lambda e, now: e.resolve(now, incident_id, who, note),
     )
     _report(decision, f"resolved by {who}", fmt)
 

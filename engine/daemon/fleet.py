@@ -238,7 +238,8 @@ class Fleet:
                 alerts.extend(alerts_from(state.alerts))
         for text in published.member_alerts:
             alerts.extend(alerts_from(text))
-        self._forget_removed(states, {slo.id for slo in fleet})
+        known = {slo.id for slo in (*fleet, *self._evaluator.undiscovered)}
+        self._forget_removed(states, known)
         return FleetView(alerts, unknown, by_id)
 
     def decide(self, now: float, decide: Decide, origin: str) -> Decision | None:
@@ -334,7 +335,9 @@ class Fleet:
 
     def results(self, own: Sequence[SLOEvaluation]) -> list[SLOEvaluation]:
         """Every SLO's latest evaluation: this replica's own, else the published one (stale
-        ones as no data), in spec order. SLOs nobody published yet are left out."""
+        ones as no data), in spec order. SLOs nobody published yet are left out — except a
+        grouped SLO without groups yet: it is in no shard (the fleet holds instances), so it
+        is shown as `no_data`, as a single daemon shows it, never silently absent."""
         mine = {r.slo.id: r for r in own}
         states = self._published()
         found: list[SLOEvaluation] = []
@@ -346,6 +349,12 @@ class Fleet:
                     continue
                 result = self._restore(slo, state)
             found.append(result)
+        for slo in self._evaluator.undiscovered:
+            state = states.get(slo.id)
+            placeholder = mine.get(slo.id)
+            if placeholder is None:
+                placeholder = self._stale(slo, None) if state is None else self._restore(slo, state)
+            found.append(placeholder)
         return found
 
     def _published(self) -> dict[str, PublishedState]:

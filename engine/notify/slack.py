@@ -100,11 +100,17 @@ def slack_body(notification: Notification) -> dict[str, Any]:
 def _budget_policy_body(notification: Notification) -> dict[str, Any]:
     notice = notification.incident
     freeze = notice.get("policy_action") == "freeze"
-    title = f"BUDGET POLICY: {headline(notification)}"
+    if notification.event == "resolved":
+        # A thaw lifts the freeze: it reads as good news, not as one more freeze notice.
+        title = f"RELEASES UNFROZEN: {headline(notification)}"
+        colour = RESOLVED_COLOUR
+    else:
+        title = f"BUDGET POLICY: {headline(notification)}"
+        # A freeze holds releases: the colour of a serious state, not of an outage.
+        colour = COLOUR["SEV2"] if freeze else COLOUR["SEV3"]
     attachment: dict[str, Any] = {
         "fallback": escape(title),
-        # A freeze holds releases: the colour of a serious state, not of an outage.
-        "color": COLOUR["SEV2"] if freeze else COLOUR["SEV3"],
+        "color": colour,
         "title": escape(title),
         "text": escape(notification.message),
         "fields": _budget_policy_fields(notice),
