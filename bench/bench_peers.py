@@ -21,7 +21,8 @@ queries per SLO and window, sent one after the other, as it does.
 Measured, each as a whole process, cold (a fresh process per run; Python bytecode cached
 for both tools, as an installed package has it; best and median of `--repeats`):
 - `slo-generator compute` on the 1,000 SLO configs (installed by this script into its own
-  venv: `python -m venv`, `pip install slo-generator[prometheus]==2.6.* "setuptools<81"`);
+  venv under `$SLO_BENCH_CACHE`, default ~/.cache/slo-engine-bench, when absent:
+  `python -m venv`, `pip install slo-generator[prometheus]==2.6.* "setuptools<81"`);
 - `slo-engine evaluate` on the same SLOs (the one-shot instant-query path);
 - `slo-engine evaluate` of one SLO, and `slo-engine validate` of the 1,000 files;
 - the daemon's cache on the same data: cold start and warm cycles at 1,000 SLOs, and the cold
@@ -205,12 +206,23 @@ def timed(cmd: list[str], env: dict[str, str], repeats: int, server: Any = None)
     }
 
 
-def install_generator(venv: Path) -> Path:
+# slo-generator's venv outlives a run (installing it takes longer than the benchmark).
+GENERATOR_VENV = (
+    Path(os.environ.get("SLO_BENCH_CACHE", Path.home() / ".cache" / "slo-engine-bench"))
+    / "slo-generator-2.6"
+)
+
+
+def install_generator(venv: Path = GENERATOR_VENV) -> Path:
+    """slo-generator 2.6 in its own venv, installed once into the bench's cache dir."""
+    program = venv / "bin" / "slo-generator"
+    if program.exists():
+        return program
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
     # slo-generator 2.6 imports pkg_resources, which setuptools 81 dropped.
     subprocess.run([*pip, GENERATOR, "setuptools<81"], check=True, timeout=900)
-    return venv / "bin" / "slo-generator"
+    return program
 
 
 def generator_burn_rates(output: str) -> dict[tuple[str, str], float]:
@@ -340,7 +352,7 @@ def measure(args: argparse.Namespace, work: Path, server: LocalPrometheus) -> di
     at = ["--prometheus-url", server.url, "--scrape-interval", f"{args.scrape}s"]
     out: dict[str, Any] = {}
     if not args.no_generator:
-        generator = install_generator(work / "slo-generator-venv")
+        generator = install_generator()
         gen_cmd = [str(generator), "compute", "-f", str(specs["generator"])]
         out["slo_generator"] = timed(
             [*gen_cmd, "-c", str(work / "generator.yaml")], env, args.repeats, server

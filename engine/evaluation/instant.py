@@ -22,7 +22,10 @@ recent window (the newest step) is the same interval.
 Window coverage (engine.evaluation.coverage) is the one thing whole windows cannot show:
 `evaluate_once` takes a `WindowCoverage` measure (engine.source.window_coverage: a subquery
 per window sampling its fine steps) and turns its shares into the covered seconds the cache
-path reports.
+path reports. The measure needs nothing from the counts (the windows and the instant are
+known before), so it runs beside them on a second thread: Prometheus answers both sets of
+queries at once instead of one after the other, and the SLOs the counts find without data
+are masked afterwards.
 
 Pure: the source is a parameter; nothing here does I/O.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
@@ -184,43 +188,63 @@ def evaluate_once(
     instant = evaluation_instant(at, resolution.fine_step)
     slos = pin_all(slos, instant, resolution.fine_step)  # calendar budgets since the period began
     source = with_composites(source, slos)  # composites from components' counts
-    try:
-        events = instant_window_events(slos, source, instant, resolution.fine_step)
-    except SourceUnavailable as exc:
-        message = f"source unavailable: {exc}"
-        failed = [
-            SLOEvaluation(slo=slo, evaluated_at=instant, status="error", error=message)
-            for slo in slos
-        ]
-        return OneShot(resolution, failed, None)
-    if coverage is not None:
-        covered = one_shot_covered_seconds(slos, events, coverage, resolution)
-        events = replace(events, covered_seconds=covered)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        shares = None
+        if coverage is not None:
+            shares = beside.submit(
+                measure_coverage, slos, counts_windows(slos), coverage, resolution, instant
+            )
+        try:
+            events = instant_window_events(slos, source, instant, resolution.fine_step)
+        except SourceUnavailable as exc:
+            message = f"source unavailable: {exc}"
+            failed = [
+                SLOEvaluation(slo=slo, evaluated_at=instant, status="error", error=message)
+                for slo in slos
+            ]
+            return OneShot(resolution, failed, None)
+        if shares is not None:
+            covered = one_shot_covered_seconds(slos, events, shares, resolution)
+            events = replace(events, covered_seconds=covered)
     return OneShot(resolution, evaluate_window_events(slos, events), events)
 
 
-def one_shot_covered_seconds(
-    slos: Sequence[SLO], events: WindowEvents, coverage: WindowCoverage, resolution: Resolution
+def measure_coverage(
+    slos: Sequence[SLO],
+    windows: Sequence[Duration],
+    coverage: WindowCoverage,
+    resolution: Resolution,
+    at: float,
 ) -> np.ndarray:
-    """float64[S, W]: seconds of each window covered by data, for `WindowEvents`.
+    """float64[S, W]: the share of each window with data (`coverage`), NaN for SLOs that
+    have no query of their own (composites: `composite_covered` derives theirs)."""
+    share = np.full((len(slos), len(windows)), np.nan)
+    asked = [i for i, slo in enumerate(slos) if slo.sli.composite is None]
+    if asked:
+        samples = coverage_samples(windows, resolution.fine_step)
+        found = coverage([slos[i] for i in asked], windows, samples, resolution.fine_step, at)
+        share[asked] = found
+    return share
+
+
+def one_shot_covered_seconds(
+    slos: Sequence[SLO],
+    events: WindowEvents,
+    shares: Future[np.ndarray],
+    resolution: Resolution,
+) -> np.ndarray:
+    """float64[S, W]: seconds of each window covered by data, for `WindowEvents`, from the
+    `measure_coverage` running beside the counts.
 
     The daemon counts every step of its cache; here each window is sampled at up to
     `COVERAGE_SAMPLES` instants (`coverage_samples`), each one fine step — the daemon's
     count where that covers every step (windows up to 2h at a 1m step), within one
-    sampling interval beyond. Only SLOs with data in some window are asked: no data and
-    failed SLOs stay not judged.
+    sampling interval beyond. SLOs without data in any window and failed SLOs stay not
+    judged, whatever was measured for them.
     """
-    covered = np.full(events.total.shape, np.nan)
-    asked = np.flatnonzero(~np.isnan(events.total).all(axis=1)).tolist()
-    asked = [i for i in asked if slos[i].sli.composite is None]  # no query of their own
-    if not asked:
-        return covered
-    samples = coverage_samples(events.windows, resolution.fine_step)
-    share = coverage(
-        [slos[i] for i in asked], events.windows, samples, resolution.fine_step, events.at
-    )
     lengths = np.array([w.seconds for w in events.windows], dtype=np.float64)
-    covered[asked] = share * lengths
+    covered = shares.result() * lengths
+    covered[np.isnan(events.total).all(axis=1)] = np.nan
     # Sampling can miss data shorter than its interval (a series 30 minutes old under a
     # 7d window sampled every 84m); the window counts saw it, so it had one step at least.
     has_data = ~np.isnan(events.total) & ~np.isnan(covered)

@@ -48,7 +48,6 @@ from engine.source.api_errors import parse_client_error, read_secret, seconds_pa
 from engine.source.outcome import FetchOutcome
 from engine.source.partial import PartialResponse, PartialResponseWatch
 from engine.source.query_plan import (
-    SLO_LABEL,
     Part,
     QueryPlan,
     or_tree,
@@ -56,6 +55,7 @@ from engine.source.query_plan import (
     tagged,
     ungrouped,
 )
+from engine.source.response_rates import store_response
 from engine.source.tls_session import ServerNameAdapter
 from engine.spec.durations import Duration
 from engine.spec.models import SLO, LatencySLI
@@ -461,23 +461,4 @@ class PrometheusSource:
                     outcome.error(atom, redact(f"partial response from {self.url}: {exc}"))
             return
         outcome.success()
-        # An instant query's one point is point i0 whatever its timestamp's rounding.
-        origin, step_s = times[0], step.seconds if step is not None else math.inf
-        for series in result:
-            labels = series.get("metric", {})
-            tag = labels.get(SLO_LABEL, "")
-            if not tag.startswith("p") or not tag[1:].isdigit() or int(tag[1:]) >= len(batch):
-                continue
-            part = batch[int(tag[1:])]
-            if part.group_label is None:
-                atom = part.atoms[0]
-            else:
-                value = labels.get(part.group_label)
-                if value not in part.values:
-                    continue  # a '.' in a grouped value matched a series nobody asked for
-                atom = part.atoms[part.values.index(value)]
-            values = series["values"] if "values" in series else [series.get("value", ())]
-            points = np.asarray(values, dtype=np.float64).reshape(-1, 2)
-            k = np.rint((points[:, 0] - origin) / step_s).astype(np.int64)
-            inside = (k >= i0) & (k < i1)
-            rates[atom, k[inside]] = points[inside, 1]
+        store_response(result, batch, times, i0, i1, step, rates)

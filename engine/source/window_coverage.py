@@ -35,6 +35,7 @@ import numpy as np
 from engine.source.discovery import instant_query_for
 from engine.source.outcome import FetchOutcome
 from engine.source.query_plan import Part, QueryPlan, plan_queries
+from engine.source.window_counts import longest_first
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 from engine.spec.sli import total_rate
@@ -89,7 +90,7 @@ def _instants_with_data(
         backend._run_batch(plan, batch, times, 0, 1, None, counts, outcome)
 
     with ThreadPoolExecutor(max_workers=max(1, backend.concurrency)) as pool:
-        list(pool.map(run, backend._batches(list(plan.parts), 1)))
+        list(pool.map(run, longest_first(backend._batches(list(plan.parts), 1))))
     failed = np.zeros(len(plan.atoms), dtype=bool)
     failed[list(outcome.errors)] = True
     if outcome.unreachable and outcome.succeeded == 0:
