@@ -2,6 +2,7 @@
 
     python bench/bench_suggest.py [--slos 1000] [--days 90] [--workers 2]
                                   [--fetch-slos 1000] [--fetch-days 7] [--no-fetch]
+    python bench/bench_suggest.py --end-to-end /var/tmp/bench-suggest [--slos 1000] [--days 90]
 
 Prints one JSON object. Two parts, because they cost different things:
 
@@ -17,6 +18,12 @@ Prints one JSON object. Two parts, because they cost different things:
   backfill of 1,000 SLOs × 90 days (259 million samples) is too heavy to repeat here, so the
   full-size fetch is extrapolated linearly in SLO-steps from the measured one — said so in
   the output.
+
+`--end-to-end DIR` measures the whole run instead, nothing extrapolated: the TSDB in DIR
+(backfilled there first when DIR has none, then kept for the next run — 1,000 SLOs × 90 days
+is 259 million samples, about 15 minutes to build) is served by a real Prometheus, and what
+`suggest` does is timed on it: `fetch_history`, the reference replay of the current specs,
+`advise`, the JSON. Wall and CPU seconds, ours and Prometheus'.
 """
 
 from __future__ import annotations
@@ -231,6 +238,91 @@ def bench_fetch(n_slos: int, days: int, full_slos: int, full_days: int) -> dict:
     }
 
 
+def _tsdb(work: Path, jobs: list[str], days: int) -> tuple[Path, dict]:
+    """The TSDB of `jobs` × `days` in `work`, backfilled unless it is already there."""
+    from engine.source.localprom import backfill
+
+    tsdb, marker = work / "tsdb", work / "history.json"
+    wanted = {"jobs": len(jobs), "days": days, "scrape_interval": f"{SCRAPE_S}s"}
+    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+        return tsdb, {"reused": True}
+    shutil.rmtree(tsdb, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    samples = _write_history(work / "data.om", jobs, days)
+    write_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    backfill(work / "data.om", tsdb, max_block_duration="744h")
+    (work / "data.om").unlink()
+    marker.write_text(json.dumps(wanted))
+    return tsdb, {
+        "reused": False,
+        "samples_backfilled": samples,
+        "write_seconds": round(write_s, 1),
+        "backfill_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def bench_end_to_end(work: Path, n_slos: int, days: int, workers: int, concurrency: int) -> dict:
+    """`suggest`'s work on a real Prometheus holding the full history: fetch, reference
+    replay, advise, JSON — each timed, nothing extrapolated."""
+    from engine.source.localprom import LocalPrometheus, skip_reason
+    from engine.source.prometheus import PrometheusSource
+
+    reason = skip_reason()
+    if reason:
+        return {"skipped": reason}
+    slos = fleet(n_slos, anomaly_share=0.0)
+    jobs = [s.sli.events.total.split('job="')[1].split('"')[0] for s in slos]  # type: ignore[union-attr]
+    tsdb, built = _tsdb(work, jobs, days)
+    seconds: dict[str, float] = {}
+    with LocalPrometheus(tsdb) as server:
+        plan = history_plan(slos, T0 + days * DAY, days, STEP)
+        source = PrometheusSource(server.url, timeout=300, concurrency=concurrency)
+        load0 = [round(x, 2) for x in os.getloadavg()]
+        server_cpu0, cpu0 = process_cpu_seconds(server.pid), cpu_seconds()
+        t0 = time.perf_counter()
+        rates = fetch_history(source, slos, plan)
+        seconds["fetch"] = time.perf_counter() - t0
+        server_cpu1 = process_cpu_seconds(server.pid)
+        fetch_cpu = cpu_seconds() - cpu0
+    # Prometheus, our child, is reaped above: from here on our CPU time is the analysis'.
+    cpu1 = cpu_seconds()
+    t = time.perf_counter()
+    reference = replay(slos, rates, plan, workers=workers)
+    seconds["reference_replay"] = time.perf_counter() - t
+    t = time.perf_counter()
+    advice = advise(slos, rates, plan, days=days, reference=reference, workers=workers)
+    seconds["advise"] = time.perf_counter() - t
+    t = time.perf_counter()
+    size = len(json.dumps(advice.to_json()))
+    seconds["json"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    server_cpu = None if server_cpu0 is None or server_cpu1 is None else server_cpu1 - server_cpu0
+    return {
+        "slos": n_slos,
+        "days": days,
+        "step": str(STEP),
+        "scrape_interval": f"{SCRAPE_S}s",
+        "tsdb": built,
+        "steps": int(rates.times.size),
+        "share_with_data": round(float(np.isfinite(rates.total).mean()), 4),
+        "history_method": source.history_slos,
+        "http_requests": source.http_requests,
+        "fetch_concurrency": concurrency,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "total_seconds": round(total, 2),
+        "cpu_seconds": {
+            "fetch_client": round(fetch_cpu, 1),
+            "prometheus": None if server_cpu is None else round(server_cpu, 1),
+            "analysis": round(cpu_seconds() - cpu1, 1),
+        },
+        "load_average_at_fetch_start": load0,
+        "reference_incidents": len(reference.incidents),
+        "json_mb": round(size / 1e6, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slos", type=int, default=1000)
@@ -239,6 +331,16 @@ def main() -> None:
     parser.add_argument("--fetch-slos", type=int, default=1000)
     parser.add_argument("--fetch-days", type=int, default=7)
     parser.add_argument("--no-fetch", action="store_true")
+    parser.add_argument(
+        "--end-to-end",
+        type=Path,
+        metavar="DIR",
+        help="measure fetch + analysis on a real Prometheus with the full history in DIR "
+        "(backfilled once, then reused) instead of the two parts",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="requests in flight (--end-to-end fetch)"
+    )
     args = parser.parse_args()
     out: dict = {
         "machine": {
@@ -249,9 +351,14 @@ def main() -> None:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "date": time.strftime("%Y-%m-%d", time.gmtime()),
         },
-        "analysis": bench_analysis(args.slos, args.days, args.workers),
     }
-    if not args.no_fetch:
+    if args.end_to_end is not None:
+        out["end_to_end"] = bench_end_to_end(
+            args.end_to_end, args.slos, args.days, args.workers, args.concurrency
+        )
+    else:
+        out["analysis"] = bench_analysis(args.slos, args.days, args.workers)
+    if args.end_to_end is None and not args.no_fetch:
         fetch = bench_fetch(args.fetch_slos, args.fetch_days, args.slos, args.days)
         out["fetch"] = fetch
         key = f"extrapolated_fetch_seconds_{args.slos}_slos_{args.days}_days"
