@@ -13,10 +13,11 @@ order they were written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
+
+from engine.store.sql_table import SQLTable
 
 _COLUMNS = """
     at double precision NOT NULL,
@@ -67,17 +68,8 @@ class AuditLog(Protocol):
         ...
 
 
-class SQLAuditLog:
+class SQLAuditLog(SQLTable):
     """`AuditLog` over a store's transactions (see engine/store/idempotency.py)."""
-
-    def __init__(
-        self, transaction: Callable[[], AbstractContextManager[Any]], placeholder: str = "%s"
-    ) -> None:
-        self._transaction = transaction
-        self._placeholder = placeholder
-
-    def _sql(self, text: str) -> str:
-        return text if self._placeholder == "%s" else text.replace("%s", self._placeholder)
 
     def record(self, entry: AuditEntry) -> None:
         marks = ", ".join(["%s"] * len(_FIELDS))

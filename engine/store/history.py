@@ -19,10 +19,11 @@ One SQL text for SQLite and PostgreSQL (placeholders translated), like engine.st
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from engine.store.sql_table import SQLTable
 
 CREATE_TABLE = """CREATE TABLE compliance_days (
     slo_id text NOT NULL,
@@ -132,17 +133,8 @@ class ComplianceHistory(Protocol):
         ...
 
 
-class SQLComplianceHistory:
+class SQLComplianceHistory(SQLTable):
     """`ComplianceHistory` over a store's transactions (see engine/store/audit.py)."""
-
-    def __init__(
-        self, transaction: Callable[[], AbstractContextManager[Any]], placeholder: str = "%s"
-    ) -> None:
-        self._transaction = transaction
-        self._placeholder = placeholder
-
-    def _sql(self, text: str) -> str:
-        return text if self._placeholder == "%s" else text.replace("%s", self._placeholder)
 
     def observe(self, day: ComplianceDay, at: float, burning: bool, max_gap: float) -> None:
         row = (day.slo_id, day.day, day.service, day.objective, day.budget_remaining, at, at)

@@ -20,10 +20,10 @@ Semantics, the same on SQLite and PostgreSQL (one SQL text, placeholders transla
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from engine.store.sql_table import SQLTable
 
 # SQLite's and PostgreSQL's DDL are the same here.
 CREATE_TABLE = """CREATE TABLE idempotency_keys (
@@ -64,18 +64,9 @@ class IdempotencyKeys(Protocol):
         ...
 
 
-class SQLIdempotencyKeys:
+class SQLIdempotencyKeys(SQLTable):
     """`IdempotencyKeys` over a store's transactions (`transaction()` yields something with
     `execute(sql, params)` returning a cursor: a sqlite3 connection, a psycopg cursor)."""
-
-    def __init__(
-        self, transaction: Callable[[], AbstractContextManager[Any]], placeholder: str = "%s"
-    ) -> None:
-        self._transaction = transaction
-        self._placeholder = placeholder
-
-    def _sql(self, text: str) -> str:
-        return text if self._placeholder == "%s" else text.replace("%s", self._placeholder)
 
     def reserve(
         self, caller: str, key: str, route: str, fingerprint: str, now: float, hold: float

@@ -13,11 +13,11 @@ Matchers are JSON lists as text (the store's convention for JSON columns).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from engine.store.sql_table import SQLTable
 
 CREATE_TABLE = """CREATE TABLE maintenance_windows (
     id text PRIMARY KEY,
@@ -124,17 +124,8 @@ class MaintenanceWindows(Protocol):
         ...
 
 
-class SQLMaintenanceWindows:
+class SQLMaintenanceWindows(SQLTable):
     """`MaintenanceWindows` over a store's transactions (see engine/store/idempotency.py)."""
-
-    def __init__(
-        self, transaction: Callable[[], AbstractContextManager[Any]], placeholder: str = "%s"
-    ) -> None:
-        self._transaction = transaction
-        self._placeholder = placeholder
-
-    def _sql(self, text: str) -> str:
-        return text if self._placeholder == "%s" else text.replace("%s", self._placeholder)
 
     def add(self, window: StoredWindow) -> None:
         marks = ", ".join(["%s"] * len(_FIELDS))
