@@ -8,6 +8,7 @@ imports only the module of the command being run; `--help` and unknown names loa
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from typing import Annotated
@@ -85,6 +86,11 @@ def _register() -> None:
 
 
 def main() -> None:
+    # Collect cycles every 100,000 allocations rather than Python's default 700: loading
+    # 1,000 spec files allocates millions of objects, few of them cyclic, and the default
+    # spent 0.15 s of a 1.9 s one-shot `evaluate` scanning them. Memory is still freed by
+    # reference counting; the daemon keeps collecting, less often.
+    gc.set_threshold(100_000, 50, 100)
     name = sys.argv[1] if len(sys.argv) > 1 else None
     if name not in COMMANDS:
         _register()

@@ -189,8 +189,13 @@ def render_table(evaluations: Sequence[SLOEvaluation], at: float, console: Conso
     console.print(table)
 
 
-def evaluations_json(evaluations: Sequence[SLOEvaluation], at: float) -> dict[str, Any]:
-    return {"evaluated_at": at, "slos": [e.to_json() for e in evaluations]}
+def evaluations_text(evaluations: Sequence[SLOEvaluation], at: float) -> str:
+    """`{"evaluated_at": at, "slos": [...]}` as JSON text with one SLO per line: diffable and greppable, and
+    written by json's C encoder (`indent` falls back to the pure-Python one, a twentieth of
+    a second for 1,000 SLOs)."""
+    rows = ",\n".join(json.dumps(e.to_json()) for e in evaluations)
+    body = f"[\n{rows}\n]" if rows else "[]"
+    return f'{{"evaluated_at": {json.dumps(at)}, "slos": {body}}}\n'
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -479,7 +484,7 @@ def _print(
     evaluations: list[SLOEvaluation], evaluated_at: float, output_format: TableFormat
 ) -> None:
     if output_format is TableFormat.json:
-        sys.stdout.write(json.dumps(evaluations_json(evaluations, evaluated_at), indent=2) + "\n")
+        sys.stdout.write(evaluations_text(evaluations, evaluated_at))
     else:
         console = Console()
         if not console.is_terminal:

@@ -33,7 +33,7 @@ class FetchOutcome:
         with self._lock:
             self.unreachable += 1
             for part in batch:
-                for atom in part.atoms:
+                for atom in part.answers:
                     self.errors.setdefault(atom, message)
 
     def unreachable_batch(self, batch: Sequence[Part], message: str, fatal: bool) -> None:

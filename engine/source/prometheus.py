@@ -284,7 +284,7 @@ class PrometheusSource:
         outcome = FetchOutcome()
         tasks = []
         for batch in self._batches(list(plan.parts), min(n_steps, self.max_points)):
-            series = sum(len(part.atoms) for part in batch)
+            series = sum(len(part.answers) for part in batch)
             # Bound each response too: points per series and points per request.
             length = max(1, min(self.max_points, self.max_response_points // max(1, series)))
             tasks += [(batch, i0, min(i0 + length, n_steps)) for i0 in range(0, n_steps, length)]
@@ -437,13 +437,13 @@ class PrometheusSource:
             else:
                 result = self._query_range(query, times[i0], times[i1 - 1], step)
         except _PromQLError as exc:
-            if len(batch) == 1 and batch[0].group_label is None:
+            if len(batch) == 1 and batch[0].group_label is None and not batch[0].derived:
                 outcome.error(batch[0].atoms[0], f"PromQL error: {exc}")
                 return
             if len(batch) == 1:
                 # A group failed: ask its atoms as written, so the culprit is isolated.
                 part = batch[0]
-                retry = [ungrouped(a, plan.atoms[a]) for a in part.atoms]
+                retry = [ungrouped(a, plan.atoms[a]) for a in part.answers]
             else:
                 retry = batch
             # Bisect so one broken SLO does not blind the others.
@@ -457,7 +457,7 @@ class PrometheusSource:
         except PartialResponse as exc:
             outcome.success()  # the backend answers; its data for these SLOs is incomplete
             for part in batch:
-                for atom in part.atoms:
+                for atom in part.answers:
                     outcome.error(atom, redact(f"partial response from {self.url}: {exc}"))
             return
         outcome.success()

@@ -23,9 +23,11 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from engine.source.derived_atoms import Derived, derivations
 
 SLO_LABEL = "__slo_id"
 
@@ -166,11 +168,26 @@ class Part:
     # Grouped parts return one series per value of this label; `values` aligns with atoms.
     group_label: str | None = None
     values: tuple[str, ...] = ()
+    # Also grouped by this label: each row adds to its group's atom, and to the derived
+    # atoms it matches (engine.source.derived_atoms).
+    split_label: str | None = None
+    derived: tuple[Derived, ...] = ()
 
     @property
     def opaque(self) -> bool:
         """An expression evaluated as written, not a `sum by` group."""
         return self.group_label is None
+
+    @property
+    def answers(self) -> tuple[int, ...]:
+        """Every atom this part's response fills, derived ones included."""
+        return self.atoms + tuple(d.atom for d in self.derived)
+
+    def moved(self, expr: str, offset: int) -> Part:
+        """This part for another copy of the plan's atoms (`offset` added to each)."""
+        derived = tuple(d._replace(atom=d.atom + offset) for d in self.derived)
+        atoms = tuple(a + offset for a in self.atoms)
+        return replace(self, expr=expr, atoms=atoms, derived=derived)
 
 
 @dataclass(frozen=True)
@@ -211,8 +228,12 @@ def ungrouped(atom_index: int, atom: str) -> Part:
     return Part(expr=f"sum(\n{atom}\n)", atoms=(atom_index,))
 
 
-def plan_queries(pairs: Sequence[tuple[str, str]], group_size: int = 1000) -> QueryPlan:
-    """Plan for SLOs given as (bad rate expression, total rate expression) per row."""
+def plan_queries(
+    pairs: Sequence[tuple[str, str]], group_size: int = 1000, derive: bool = False
+) -> QueryPlan:
+    """Plan for SLOs given as (bad rate expression, total rate expression) per row. With
+    `derive`, an atom that is another's selector plus one matcher is read from the other's
+    rows (engine.source.derived_atoms) instead of asked on its own."""
     atom_ids: dict[str, int] = {}
     selectors: dict[int, Selector] = {}
     sides: dict[str, tuple[list[int], list[int], list[float]]] = {
@@ -234,7 +255,7 @@ def plan_queries(pairs: Sequence[tuple[str, str]], group_size: int = 1000) -> Qu
                 atoms.append(index)
                 coefs.append(coef)
     atoms = tuple(atom_ids)
-    parts = _group(atoms, selectors, group_size)
+    parts = _group(atoms, selectors, group_size, derivations(selectors) if derive else {})
 
     def terms(side: str) -> Terms:
         rows, atom_list, coefs = sides[side]
@@ -263,37 +284,77 @@ def _group_keys(selector: Selector) -> list[tuple]:
     return keys
 
 
-def _group(atoms: tuple[str, ...], selectors: dict[int, Selector], group_size: int) -> list[Part]:
-    candidates = {i: _group_keys(s) for i, s in selectors.items()}
+def _group(
+    atoms: tuple[str, ...],
+    selectors: dict[int, Selector],
+    group_size: int,
+    derived: dict[int, tuple[int, Matcher]],
+) -> list[Part]:
+    children: dict[int, list[tuple[int, Matcher]]] = defaultdict(list)
+    for child, (parent, matcher) in derived.items():
+        children[parent].append((child, matcher))
+    # A parent's split label joins its group key: one extra grouping label per query.
+    split = {p: kids[0][1][0] for p, kids in children.items()}
+    candidates = {
+        i: [(*key, split.get(i)) for key in _group_keys(s)]
+        for i, s in selectors.items()
+        if i not in derived
+    }
     popularity = Counter(key for keys in candidates.values() for key in keys)
     groups: dict[tuple, list[int]] = defaultdict(list)
     parts: list[Part] = []
     for i in range(len(atoms)):
+        if i in derived:
+            continue
         keys = candidates.get(i, [])
         if keys:
             # Greedy: join the key most atoms share, so groups come out large.
             groups[max(keys, key=lambda k: (popularity[k], k[3]))].append(i)
+        elif i in children:
+            parts.append(_split_single(i, selectors[i], children[i]))
         else:
             parts.append(ungrouped(i, atoms[i]))
     for key, members in groups.items():
         if len(members) == 1:
-            parts.append(ungrouped(members[0], atoms[members[0]]))
+            only = members[0]
+            if only in children:
+                parts.append(_split_single(only, selectors[only], children[only]))
+            else:
+                parts.append(ungrouped(only, atoms[only]))
             continue
-        func, metric, window, label, rest = key
+        func, metric, window, label, rest, split_label = key
         for lo in range(0, len(members), group_size):
             chunk = members[lo : lo + group_size]
             values = tuple(_value(selectors[i], label) for i in chunk)
             matcher = (label, "=~", "|".join(values))
             selector = Selector(func, metric, (*rest, matcher), window)
+            by = label if split_label is None else f"{label}, {split_label}"
             parts.append(
                 Part(
-                    expr=f"sum by ({label}) ({selector.text()})",
+                    expr=f"sum by ({by}) ({selector.text()})",
                     atoms=tuple(chunk),
                     group_label=label,
                     values=values,
+                    split_label=split_label,
+                    derived=tuple(
+                        Derived(value, *m, child)
+                        for i, value in zip(chunk, values, strict=True)
+                        for child, m in children.get(i, ())
+                    ),
                 )
             )
     return parts
+
+
+def _split_single(atom: int, selector: Selector, kids: list[tuple[int, Matcher]]) -> Part:
+    """A lone parent atom and its derived atoms: one `sum by (<split label>)`."""
+    label = kids[0][1][0]
+    return Part(
+        expr=f"sum by ({label}) ({selector.text()})",
+        atoms=(atom,),
+        split_label=label,
+        derived=tuple(Derived("", *m, child) for child, m in kids),
+    )
 
 
 def _value(selector: Selector, label: str) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +33,7 @@ from engine.evaluation.instant import WindowCounts
 from engine.evaluation.source import SourceUnavailable
 from engine.source.outcome import FetchOutcome
 from engine.source.query_plan import Part, QueryPlan, Terms, plan_queries
+from engine.source.window_tiles import Tiles, tile
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 from engine.spec.sli import bad_rate, total_rate
@@ -62,14 +62,15 @@ def _direct_plan(
             ranged = counted_window(slo, window)
             pairs.append((bad_rate(slo.sli, ranged), total_rate(slo.sli, ranged)))
             seconds[s * len(windows) + w] = ranged.seconds
-    return plan_queries(pairs, group_size=group_size), seconds
+    return plan_queries(pairs, group_size=group_size, derive=True), seconds
 
 
 def window_plan(
     slos: Sequence[SLO], windows: tuple[Duration, ...], group_size: int
-) -> tuple[QueryPlan, np.ndarray]:
-    """The query plan of every (SLO, window) pair — row `s × W + w` — and the seconds that
-    turn each row's combined value into a count.
+) -> tuple[QueryPlan, np.ndarray, Tiles | None]:
+    """The query plan of every (SLO, window) pair — row `s × W + w` — the seconds that
+    turn each row's combined value into a count, and the tiled plan that reads the same
+    atoms with each sample once (engine.source.window_tiles; None when it cannot).
 
     Parsing 6,000 expressions costs more than the queries' round trips, and the pairs of
     one SLO differ only in their range: the SLOs are planned once at a sentinel window and
@@ -82,20 +83,20 @@ def window_plan(
         (bad_rate(slo.sli, w), total_rate(slo.sli, w))
         for slo, w in zip(slos, template, strict=True)
     ]
-    base = plan_queries(pairs, group_size=group_size)
+    base = plan_queries(pairs, group_size=group_size, derive=True)
     available = np.array([w != _SENTINEL for w in template])  # availability: 1 ms shorter
     renames = [_renamer(window) for window in windows]
     copies = [w * len(base.atoms) for w in range(n_windows)]
     atoms = [rename(a) for rename in renames for a in base.atoms]
     # A part's copies side by side: a batch failing on one SLO is bisected to it quickly.
     parts = [
-        replace(p, expr=rename(p.expr), atoms=tuple(a + offset for a in p.atoms))
+        p.moved(rename(p.expr), offset)
         for p in base.parts
         for rename, offset in zip(renames, copies, strict=True)
     ]
     leftovers = (str(_SENTINEL), str(Duration(_SENTINEL.ms - 1)))
     if any(text in atom for atom in atoms for text in leftovers):
-        return _direct_plan(slos, windows, group_size)
+        return (*_direct_plan(slos, windows, group_size), None)
 
     def terms(side: Terms) -> Terms:
         return Terms(
@@ -108,7 +109,7 @@ def window_plan(
     seconds = np.array([[w.seconds for w in windows]] * len(slos))
     seconds[available] = Duration(_SENTINEL.ms - 1).seconds
     plan = QueryPlan(tuple(atoms), tuple(parts), terms(base.bad), terms(base.total))
-    return plan, seconds.ravel()
+    return plan, seconds.ravel(), tile(base, windows, _tile_renamer)
 
 
 def _renamer(window: Duration) -> Callable[[str], str]:
@@ -120,6 +121,23 @@ def _renamer(window: Duration) -> Callable[[str], str]:
     def rename(text: str) -> str:
         for old, new in pairs:
             text = text.replace(old + "]", new + "]").replace(old + ":", new + ":")
+        return text
+
+    return rename
+
+
+def _tile_renamer(length: Duration, offset: Duration | None) -> Callable[[str], str]:
+    """The sentinel range as a tile: `[length] offset <offset>` (parsed atoms only: their
+    range is the last thing inside the function call)."""
+    after = f" offset {offset}" if offset is not None else ""
+    pairs = [
+        (f"[{_SENTINEL}]", f"[{length}]{after}"),
+        (f"[{Duration(_SENTINEL.ms - 1)}]", f"[{Duration(max(1, length.ms - 1))}]{after}"),
+    ]
+
+    def rename(text: str) -> str:
+        for old, new in pairs:
+            text = text.replace(old, new)
         return text
 
     return rename
@@ -159,8 +177,9 @@ def window_counts(
         return WindowCounts(at=at, windows=windows, bad=empty, total=empty.copy())
 
     source._refresh_auth()
-    plan, seconds = window_plan(slos, windows, source.batch_size)
-    rates = np.full((len(plan.atoms), 1), np.nan)
+    plan, seconds, tiles = window_plan(slos, windows, source.batch_size)
+    asked = tiles.plan if tiles is not None else plan
+    rates = np.full((len(asked.atoms), 1), np.nan)
     outcome = FetchOutcome()
     times = np.array([float(at)])
 
@@ -168,19 +187,23 @@ def window_counts(
         if outcome.fatal is not None:
             outcome.fail(batch, outcome.fatal)
             return
-        source._run_batch(plan, batch, times, 0, 1, None, rates, outcome)
+        source._run_batch(asked, batch, times, 0, 1, None, rates, outcome)
 
-    batches = longest_first(source._batches(list(plan.parts), 1))
+    batches = longest_first(source._batches(list(asked.parts), 1))
     with ThreadPoolExecutor(max_workers=max(1, source.concurrency)) as pool:
         list(pool.map(run, batches))
     if outcome.unreachable and outcome.succeeded == 0:
         raise SourceUnavailable(outcome.fatal or outcome.first_unreachable)
+    failed = outcome.errors
+    if tiles is not None:
+        rates = tiles.window_rates(rates, windows)
+        failed = tiles.window_errors(failed, n_windows)
 
     rows = n_slos * n_windows
     bad = (plan.bad.combine(rates, rows)[:, 0] * seconds).reshape(n_slos, n_windows)
     total = (plan.total.combine(rates, rows)[:, 0] * seconds).reshape(n_slos, n_windows)
     errors: dict[str, str] = {}
-    for atom, message in sorted(outcome.errors.items()):
+    for atom, message in sorted(failed.items()):
         for row in sorted(plan.rows_using({atom})):
             s = row // n_windows
             errors.setdefault(slos[s].id, message)

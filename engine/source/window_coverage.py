@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -119,8 +118,6 @@ def _per_window(base: QueryPlan, wrappers: Sequence[Callable[[str], str]]) -> Qu
     n = len(base.atoms)
     atoms = tuple(wrap(atom) for wrap in wrappers for atom in base.atoms)
     parts = tuple(
-        replace(part, expr=wrap(part.expr), atoms=tuple(a + w * n for a in part.atoms))
-        for w, wrap in enumerate(wrappers)
-        for part in base.parts
+        part.moved(wrap(part.expr), w * n) for w, wrap in enumerate(wrappers) for part in base.parts
     )
     return QueryPlan(atoms, parts, base.bad, base.total)

@@ -15,6 +15,7 @@ result is summed).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,10 @@ from engine.spec.promql_groups import Grouping, PromQLSyntaxError, aggregation_g
 from engine.spec.reading import NATIVE_API_VERSION
 
 Path = tuple[Any, ...]
+
+# A query without these words has only clause-less aggregations (`by ()`) or none: nothing
+# to check for an ungrouped SLO, and most queries of a fleet need no parse at all.
+_CLAUSE = re.compile(r"\b(?:by|without)\b")
 
 
 def _group_by(spec: ServiceSpec, index: int) -> tuple[tuple[str, ...], Path]:
@@ -115,6 +120,8 @@ def _problem(grouping: Grouping, group_by: tuple[str, ...]) -> tuple[str, str] |
 
 
 def _query_problem(text: str, group_by: tuple[str, ...]) -> tuple[str, str] | None:
+    if not group_by and _CLAUSE.search(text) is None:
+        return None
     try:
         groupings = aggregation_groupings(text)
     except PromQLSyntaxError as exc:

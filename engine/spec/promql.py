@@ -13,6 +13,7 @@ check was skipped.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -30,6 +31,9 @@ from engine.spec.models import WINDOW_PLACEHOLDER
 CHECK_WINDOW = "5m"
 _RECORD_PREFIX = "slo_engine:validate:"
 _PAIRS = {")": "(", "]": "[", "}": "{"}
+# Queries json.dumps writes as YAML reads them: printable ASCII, tabs and newlines (json
+# escapes those two as YAML does; other control characters and non-ASCII go through YAML).
+_JSON_SAFE = re.compile(r"^[\x20-\x7e\t\n]*$")
 _PROMTOOL_LINE = re.compile(
     r'rule \d+, "' + re.escape(_RECORD_PREFIX) + r'(\d+)": (?:could not parse expression: )?(.*)$'
 )
@@ -103,10 +107,13 @@ def promtool_problems(queries: Sequence[str], promtool: str) -> list[Problem]:
     ]
     with tempfile.TemporaryDirectory(prefix="slo-engine-validate-") as tmp:
         path = Path(tmp) / "queries.rules.yml"
-        # libyaml's emitter when PyYAML has it: 2,000 queries take ~0.3 s in pure Python.
-        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         document = {"groups": [{"name": "validate", "rules": rules}]}
-        path.write_text(yaml.dump(document, Dumper=dumper))
+        if all(_JSON_SAFE.match(q) for q in queries):
+            # JSON is YAML, and json's C encoder writes 2,000 queries in a few milliseconds.
+            path.write_text(json.dumps(document, ensure_ascii=False))
+        else:  # characters YAML wants escaped its own way: let a YAML emitter do it
+            dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+            path.write_text(yaml.dump(document, Dumper=dumper))
         proc = subprocess.run(
             [promtool, "check", "rules", str(path)],
             capture_output=True,
