@@ -8,7 +8,6 @@ evaluated); 2 usage (a bad flag, a missing path, a step the scrape interval cann
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,10 +19,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from engine.commands.app import app
+from engine.commands.evaluate_output import evaluations_text, render_table
 from engine.commands.exit_codes import ExitCode
 from engine.commands.options import (
     TIME_HELP,
@@ -40,30 +38,21 @@ from engine.commands.options import (
     prometheus_access,
     time_flag,
 )
-from engine.evaluation.result import SLOEvaluation, WindowValue, is_partial
+from engine.evaluation.result import SLOEvaluation
 from engine.evaluation.source import SourceUnavailable, StepRates
 from engine.spec.durations import Duration
-from engine.spec.group_labels import label_set_text
 from engine.spec.models import SLO
 
 if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts without them
     from engine.evaluation.evaluator import Evaluator
     from engine.evaluation.instant import WindowCounts
     from engine.evaluation.resolution import Resolution
+    from engine.spec.load_result import LoadResult
 
 EXIT_OK = ExitCode.OK
 EXIT_INVALID_SPECS = ExitCode.FINDINGS
 EXIT_USAGE = ExitCode.USAGE
 EXIT_UNAVAILABLE = ExitCode.UNAVAILABLE
-
-_STATUS_STYLE = {
-    "ok": "green",
-    "ticket": "yellow",
-    "page": "bold red",
-    "exhausted": "bold magenta",
-    "no_data": "dim",
-    "error": "red",
-}
 
 
 class _WatchedSource:
@@ -99,103 +88,6 @@ class _WatchedSource:
             raise
         self.fetched = True
         return counts
-
-
-def _percent(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    return f"{value * 100:.{digits}g}%"
-
-
-def _burn(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.3g}×"
-
-
-def _slo_cell(slo: SLO, previous: SLO | None) -> str:
-    """The SLO column: its id; the next instances of one grouped SLO show only their group,
-    indented under the first."""
-    if slo.group and previous is not None and previous.group and previous.base_id == slo.base_id:
-        return "  " + label_set_text(slo.group)
-    return slo.id
-
-
-def _window_cell(value: WindowValue | None) -> Text:
-    """Burn rate over error ratio; a partial window adds a third line, e.g. `52% covered`
-    (engine.evaluation.coverage), so a 30d column over two days of data says so."""
-    if value is None or value.error_ratio is None:
-        return Text("—", style="dim")
-    cell = Text(_burn(value.burn_rate))
-    cell.append(f"\n{_percent(value.error_ratio)}", style="dim")
-    if is_partial(value.coverage):
-        cell.append(f"\n{_percent(value.coverage, 2)} covered", style="yellow")
-    return cell
-
-
-def _budget_cell(evaluation: SLOEvaluation) -> Text:
-    """Budget remaining; over a partial period also `partial: 10% of 30d`."""
-    cell = Text(_percent(evaluation.error_budget_remaining))
-    if evaluation.budget_partial:
-        covered = _percent(evaluation.budget_coverage, 2)
-        cell.append(f"\npartial: {covered} of {evaluation.slo.period}", style="yellow")
-    return cell
-
-
-def render_table(evaluations: Sequence[SLOEvaluation], at: float, console: Console) -> None:
-    windows = sorted({w for e in evaluations for w in e.windows})
-    table = Table(
-        title=f"SLO evaluation at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(at))}",
-        caption="per window: burn rate over error ratio, then the share of the window with "
-        "data when it is partial (under 99 %); budget = error budget remaining, "
-        "partial when computed over part of its period",
-        header_style="bold",
-    )
-    table.add_column("SLO", overflow="fold")
-    table.add_column("status", no_wrap=True)
-    for window in windows:
-        table.add_column(str(window), justify="right", no_wrap=True)
-    table.add_column("budget", justify="right", no_wrap=True)
-    table.add_column("alerts", overflow="fold")
-    previous: SLO | None = None
-    for evaluation in evaluations:
-        cells: list[Text | str] = [
-            _slo_cell(evaluation.slo, previous),
-            Text(evaluation.status, style=_STATUS_STYLE.get(evaluation.status, "")),
-        ]
-        cells += [_window_cell(evaluation.windows.get(window)) for window in windows]
-        cells.append(_budget_cell(evaluation))
-        alerts = Text()
-        for alert in evaluation.alerts:
-            if alert.held is None:
-                alerts.append(
-                    f"{alert.severity} {alert.long_window}/{alert.short_window} "
-                    f"{float(alert.factor):g}×\n",
-                    style=_STATUS_STYLE[alert.severity],
-                )
-            else:
-                reason = f": {alert.held_reason}" if alert.held_reason else ""
-                alerts.append(
-                    f"{alert.severity} {alert.long_window}/{alert.short_window} held "
-                    f"({alert.held}{reason})\n",
-                    style="dim",
-                )
-        if evaluation.error:
-            alerts.append(evaluation.error, style="red")
-        alerts.rstrip()
-        cells.append(alerts)
-        table.add_row(*cells)
-        previous = evaluation.slo
-    console.print(table)
-
-
-def evaluations_text(evaluations: Sequence[SLOEvaluation], at: float) -> str:
-    """`{"evaluated_at": at, "slos": [...]}` as JSON text with one SLO per line: diffable and greppable, and
-    written by json's C encoder (`indent` falls back to the pure-Python one, a twentieth of
-    a second for 1,000 SLOs)."""
-    rows = ",\n".join(json.dumps(e.to_json()) for e in evaluations)
-    body = f"[\n{rows}\n]" if rows else "[]"
-    return f'{{"evaluated_at": {json.dumps(at)}, "slos": {body}}}\n'
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -261,7 +153,8 @@ def evaluate(
 ) -> None:
     """Evaluate every SLO once: burn rates per window, error budget remaining, alerts."""
     _check_usage(prometheus_url, openmetrics)
-    slos = _load_slos(specs)
+    loaded = _load_slos(specs)
+    slos = loaded.slos
     options: dict[str, Any] = {
         "timeout": timeout.seconds,
         **prometheus_access(
@@ -273,12 +166,17 @@ def evaluate(
             client_key,
         ),
     }
-    with ExitStack() as stack:
-        inner, at = _open_source(stack, prometheus_url, openmetrics, at, options)
-        source = _WatchedSource(inner)
-        source.on_answer = stack.enter_context(_fetch_progress())
-        when = time.time() if at is None else at
-        resolution, evaluations, sparse = _evaluate_all(slos, source, scrape_interval, when)
+    try:
+        with ExitStack() as stack:
+            inner, at = _open_source(stack, prometheus_url, openmetrics, at, options)
+            source = _WatchedSource(inner)
+            source.on_answer = stack.enter_context(_fetch_progress())
+            when = time.time() if at is None else at
+            resolution, evaluations, sparse = _evaluate_all(slos, source, scrape_interval, when)
+    except typer.Exit:
+        _exit_on_errors(loaded, settle=True)  # invalid specs say so before anything else
+        raise
+    _exit_on_errors(loaded, settle=True)
     _warn_sparse(resolution, sparse)
     # The evaluator floors the instant to its finest step; report the instant it used.
     evaluated_at = evaluations[0].evaluated_at if evaluations else when
@@ -309,23 +207,36 @@ def _check_usage(prometheus_url: str | None, openmetrics: Path | None) -> None:
         raise _fail("give exactly one of --prometheus-url URL or --openmetrics FILE", EXIT_USAGE)
 
 
-def _load_slos(specs: list[Path]) -> list[SLO]:
-    """The SLOs of `specs`: a missing path exits 2, invalid specs (or none) exit 1."""
+def _load_slos(specs: list[Path]) -> LoadResult:
+    """The specs' SLOs, promtool's parse still running (`_exit_on_errors(settle=True)`
+    waits for it once Prometheus has been asked): a missing path exits 2, invalid specs
+    (or none) exit 1."""
     from engine.spec.loader import load_specs
 
     missing = [str(p) for p in specs if not p.exists()]
     if missing:
         raise _fail("no such file or directory: " + ", ".join(missing), EXIT_USAGE)
-    loaded = load_specs(specs)
-    if loaded.errors:
-        err = Console(stderr=True)
-        for error in loaded.errors:
-            err.print(str(error), highlight=False, markup=False)
-        err.print(f"[red]{len(loaded.errors)} error(s) in the specs; nothing evaluated[/red]")
-        raise typer.Exit(EXIT_INVALID_SPECS)
+    loaded = load_specs(specs, defer_promql=True)
+    _exit_on_errors(loaded)
     if not loaded.slos:
+        loaded.settle()
+        _exit_on_errors(loaded)
         raise _fail("no SLOs found in " + ", ".join(map(str, specs)), EXIT_INVALID_SPECS)
-    return loaded.slos
+    return loaded
+
+
+def _exit_on_errors(loaded: LoadResult, settle: bool = False) -> None:
+    """Print the specs' errors and exit 1 when there are any (after the deferred checks
+    with `settle`): nothing is evaluated from invalid specs."""
+    if settle:
+        loaded.settle()
+    if not loaded.errors:
+        return
+    err = Console(stderr=True)
+    for error in loaded.errors:
+        err.print(str(error), highlight=False, markup=False)
+    err.print(f"[red]{len(loaded.errors)} error(s) in the specs; nothing evaluated[/red]")
+    raise typer.Exit(EXIT_INVALID_SPECS)
 
 
 def _open_source(

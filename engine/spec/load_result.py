@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,14 @@ class LoadResult:
     files: list[Path] = field(default_factory=list)
     # False when promtool was not found and only bracket/quote balance was checked.
     promql_parsed: bool = True
+    # Checks still running (load_specs(..., defer_promql=True)): `settle` waits for them.
+    pending: list[Callable[[], object]] = field(default_factory=list)
+
+    def settle(self) -> None:
+        """Wait for the deferred checks and add what they found to `errors` (sorted)."""
+        while self.pending:
+            self.pending.pop(0)()
+        self.errors.sort()
 
     @property
     def ok(self) -> bool:

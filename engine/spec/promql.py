@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -100,31 +100,53 @@ def promtool_path() -> str | None:
 
 def promtool_problems(queries: Sequence[str], promtool: str) -> list[Problem]:
     """Parse every query with one `promtool check rules` run; map its complaints back by index."""
+    return start_promtool(queries, promtool)()
+
+
+def start_promtool(queries: Sequence[str], promtool: str) -> Callable[[], list[Problem]]:
+    """Start the `promtool check rules` run of `promtool_problems` and return at once; the
+    returned function waits for it (120 s at most) and gives its problems. A one-shot
+    `evaluate` asks Prometheus meanwhile and reads the verdict before printing anything."""
     if not queries:
-        return []
+        return list
     rules = [
         {"record": f"{_RECORD_PREFIX}{i}", "expr": for_parsing(q)} for i, q in enumerate(queries)
     ]
-    with tempfile.TemporaryDirectory(prefix="slo-engine-validate-") as tmp:
-        path = Path(tmp) / "queries.rules.yml"
-        document = {"groups": [{"name": "validate", "rules": rules}]}
-        if all(_JSON_SAFE.match(q) for q in queries):
-            # JSON is YAML, and json's C encoder writes 2,000 queries in a few milliseconds.
-            path.write_text(json.dumps(document, ensure_ascii=False))
-        else:  # characters YAML wants escaped its own way: let a YAML emitter do it
-            dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-            path.write_text(yaml.dump(document, Dumper=dumper))
-        proc = subprocess.run(
-            [promtool, "check", "rules", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    if proc.returncode == 0:
+    tmp = tempfile.TemporaryDirectory(prefix="slo-engine-validate-")
+    path = Path(tmp.name) / "queries.rules.yml"
+    document = {"groups": [{"name": "validate", "rules": rules}]}
+    if all(_JSON_SAFE.match(q) for q in queries):
+        # JSON is YAML, and json's C encoder writes 2,000 queries in a few milliseconds.
+        path.write_text(json.dumps(document, ensure_ascii=False))
+    else:  # characters YAML wants escaped its own way: let a YAML emitter do it
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        path.write_text(yaml.dump(document, Dumper=dumper))
+    proc = subprocess.Popen(
+        [promtool, "check", "rules", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def verdict() -> list[Problem]:
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        finally:
+            tmp.cleanup()
+        return _promtool_verdict(proc.returncode, out, err)
+
+    return verdict
+
+
+def _promtool_verdict(returncode: int, stdout: str, stderr: str) -> list[Problem]:
+    if returncode == 0:
         return []
     problems = []
-    for line in (proc.stdout + proc.stderr).splitlines():
+    for line in (stdout + stderr).splitlines():
         match = _PROMTOOL_LINE.search(line)
         if match:
             detail = match.group(2).strip()
@@ -140,7 +162,7 @@ def promtool_problems(queries: Sequence[str], promtool: str) -> list[Problem]:
             )
     if not problems:
         # promtool failed in a way we cannot attribute; never pretend the queries are fine.
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
         problems.append(
             Problem(-1, f"promtool check rules failed: {tail[0]}", "run promtool by hand")
         )

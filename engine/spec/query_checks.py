@@ -53,9 +53,13 @@ def _queries(unit: NativeUnit, spec: ServiceSpec) -> list[_Query]:
     return found
 
 
-def check_promql(validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadResult) -> set[str]:
+def check_promql(
+    validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadResult, defer: bool = False
+) -> set[str]:
     """Balance checks always; the full parse through one promtool call when available,
-    else promql-parser; `result.promql_parsed` is False only when neither exists."""
+    else promql-parser; `result.promql_parsed` is False only when neither exists. With
+    `defer`, the promtool run is left going and its verdict lands in `result.pending`
+    (`LoadResult.settle`); the ids it would reject are then not known here."""
     bad_ids: set[str] = set()
     to_parse: list[_Query] = []
     for unit, spec in validated:
@@ -70,10 +74,20 @@ def check_promql(validated: list[tuple[NativeUnit, ServiceSpec]], result: LoadRe
                 to_parse.append(query)
     tool = promql.promtool_path()
     texts = [q.text for q in to_parse]
+    if tool and defer:
+        verdict = promql.start_promtool(texts, tool)
+        result.pending.append(lambda: _record(verdict(), to_parse, result))
+        return bad_ids
     problems = promql.promtool_problems(texts, tool) if tool else promql.parser_problems(texts)
     if problems is None:
         result.promql_parsed = False
         return bad_ids
+    return bad_ids | _record(problems, to_parse, result)
+
+
+def _record(problems: list[promql.Problem], to_parse: list[_Query], result: LoadResult) -> set[str]:
+    """Each problem as an error at its query; the ids of the SLOs they belong to."""
+    bad_ids: set[str] = set()
     for problem in problems:
         if problem.index < 0:
             first = to_parse[0]
