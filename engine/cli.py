@@ -8,8 +8,11 @@ imports only the module of the command being run; `--help` and unknown names loa
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
+import logging
+import os
 import sys
 from typing import Annotated
 
@@ -101,4 +104,25 @@ def main() -> None:
 
     # A group even with one command registered (Typer would make a lone command the
     # whole program, and `slo-engine validate x` would read `validate` as an argument).
-    typer.main.get_group(app)()
+    try:
+        typer.main.get_group(app)()
+    except SystemExit as done:
+        if name in QUICK_EXIT and (done.code is None or isinstance(done.code, int)):
+            _exit_now(done.code or 0)
+        raise
+
+
+# One-shot commands that leave nothing behind once their output is written: they exit
+# without tearing the interpreter down. Freeing 1,000 specs' objects and every module one
+# by one took 0.08 s of a 1.7 s `evaluate`; the process's memory goes back to the system
+# at once anyway. The daemon (`run`) and the rest exit normally (atexit: OTLP flushes).
+QUICK_EXIT = frozenset({"evaluate", "validate"})
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()  # flush log handlers, as interpreter exit would
+    for stream in (sys.stdout, sys.stderr):
+        # A reader that went away (`| head`): nothing left to say to it.
+        with contextlib.suppress(OSError):
+            stream.flush()
+    os._exit(code)

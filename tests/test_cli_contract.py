@@ -449,6 +449,8 @@ def test_the_installed_entry_point_exits_4(
     monkeypatch.setattr("engine.commands.validate.load_specs", broken)
     monkeypatch.delenv("SLO_ENGINE_DEBUG", raising=False)
     monkeypatch.setattr(sys, "argv", ["slo-engine", "validate", str(specs)])
+    # In-process here: the exit must stay a SystemExit, not end the test run (os._exit).
+    monkeypatch.setattr("engine.cli.QUICK_EXIT", frozenset())
     with pytest.raises(SystemExit) as exited:
         main()
     assert exited.value.code == ExitCode.INTERNAL
