@@ -373,7 +373,7 @@ def test_ok_exits_0_through_the_auth_proxy(
 
 # Internal errors: something each command calls raises what nobody expects.
 _BREAKS = {
-    "evaluate": "engine.spec.loader.load_specs",
+    "evaluate": "engine.spec.loader.SpecLoading",  # reads in two halves (the prefetch)
     "backtest": "engine.spec.loader.load_specs",
     "suggest": "engine.spec.loader.load_specs",
     "validate": "engine.commands.validate.load_specs",
@@ -534,6 +534,7 @@ def test_duration_flags_refuse_bare_numbers_and_take_units(
     assert flag in bare.output and "not a duration" in bare.output
     # Accepted: stop right after parsing by breaking what every command calls first.
     monkeypatch.setattr("engine.spec.loader.load_specs", _stop)
+    monkeypatch.setattr("engine.spec.loader.SpecLoading", _stop)  # evaluate's staged load
     monkeypatch.setattr("engine.commands.gate._ask", _stop)
     monkeypatch.setattr("engine.commands.incident_response._decide", _stop)
     for value in ("30s", "5m", "1h", "28d"):

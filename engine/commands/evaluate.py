@@ -44,6 +44,7 @@ from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
 if TYPE_CHECKING:  # imported inside the functions at run time: the CLI starts without them
+    from engine.commands.evaluate_prefetch import Prefetch
     from engine.evaluation.evaluator import Evaluator
     from engine.evaluation.instant import WindowCounts
     from engine.evaluation.resolution import Resolution
@@ -153,8 +154,6 @@ def evaluate(
 ) -> None:
     """Evaluate every SLO once: burn rates per window, error budget remaining, alerts."""
     _check_usage(prometheus_url, openmetrics)
-    loaded = _load_slos(specs)
-    slos = loaded.slos
     options: dict[str, Any] = {
         "timeout": timeout.seconds,
         **prometheus_access(
@@ -166,13 +165,26 @@ def evaluate(
             client_key,
         ),
     }
+    # "Now" is when the command started; the first specs' counts are asked while the rest
+    # load (engine/commands/evaluate_prefetch.py), at that same instant.
+    started = time.time()
+    early = _early_source(prometheus_url, options)
+    loaded, prefetch = _load_slos(specs, early, scrape_interval, started if at is None else at)
+    slos = loaded.slos
     try:
         with ExitStack() as stack:
-            inner, at = _open_source(stack, prometheus_url, openmetrics, at, options)
-            source = _WatchedSource(inner)
+            if prefetch is not None:
+                stack.callback(prefetch.close)
+            if early is not None:
+                source = early
+            else:
+                inner, at = _open_source(stack, prometheus_url, openmetrics, at, options)
+                source = _WatchedSource(inner)
             source.on_answer = stack.enter_context(_fetch_progress())
-            when = time.time() if at is None else at
-            resolution, evaluations, sparse = _evaluate_all(slos, source, scrape_interval, when)
+            when = started if at is None else at
+            resolution, evaluations, sparse = _evaluate_all(
+                slos, source, scrape_interval, when, prefetch
+            )
     except typer.Exit:
         _exit_on_errors(loaded, settle=True)  # invalid specs say so before anything else
         raise
@@ -207,22 +219,52 @@ def _check_usage(prometheus_url: str | None, openmetrics: Path | None) -> None:
         raise _fail("give exactly one of --prometheus-url URL or --openmetrics FILE", EXIT_USAGE)
 
 
-def _load_slos(specs: list[Path]) -> LoadResult:
+def _load_slos(
+    specs: list[Path], early: _WatchedSource | None, scrape: Duration, when: float
+) -> tuple[LoadResult, Prefetch | None]:
     """The specs' SLOs, promtool's parse still running (`_exit_on_errors(settle=True)`
-    waits for it once Prometheus has been asked): a missing path exits 2, invalid specs
-    (or none) exit 1."""
-    from engine.spec.loader import load_specs
+    waits for it once Prometheus has been asked), and with a Prometheus source and enough
+    files the first half's counts already being asked: a missing path exits 2, invalid
+    specs (or none) exit 1."""
+    from engine.commands.evaluate_prefetch import PREFETCH_FROM_FILES, Prefetch
+    from engine.spec.loader import SpecLoading
 
     missing = [str(p) for p in specs if not p.exists()]
     if missing:
         raise _fail("no such file or directory: " + ", ".join(missing), EXIT_USAGE)
-    loaded = load_specs(specs, defer_promql=True)
-    _exit_on_errors(loaded)
-    if not loaded.slos:
-        loaded.settle()
+    loading = SpecLoading(specs)
+    files, prefetch = loading.files, None
+    if early is not None and len(files) >= PREFETCH_FROM_FILES:
+        first = loading.read(files[: len(files) // 2])
+        prefetch = Prefetch(early, first, when, scrape)
+        files = files[len(files) // 2 :]
+    loading.read(files)
+    loaded = loading.finish(defer_promql=True)
+    try:
         _exit_on_errors(loaded)
-        raise _fail("no SLOs found in " + ", ".join(map(str, specs)), EXIT_INVALID_SPECS)
-    return loaded
+        if not loaded.slos:
+            loaded.settle()
+            _exit_on_errors(loaded)
+            raise _fail("no SLOs found in " + ", ".join(map(str, specs)), EXIT_INVALID_SPECS)
+    except typer.Exit:
+        if prefetch is not None:
+            prefetch.close()
+        raise
+    return loaded, prefetch
+
+
+def _early_source(prometheus_url: str | None, options: dict[str, Any]) -> _WatchedSource | None:
+    """The Prometheus source, made before the specs load so the prefetch can use it; None
+    when there is none or its options fail (then `_open_source` reports, after the specs,
+    in the usual order)."""
+    if prometheus_url is None:
+        return None
+    from engine.source.prometheus import PrometheusSource
+
+    try:
+        return _WatchedSource(PrometheusSource(prometheus_url, **options))
+    except (SourceUnavailable, ValueError, OSError):
+        return None
 
 
 def _exit_on_errors(loaded: LoadResult, settle: bool = False) -> None:
@@ -269,7 +311,11 @@ def _open_source(
 
 
 def _evaluate_all(
-    slos: list[SLO], source: _WatchedSource, scrape: Duration, when: float
+    slos: list[SLO],
+    source: _WatchedSource,
+    scrape: Duration,
+    when: float,
+    prefetch: Prefetch | None = None,
 ) -> tuple[Resolution, list[SLOEvaluation], dict[str, float]]:
     """Every SLO once at `when` — grouped SLOs as their instances, discovered first — and
     the SLOs whose fine steps look too sparse. Grouped SLOs without a group are `no_data`
@@ -293,7 +339,7 @@ def _evaluate_all(
         # One shot: whole-window instant queries, no cache to fill and throw away (not over
         # a maintenance window, not for time-slice SLOs: only per-step counts can leave a
         # window's events out or judge each slice).
-        resolution, evaluations, sparse = _evaluate_once(instances, source, scrape, when)
+        resolution, evaluations, sparse = _evaluate_once(instances, source, scrape, when, prefetch)
     else:
         evaluator, evaluations = _evaluate_at(instances, source, scrape, when)
         # Fine steps empty where coarse ones have data: the scrape interval is longer
@@ -359,7 +405,11 @@ def _evaluate_at(
 
 
 def _evaluate_once(
-    slos: list[SLO], source: _WatchedSource, scrape: Duration, when: float
+    slos: list[SLO],
+    source: _WatchedSource,
+    scrape: Duration,
+    when: float,
+    prefetch: Prefetch | None = None,
 ) -> tuple[Resolution, list[SLOEvaluation], dict[str, float]]:
     """One evaluation at `when` from whole-window counts (engine.evaluation.instant), and
     the SLOs whose fine steps look too sparse for the daemon; exits as `_evaluate_at`."""
@@ -369,9 +419,14 @@ def _evaluate_once(
     from engine.source.window_coverage import window_coverage
 
     # Every window's coverage, from one subquery per window (engine.source.window_coverage).
-    coverage = partial(window_coverage, source)
+    coverage: Any = partial(window_coverage, source)
+    asked: Any = source
+    if prefetch is not None:
+        from engine.commands.evaluate_prefetch import PrefetchedSource
+
+        coverage, asked = prefetch.coverage(coverage), PrefetchedSource(source, prefetch)
     try:
-        once = evaluate_once(slos, source, when, scrape_interval=scrape, coverage=coverage)
+        once = evaluate_once(slos, asked, when, scrape_interval=scrape, coverage=coverage)
     except ResolutionError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
     sparse: dict[str, float] = {}

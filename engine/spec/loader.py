@@ -30,7 +30,7 @@ from engine.spec.document import NativeUnit
 from engine.spec.group_checks import check_groupings
 from engine.spec.importers import openslo
 from engine.spec.load_result import LoadResult
-from engine.spec.models import ServiceSpec
+from engine.spec.models import SLO, ServiceSpec
 from engine.spec.query_checks import check_promql
 from engine.spec.reading import (
     ACCEPTED,
@@ -47,6 +47,7 @@ __all__ = [
     "NATIVE_API_VERSION",
     "SPEC_SUFFIXES",
     "LoadResult",
+    "SpecLoading",
     "load_specs",
     "spec_files",
 ]
@@ -57,38 +58,70 @@ def load_specs(paths: Sequence[Path], defer_promql: bool = False) -> LoadResult:
     queries is left running: the caller must `settle()` the result before trusting it (a
     one-shot `evaluate` asks Prometheus in the meantime; an SLO promtool rejects is then
     still among `slos`, and the settled errors make the run fail as before)."""
-    result = LoadResult()
-    result.files, result.errors = spec_files([Path(p) for p in paths])
-    units: list[NativeUnit] = []
-    catalog = openslo.Catalog()
-    for path in result.files:
-        for doc in read_documents(path, result):
-            dispatch_document(doc, units, catalog, result)
-    openslo_units, openslo_errors, openslo_warnings = openslo.convert_all(catalog)
-    result.errors += openslo_errors
-    result.warnings += openslo_warnings
+    loading = SpecLoading(paths)
+    loading.read(loading.files)
+    return loading.finish(defer_promql)
 
-    validated: list[tuple[NativeUnit, ServiceSpec]] = []
-    for unit in [*units, *openslo_units]:
-        spec = validate_unit(unit, result)
+
+class SpecLoading:
+    """`load_specs` in steps: `read` the files in as many batches as the caller likes,
+    then `finish` (OpenSLO's cross-file references, the cross-file checks, PromQL). What
+    `finish` returns does not depend on the batches. `read` returns the SLOs of the native
+    and Sloth documents it validated — provisional: `finish` may still reject some (a
+    duplicate id, invalid PromQL) — so a one-shot `evaluate` can ask Prometheus about the
+    first files while it reads the rest."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.result = LoadResult()
+        self.result.files, self.result.errors = spec_files([Path(p) for p in paths])
+        self._catalog = openslo.Catalog()
+        self._validated: list[tuple[NativeUnit, ServiceSpec]] = []
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self.result.files)
+
+    def read(self, files: Sequence[Path]) -> list[SLO]:
+        result, units = self.result, []
+        for path in files:
+            for doc in read_documents(path, result):
+                dispatch_document(doc, units, self._catalog, result)
+        provisional: list[SLO] = []
+        for unit in units:
+            spec = self._validate(unit)
+            if spec is not None:
+                provisional.extend(spec.slo_records(source=unit.doc.file))
+        return provisional
+
+    def _validate(self, unit: NativeUnit) -> ServiceSpec | None:
+        spec = validate_unit(unit, self.result)
         if spec is not None:
-            validated.append((unit, spec))
-            result.warnings += unit.notes
+            self._validated.append((unit, spec))
+            self.result.warnings += unit.notes
         else:
-            check_raw_slos(unit, result)
+            check_raw_slos(unit, self.result)
+        return spec
 
-    validated = check_duplicate_ids(validated, result)
-    bad_ids = check_promql(validated, result, defer=defer_promql)
-    bad_ids |= check_groupings(validated, bad_ids, result)
-    bad_ids |= check_composites(validated, bad_ids, result)
-    _assemble(validated, bad_ids, result)
-    check_depends_on(validated, result)
-    check_reserved_severity_labels(validated, result)
-    # Importers may file a warning among their errors; sort each into its place, once.
-    everything = set(result.errors) | set(result.warnings)
-    result.errors = sorted(e for e in everything if e.severity == "error")
-    result.warnings = sorted(e for e in everything if e.severity == "warning")
-    return result
+    def finish(self, defer_promql: bool = False) -> LoadResult:
+        result = self.result
+        openslo_units, openslo_errors, openslo_warnings = openslo.convert_all(self._catalog)
+        result.errors += openslo_errors
+        result.warnings += openslo_warnings
+        for unit in openslo_units:
+            self._validate(unit)
+
+        validated = check_duplicate_ids(self._validated, result)
+        bad_ids = check_promql(validated, result, defer=defer_promql)
+        bad_ids |= check_groupings(validated, bad_ids, result)
+        bad_ids |= check_composites(validated, bad_ids, result)
+        _assemble(validated, bad_ids, result)
+        check_depends_on(validated, result)
+        check_reserved_severity_labels(validated, result)
+        # Importers may file a warning among their errors; sort each into its place, once.
+        everything = set(result.errors) | set(result.warnings)
+        result.errors = sorted(e for e in everything if e.severity == "error")
+        result.warnings = sorted(e for e in everything if e.severity == "warning")
+        return result
 
 
 def _assemble(
