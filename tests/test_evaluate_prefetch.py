@@ -117,6 +117,30 @@ def test_a_failed_prefetch_is_asked_the_usual_way() -> None:
     assert counts.total[0, 0] == 0.0
 
 
+def test_a_failed_coverage_prefetch_is_measured_the_usual_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> np.ndarray:
+        raise RuntimeError("down")
+
+    monkeypatch.setattr("engine.source.window_coverage.window_coverage", broken)
+    first = [_slo("svc-0"), _slo("svc-1")]
+    prefetch = Prefetch(Counting(), first, AT, SCRAPE)
+    assert prefetch.asked is not None
+    measured: list[list[str]] = []
+
+    def measure(slos, windows, samples, fine, at):  # type: ignore[no-untyped-def]
+        measured.append([s.id for s in slos])
+        return np.full((len(slos), len(windows)), 0.5)
+
+    final = [*first, _slo("svc-2")]
+    a = prefetch.asked
+    shares = prefetch.coverage(measure)(final, a.coverage_windows, a.samples, a.fine, a.at)
+    prefetch.close()
+    assert measured == [["svc-2/availability"], ["svc-0/availability", "svc-1/availability"]]
+    assert (shares == 0.5).all()
+
+
 def test_only_plain_slos_are_prefetched() -> None:
     plain = _slo("svc-0")
     grouped = ServiceSpec.model_validate(

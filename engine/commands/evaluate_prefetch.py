@@ -97,22 +97,16 @@ class Prefetch:
         """`inner.window_counts(slos, windows, at)`, the prefetched rows taken as they are:
         the others are asked at once, beside the prefetch still running."""
         asked = self.asked
-        if (
-            self._counts is None
-            or asked is None
-            or (asked.at, asked.windows)
-            != (
-                at,
-                tuple(windows),
-            )
-        ):
+        same = asked is not None and (asked.at, asked.windows) == (at, tuple(windows))
+        if self._counts is None or not same:
             return inner.window_counts(slos, windows, at)
         found, rows = self._rows(slos)
         rest = _others(len(slos), found)
         more = inner.window_counts([slos[i] for i in rest], windows, at) if rest else None
         done = _result(self._counts)
-        if done is None:  # the prefetch failed: ask its SLOs the usual way
-            return inner.window_counts(slos, windows, at)
+        if done is None:  # the prefetch failed: ask its SLOs too, the usual way
+            done = inner.window_counts([slos[i] for i in found], windows, at)
+            rows = list(range(len(found)))
         shape = (len(slos), len(windows))
         bad, total = np.full(shape, np.nan), np.full(shape, np.nan)
         bad[found], total[found] = done.bad[rows], done.total[rows]
@@ -147,12 +141,14 @@ class Prefetch:
             rest = _others(len(slos), found)
             more = measure([slos[i] for i in rest], windows, samples, fine, at) if rest else None
             done = _result(self._coverage)
-            if done is None:
-                return measure(slos, windows, samples, fine, at)
             out = np.full((len(slos), len(windows)), np.nan)
-            out[found] = done[rows]
             if more is not None:
                 out[rest] = more
+            if done is None:  # the prefetch failed: measure its SLOs too
+                if found:
+                    out[found] = measure([slos[i] for i in found], windows, samples, fine, at)
+                return out
+            out[found] = done[rows]
             return out
 
         return shares

@@ -311,17 +311,12 @@ def _group(
         if keys:
             # Greedy: join the key most atoms share, so groups come out large.
             groups[max(keys, key=lambda k: (popularity[k], k[3]))].append(i)
-        elif i in children:
-            parts.append(_split_single(i, selectors[i], children[i]))
         else:
-            parts.append(ungrouped(i, atoms[i]))
+            parts.append(_single(i, atoms[i], selectors.get(i), children.get(i)))
     for key, members in groups.items():
         if len(members) == 1:
             only = members[0]
-            if only in children:
-                parts.append(_split_single(only, selectors[only], children[only]))
-            else:
-                parts.append(ungrouped(only, atoms[only]))
+            parts.append(_single(only, atoms[only], selectors[only], children.get(only)))
             continue
         func, metric, window, label, rest, split_label = key
         for lo in range(0, len(members), group_size):
@@ -347,8 +342,13 @@ def _group(
     return parts
 
 
-def _split_single(atom: int, selector: Selector, kids: list[tuple[int, Matcher]]) -> Part:
-    """A lone parent atom and its derived atoms: one `sum by (<split label>)`."""
+def _single(
+    atom: int, text: str, selector: Selector | None, kids: list[tuple[int, Matcher]] | None
+) -> Part:
+    """An atom asked on its own: as written, or with its derived atoms (a parsed parent)
+    one `sum by (<split label>)`."""
+    if not kids or selector is None:
+        return ungrouped(atom, text)
     label = kids[0][1][0]
     return Part(
         expr=f"sum by ({label}) ({selector.text()})",

@@ -68,9 +68,10 @@ def _direct_plan(
 def window_plan(
     slos: Sequence[SLO], windows: tuple[Duration, ...], group_size: int
 ) -> tuple[QueryPlan, np.ndarray, Tiles | None]:
-    """The query plan of every (SLO, window) pair — row `s × W + w` — the seconds that
-    turn each row's combined value into a count, and the tiled plan that reads the same
-    atoms with each sample once (engine.source.window_tiles; None when it cannot).
+    """The query plan of every (SLO, window) pair — row `s × W + w`, window w's copy of
+    atom a at `w × A + a` — the seconds that turn each row's combined value into a count,
+    and, when the long windows are read as tiles (engine.source.window_tiles), how to turn
+    the answers back into windows (None: each copy reads its whole window).
 
     Parsing 6,000 expressions costs more than the queries' round trips, and the pairs of
     one SLO differ only in their range: the SLOs are planned once at a sentinel window and
@@ -85,15 +86,19 @@ def window_plan(
     ]
     base = plan_queries(pairs, group_size=group_size, derive=True)
     available = np.array([w != _SENTINEL for w in template])  # availability: 1 ms shorter
-    renames = [_renamer(window) for window in windows]
     copies = [w * len(base.atoms) for w in range(n_windows)]
-    atoms = [rename(a) for rename in renames for a in base.atoms]
-    # A part's copies side by side: a batch failing on one SLO is bisected to it quickly.
-    parts = [
-        p.moved(rename(p.expr), offset)
-        for p in base.parts
-        for rename, offset in zip(renames, copies, strict=True)
-    ]
+    tiles = tile(base, windows, _tile_renamer)
+    if tiles is not None:  # the same layout, long windows' copies read as tiles
+        atoms, parts = list(tiles.plan.atoms), list(tiles.plan.parts)
+    else:
+        renames = [_renamer(window) for window in windows]
+        atoms = [rename(a) for rename in renames for a in base.atoms]
+        # A part's copies side by side: a batch failing on one SLO is bisected to it quickly.
+        parts = [
+            p.moved(rename(p.expr), offset)
+            for p in base.parts
+            for rename, offset in zip(renames, copies, strict=True)
+        ]
     leftovers = (str(_SENTINEL), str(Duration(_SENTINEL.ms - 1)))
     if any(text in atom for atom in atoms for text in leftovers):
         return (*_direct_plan(slos, windows, group_size), None)
@@ -109,7 +114,7 @@ def window_plan(
     seconds = np.array([[w.seconds for w in windows]] * len(slos))
     seconds[available] = Duration(_SENTINEL.ms - 1).seconds
     plan = QueryPlan(tuple(atoms), tuple(parts), terms(base.bad), terms(base.total))
-    return plan, seconds.ravel(), tile(base, windows, _tile_renamer)
+    return plan, seconds.ravel(), tiles
 
 
 def _renamer(window: Duration) -> Callable[[str], str]:
@@ -178,8 +183,7 @@ def window_counts(
 
     source._refresh_auth()
     plan, seconds, tiles = window_plan(slos, windows, source.batch_size)
-    asked = tiles.plan if tiles is not None else plan
-    rates = np.full((len(asked.atoms), 1), np.nan)
+    rates = np.full((len(plan.atoms), 1), np.nan)
     outcome = FetchOutcome()
     times = np.array([float(at)])
 
@@ -187,9 +191,9 @@ def window_counts(
         if outcome.fatal is not None:
             outcome.fail(batch, outcome.fatal)
             return
-        source._run_batch(asked, batch, times, 0, 1, None, rates, outcome)
+        source._run_batch(plan, batch, times, 0, 1, None, rates, outcome)
 
-    batches = longest_first(source._batches(list(asked.parts), 1))
+    batches = longest_first(source._batches(list(plan.parts), 1))
     with ThreadPoolExecutor(max_workers=max(1, source.concurrency)) as pool:
         list(pool.map(run, batches))
     if outcome.unreachable and outcome.succeeded == 0:
