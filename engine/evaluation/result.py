@@ -121,7 +121,7 @@ class SLOEvaluation:
         instance adds `group` ({label: value}; {} for one without groups yet). `coverage`
         maps the same windows as `error_ratio`; `budget` repeats the budget remaining with
         its `partial` label and the period's coverage."""
-        ordered = sorted(self.windows.items())
+        ordered = [(str(w), v) for w, v in sorted(self.windows.items())]
         out: dict[str, Any] = {
             "id": self.slo.id,
             "service": self.slo.service,
@@ -130,13 +130,13 @@ class SLOEvaluation:
             "objective": float(self.slo.objective),
             "period": str(self.slo.period),
             "status": self.status,
-            "error_ratio": {str(w): _num(v.error_ratio) for w, v in ordered},
-            "burn_rate": {str(w): _num(v.burn_rate) for w, v in ordered},
+            "error_ratio": {w: _num(v.error_ratio) for w, v in ordered},
+            "burn_rate": {w: _num(v.burn_rate) for w, v in ordered},
             "events": {
-                str(w): None if v.total is None else {"bad": _num(v.bad), "total": _num(v.total)}
+                w: None if v.total is None else {"bad": _num(v.bad), "total": _num(v.total)}
                 for w, v in ordered
             },
-            "coverage": {str(w): _num(v.coverage) for w, v in ordered},
+            "coverage": {w: _num(v.coverage) for w, v in ordered},
             "error_budget_remaining": _num(self.error_budget_remaining),
             "budget": {
                 "remaining": _num(self.error_budget_remaining),

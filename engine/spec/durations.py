@@ -56,16 +56,7 @@ class Duration:
 
     def __str__(self) -> str:
         """Canonical Prometheus spelling, e.g. 90 minutes -> "1h30m", 0 -> "0s"."""
-        if self.ms == 0:
-            return "0s"
-        rest, parts = self.ms, []
-        # Weeks and years are legal but surprising in window names; SREs write 28d, not 4w.
-        for unit in ("d", "h", "m", "s", "ms"):
-            size = _UNITS_MS[unit]
-            if rest >= size:
-                parts.append(f"{rest // size}{unit}")
-                rest %= size
-        return "".join(parts)
+        return _spelling(self.ms)
 
     def __truediv__(self, other: Duration) -> Decimal:
         return Decimal(self.ms) / Decimal(other.ms)
@@ -94,3 +85,19 @@ def _parse_ms(text: str) -> int:
             f"{shown} is not a duration — write it like 30s, 5m, 1h30m, 28d (units ms s m h d w y)"
         )
     return sum(int(v) * _UNITS_MS[u] for v, u in zip(match.groups(), _ORDER, strict=True) if v)
+
+
+# A run spells the same few windows tens of thousands of times (every SLO's JSON, every
+# query): spelled once each.
+@functools.lru_cache(maxsize=4096)
+def _spelling(ms: int) -> str:
+    if ms == 0:
+        return "0s"
+    rest, parts = ms, []
+    # Weeks and years are legal but surprising in window names; SREs write 28d, not 4w.
+    for unit in ("d", "h", "m", "s", "ms"):
+        size = _UNITS_MS[unit]
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)
