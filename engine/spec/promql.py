@@ -12,6 +12,7 @@ check was skipped.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import re
@@ -30,7 +31,23 @@ from engine.spec.models import WINDOW_PLACEHOLDER
 # What a window placeholder becomes for parsing; any valid duration would do.
 CHECK_WINDOW = "5m"
 _RECORD_PREFIX = "slo_engine:validate:"
-_PAIRS = {")": "(", "]": "[", "}": "{"}
+_CLOSER_OF = {"(": ")", "[": "]", "{": "}"}
+# What the balance scan stops at outside strings (a backslash there escapes nothing).
+_SPECIAL = re.compile(r"[\"'`#()\[\]{}]")
+# Every byte but those and the backslash, for the skeleton of a query; longer skeletons
+# than _SHAPE_LIMIT are scanned, not remembered.
+_NOT_SPECIAL = bytes(b for b in range(256) if chr(b) not in "\"'`#()[]{}\\")
+_SHAPE_LIMIT = 512
+# The string literals _first_problem skips, found left to right in the UTF-8 bytes.
+_CLOSED_STRINGS = re.compile(
+    rb'"[^"\\]*(?:\\.[^"\\]*)*"|\'[^\'\\]*(?:\\.[^\'\\]*)*\'|`[^`]*`', re.DOTALL
+)
+# From just after an opening quote to just after its closing quote; None if never closed.
+_STRING_REST = {
+    '"': re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL),
+    "'": re.compile(r"[^'\\]*(?:\\.[^'\\]*)*'", re.DOTALL),
+    "`": re.compile(r"[^`]*`"),  # no escapes in backtick strings
+}
 # Queries json.dumps writes as YAML reads them: printable ASCII, tabs and newlines (json
 # escapes those two as YAML does; other control characters and non-ASCII go through YAML).
 _JSON_SAFE = re.compile(r"^[\x20-\x7e\t\n]*$")
@@ -49,43 +66,64 @@ class Problem:
 
 
 def balance_problem(query: str) -> tuple[str, str] | None:
-    """Unbalanced (), [], {} or an unterminated string literal, with the character offset."""
+    """Unbalanced (), [], {} or an unterminated string literal, with the character offset.
+
+    Most queries are fine, and whether one is depends only on its quotes, brackets and '#'
+    once no backslash is left to escape something: those few bytes (one C pass) are looked
+    up among the shapes already seen, and only a new shape or a problem needs the full scan.
+    UTF-8 puts no ASCII byte inside a multi-byte character, so the bytes see what it sees."""
+    encoded = query.encode("utf-8", "surrogatepass")
+    skeleton = encoded.translate(None, _NOT_SPECIAL)
+    if b"\\" in skeleton:  # closed strings go first, escapes and all, the way the scan reads
+        skeleton = _CLOSED_STRINGS.sub(b"", encoded).translate(None, _NOT_SPECIAL)
+        if skeleton.translate(None, b"()[]{}#"):  # a quote or backslash left: scan it
+            return _first_problem(query)
+    if len(skeleton) <= _SHAPE_LIMIT and _balanced_shape(skeleton):
+        return None
+    return _first_problem(query)
+
+
+@functools.lru_cache(maxsize=4096)
+def _balanced_shape(skeleton: bytes) -> bool:
+    return _first_problem(skeleton.decode("ascii")) is None
+
+
+def _first_problem(query: str) -> tuple[str, str] | None:
+    """`balance_problem`, visiting only the characters that matter: a regex finds the next
+    quote, bracket or '#' outside strings, and one match skips a string to its closing quote
+    (a backslash escapes whatever follows it, except in backtick strings)."""
     stack: list[tuple[str, int]] = []
-    quote: tuple[str, int] | None = None
-    escaped = False
-    for offset, char in enumerate(query):
-        if quote is not None:
-            if escaped:
-                escaped = False
-            elif char == "\\" and quote[0] != "`":
-                escaped = True
-            elif char == quote[0]:
-                quote = None
-            continue
-        if char in "\"'`":
-            quote = (char, offset)
+    search = _SPECIAL.search
+    pos = 0
+    while (found := search(query, pos)) is not None:
+        char = found.group()
+        offset = found.start()
+        pos = offset + 1
+        rest = _STRING_REST.get(char)
+        if rest is not None:
+            closed = rest.match(query, pos)
+            if closed is None:
+                return (
+                    f"unbalanced PromQL: the string opened with {char} at character {offset + 1} is never closed",
+                    f"close it with a matching {char}",
+                )
+            pos = closed.end()
         elif char == "#":
             break  # a PromQL comment runs to the end of the line; good enough for balance
-        elif char in "([{":
+        elif char in _CLOSER_OF:
             stack.append((char, offset))
-        elif char in ")]}":
-            if not stack or stack[-1][0] != _PAIRS[char]:
-                return (
-                    f"unbalanced PromQL: '{char}' at character {offset + 1} closes nothing",
-                    "remove it or add the matching opening bracket",
-                )
+        elif stack and _CLOSER_OF[stack[-1][0]] == char:
             stack.pop()
-    if quote is not None:
-        return (
-            f"unbalanced PromQL: the string opened with {quote[0]} at character {quote[1] + 1} is never closed",
-            f"close it with a matching {quote[0]}",
-        )
+        else:
+            return (
+                f"unbalanced PromQL: '{char}' at character {offset + 1} closes nothing",
+                "remove it or add the matching opening bracket",
+            )
     if stack:
         char, offset = stack[-1]
-        closing = {v: k for k, v in _PAIRS.items()}[char]
         return (
             f"unbalanced PromQL: '{char}' at character {offset + 1} is never closed",
-            f"add the matching '{closing}'",
+            f"add the matching '{_CLOSER_OF[char]}'",
         )
     return None
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.spec import promql
-from engine.spec.document import NativeUnit
+from engine.spec.document import Document, NativeUnit
 from engine.spec.errors import SpecError
 from engine.spec.load_result import LoadResult
 from engine.spec.models import ServiceSpec
-from engine.spec.yaml_lines import Mark
+from engine.spec.yaml_lines import Path as YamlPath
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,16 @@ class _Query:
     slo_id: str
     text: str  # what promtool parses
     written: str  # what the SRE wrote, for balance checks whose offsets must match it
-    file: str
-    mark: Mark
+    doc: Document
+    path: YamlPath  # in `doc`; its mark is looked up only for a query with a problem
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+    def error(self, message: str, hint: str) -> SpecError:
+        mark = self.doc.mark(self.path)
+        return SpecError(self.doc.file, mark.line, mark.column, message, hint)
 
 
 def _queries(unit: NativeUnit, spec: ServiceSpec) -> list[_Query]:
@@ -49,7 +57,7 @@ def _queries(unit: NativeUnit, spec: ServiceSpec) -> list[_Query]:
             candidates.append(((*base, "availability", "metric"), metric, metric))
         for loc, text, written in candidates:
             doc, path = unit.origins.resolve(loc)
-            found.append(_Query(slo_id, text, written, doc.file, doc.mark(path)))
+            found.append(_Query(slo_id, text, written, doc, path))
     return found
 
 
@@ -67,9 +75,7 @@ def check_promql(
             problem = promql.balance_problem(query.written)
             if problem is not None:
                 bad_ids.add(query.slo_id)
-                result.errors.append(
-                    SpecError(query.file, query.mark.line, query.mark.column, *problem)
-                )
+                result.errors.append(query.error(*problem))
             else:
                 to_parse.append(query)
     tool = promql.promtool_path()
@@ -96,12 +102,11 @@ def _record(problems: list[promql.Problem], to_parse: list[_Query], result: Load
             continue
         query = to_parse[problem.index]
         bad_ids.add(query.slo_id)
+        error = query.error(problem.message, problem.hint)
         if any(
-            (e.file, e.line, e.column) == (query.file, query.mark.line, query.mark.column)
+            (e.file, e.line, e.column) == (error.file, error.line, error.column)
             for e in result.errors
         ):
             continue  # one source query feeding two rules (a Sloth raw SLI): say it once
-        result.errors.append(
-            SpecError(query.file, query.mark.line, query.mark.column, problem.message, problem.hint)
-        )
+        result.errors.append(error)
     return bad_ids
