@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import pytest
@@ -286,7 +287,8 @@ class Proxy:
     `script` is consumed one entry per request: "proxy" forwards, ("status", code) answers
     with that code and a Prometheus-style error body, ("sleep", s) waits s seconds and then
     forwards. When the script is empty every request is forwarded (or answered with
-    `default` when set). Every request's path and headers are recorded.
+    `default` when set). Every request's method, path, headers and parameters (from the URL
+    and the form body alike) are recorded.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -302,8 +304,17 @@ class Proxy:
                 pass
 
             def do_GET(self) -> None:
+                self._handle(b"")
+
+            def do_POST(self) -> None:
+                self._handle(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+            def _handle(self, body: bytes) -> None:
+                params = dict(parse_qsl(urlsplit(self.path).query))
+                params.update(parse_qsl(body.decode()))
+                seen = {"method": self.command, "path": self.path, "params": params}
                 with proxy.lock:
-                    proxy.seen.append({"path": self.path, "headers": dict(self.headers)})
+                    proxy.seen.append({**seen, "headers": dict(self.headers)})
                     action = proxy.script.pop(0) if proxy.script else proxy.default
                 if isinstance(action, tuple) and action[0] == "status":
                     code = action[1]
@@ -315,7 +326,13 @@ class Proxy:
                     return
                 if isinstance(action, tuple) and action[0] == "sleep":
                     time.sleep(action[1])
-                upstream = requests.get(proxy.upstream + self.path, timeout=30)
+                upstream = requests.request(
+                    self.command,
+                    proxy.upstream + self.path,
+                    data=body or None,
+                    headers={"Content-Type": self.headers.get("Content-Type", "")},
+                    timeout=30,
+                )
                 # The client may have given up waiting (timeout tests).
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._answer(upstream.status_code, upstream.content)
@@ -362,9 +379,9 @@ def test_never_retries_a_400(proxy: Proxy) -> None:
     source = source_for(proxy.url)
     rates = source.fetch(make_slos()[:1], STEP, T0, T1)
     # The batch (bad and total atoms) is bisected, but no request is ever sent twice.
-    paths = [seen["path"] for seen in proxy.seen]
-    assert len(paths) == source.http_requests == 3
-    assert len(set(paths)) == len(paths)
+    sent = [tuple(sorted(seen["params"].items())) for seen in proxy.seen]
+    assert len(sent) == source.http_requests == 3
+    assert len(set(sent)) == len(sent)
     assert rates.errors == {"shop/errors": "PromQL error: bad_data: injected 400"}
     assert np.isnan(rates.bad).all()
 
@@ -396,7 +413,7 @@ def test_a_slow_answer_times_out_and_is_retried(proxy: Proxy) -> None:
     rates = source.fetch(make_slos(), STEP, T0, T1)
     assert rates.errors == {} and source.http_requests == 2
     # Prometheus is told to give up too.
-    assert "timeout=1000ms" in proxy.seen[0]["path"]
+    assert proxy.seen[0]["params"]["timeout"] == "1000ms"
 
 
 def test_connection_refused_is_source_unavailable() -> None:
@@ -453,9 +470,11 @@ def test_missing_secret_file_names_the_file_not_the_secret(tmp_path: Any) -> Non
 
 def test_every_query_carries_explicit_times(proxy: Proxy) -> None:
     source_for(proxy.url).fetch(make_slos(), STEP, T0, T1)
-    path = proxy.seen[0]["path"]
-    assert path.startswith("/api/v1/query_range?")
-    assert f"start={T0}.000" in path and f"end={T1}.000" in path and "step=300" in path
+    # In the form body, not the URL (engine.source.post_query).
+    assert proxy.seen[0]["method"] == "POST" and proxy.seen[0]["path"] == "/api/v1/query_range"
+    params = proxy.seen[0]["params"]
+    assert (params["start"], params["end"], params["step"]) == (f"{T0}.000", f"{T1}.000", "300")
     proxy.seen.clear()
     source_for(proxy.url).query_instant("up", at=T1)
-    assert f"time={T1}.000" in proxy.seen[0]["path"]
+    assert proxy.seen[0]["path"] == "/api/v1/query"
+    assert proxy.seen[0]["params"]["time"] == f"{T1}.000"

@@ -215,7 +215,7 @@ def test_victoriametrics_has_no_remote_read_and_falls_back_for_good(
 
 
 class _FailingRead(BaseHTTPRequestHandler):
-    """Forwards queries to Prometheus; `/api/v1/read` answers 503."""
+    """Forwards queries (GET or POST) to Prometheus; `/api/v1/read` answers 503."""
 
     upstream = ""
     reads = 0
@@ -231,8 +231,15 @@ class _FailingRead(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path != "/api/v1/read":  # queries come as POST forms too
+            headers = {"Content-Type": self.headers.get("Content-Type", "")}
+            upstream = requests.post(
+                self.upstream + self.path, data=body, headers=headers, timeout=60
+            )
+            self._reply(upstream.status_code, upstream.content)
+            return
         type(self).reads += 1
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self._reply(503, b"overloaded", "text/plain")
 
     def do_GET(self) -> None:

@@ -47,6 +47,7 @@ from engine.redact import redact
 from engine.source.api_errors import parse_client_error, read_secret, seconds_param
 from engine.source.outcome import FetchOutcome
 from engine.source.partial import PartialResponse, PartialResponseWatch
+from engine.source.post_query import PostQueries
 from engine.source.query_plan import (
     Part,
     QueryPlan,
@@ -173,6 +174,10 @@ class PrometheusSource:
         )
         if server_name:  # replaces the adapter the client mounted for this URL
             session.mount(self.url, ServerNameAdapter(server_name, max_retries=no_retry))
+        # Queries go in POST bodies: a batched query of many kilobytes in the URL costs
+        # per-character encoding in requests/urllib3 and can breach URL length limits
+        # (engine.source.post_query); a backend refusing POST gets the client's GET.
+        self._queries = PostQueries(self._client, count=self._count)
         self._plans: dict[tuple[tuple[str, str], ...], QueryPlan] = {}
 
     # -- auth ---------------------------------------------------------------------------
@@ -205,15 +210,25 @@ class PrometheusSource:
         }
         when = datetime.fromtimestamp(start, UTC)
         return self._with_retries(
-            lambda: self._client.custom_query_range(
-                query, start_time=when, end_time=when, step=params["step"], params=params
+            lambda: self._queries.query(
+                "query_range",
+                {"query": query, **params},
+                lambda: self._client.custom_query_range(
+                    query, start_time=when, end_time=when, step=params["step"], params=params
+                ),
             )
         )
 
     def query_instant(self, query: str, at: float) -> list[dict]:
         """One instant query at an explicit time (used by the naive baseline and tests)."""
         params = {"time": seconds_param(at), "timeout": self._timeout_param}
-        return self._with_retries(lambda: self._client.custom_query(query, params=params))
+        return self._with_retries(
+            lambda: self._queries.query(
+                "query",
+                {"query": query, **params},
+                lambda: self._client.custom_query(query, params=params),
+            )
+        )
 
     def _with_retries(self, call: Callable[[], list[dict]]) -> list[dict]:
         last = ""
