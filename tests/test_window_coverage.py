@@ -378,3 +378,21 @@ def test_a_rejected_coverage_query_leaves_only_its_slo_unjudged(
     )
     assert np.isnan(got[0, 0])
     assert got[1, 0] == pytest.approx(0.5, abs=1 / 60)
+
+
+def test_windows_asked_together_read_as_windows_asked_alone(
+    prometheus: LocalPrometheus, slos: list
+) -> None:
+    """Asked together, windows share their inner segments (engine.source.window_coverage);
+    where every fine step is sampled (up to 2h here) that changes nothing at all."""
+    windows = [D(w) for w in ("5m", "30m", "1h", "2h")]
+    fine = D("1m")
+    samples = coverage_samples(windows, fine)
+    source = PrometheusSource(prometheus.url)
+    together = window_coverage(source, slos, windows, samples, fine, T)
+    for w, (window, step) in enumerate(zip(windows, samples, strict=True)):
+        alone = window_coverage(source, slos, [window], [step], fine, T)
+        np.testing.assert_array_equal(together[:, w], alone[:, 0])
+    by_service = dict(zip((s.service for s in slos), together, strict=True))
+    assert by_service["gap"].tolist() == pytest.approx([1.0, 1.0, 50 / 60, 110 / 120])
+    assert by_service["half"].tolist() == pytest.approx([1.0, 1.0, 0.5, 0.25], abs=1 / 60)

@@ -190,3 +190,39 @@ def test_replicas_publish_coverage_and_read_old_states_as_not_judged() -> None:
     data["w"] = [window[:5] for window in data["w"]]  # name + bad, total, ratio, burn
     old_state = PublishedState(slo.id, "r1", 0.0, T0, "ok", json.dumps(data), "[]")
     assert evaluation_from(slo, old_state).windows[D("1h")].coverage is None
+
+
+def test_windows_are_cut_into_segments_at_the_next_shorter_window() -> None:
+    from engine.source.window_coverage import _segments, _wrapper
+
+    fine = D("2m30s")
+    windows = [D(w) for w in ("1d", "5m", "30d", "1h", "6h", "1h")]  # any order, repeats
+    segments, last = _segments(windows, coverage_samples(windows, fine), fine)
+    assert [(str(s.offset), str(s.length), str(s.step)) for s in segments] == [
+        ("0s", "5m", "2m30s"),
+        ("5m", "55m", "2m30s"),
+        ("1h", "5h", "5m"),
+        ("6h", "18h", "15m"),
+        ("1d", "29d", "6h"),
+    ]
+    assert last == [3, 0, 4, 1, 2, 1]
+    assert "[17h59m59s999ms:15m] offset 6h)" in _wrapper(segments[3])("x")
+    assert _wrapper(segments[0])("x").endswith("[4m59s999ms:2m30s])")
+
+
+def test_a_segment_is_never_sampled_coarser_than_its_window() -> None:
+    from engine.source.window_coverage import _segments
+
+    fine = D("1m")
+    for names in [("25m", "1d"), ("7m", "13h"), ("1h", "1d", "7d"), ("59m", "1d", "30d")]:
+        windows = [D(w) for w in names]
+        steps = coverage_samples(windows, fine)
+        segments, last = _segments(windows, steps, fine)
+        for window, step, index in zip(windows, steps, last, strict=True):
+            segment = segments[index]
+            assert segment.offset.ms + segment.length.ms == window.ms
+            assert segment.length.ms % segment.step.ms == 0  # whole instants, exactly
+            assert segment.step.ms <= step.ms
+    # 1d − 25m = 1415m = 5 × 283m: the 1d window's 12m does not tile it, 5m does.
+    segments, _ = _segments([D("25m"), D("1d")], coverage_samples([D("25m"), D("1d")], fine), fine)
+    assert str(segments[1].step) == "5m"
