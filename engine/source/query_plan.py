@@ -241,9 +241,14 @@ def plan_queries(
         "bad": ([], [], []),
         "total": ([], [], []),
     }
+    # Each expression parsed once: coverage plans (total, total), and SLOs share totals.
+    parsed_once: dict[str, tuple[dict[str, float], dict[str, Selector]] | None] = {}
     for row, (bad, total) in enumerate(pairs):
         for side, expr in (("bad", bad), ("total", total)):
-            parsed = decompose(expr)
+            if expr in parsed_once:
+                parsed = parsed_once[expr]
+            else:
+                parsed = parsed_once[expr] = decompose(expr)
             combo, parsed_selectors = parsed if parsed is not None else ({expr: 1.0}, {})
             rows, atoms, coefs = sides[side]
             for text, coef in combo.items():
