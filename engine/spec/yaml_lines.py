@@ -271,6 +271,9 @@ class _NotPlain(Exception):
 # first character has none (most of a spec: names, PromQL) is a string without asking them.
 _IMPLICIT = CMarkedLoader.yaml_implicit_resolvers
 _PLAIN_ONLY = None not in _IMPLICIT and not CMarkedLoader.yaml_path_resolvers
+# A plain scalar's tag depends on its text alone (no path resolvers): `name`, `total`,
+# `1h`, `99.9` recur in every spec file, so their tags are remembered.
+_PLAIN_TAGS: dict[str, str] = {}
 
 
 def _parse_plain(loader: CMarkedLoader) -> ParsedFile | None:
@@ -304,7 +307,11 @@ def _plain_scalar(loader: CMarkedLoader, event: Any) -> Any:
     if tag is None or tag == "!":
         if not (event.implicit[0] and value[:1] in _IMPLICIT):
             return value  # quoted, or no resolver for its first character: a string
-        tag = loader.resolve(ScalarNode, value, event.implicit)
+        tag = _PLAIN_TAGS.get(value)
+        if tag is None:
+            tag = loader.resolve(ScalarNode, value, event.implicit)
+            if len(_PLAIN_TAGS) < 4096 and len(value) <= 64:
+                _PLAIN_TAGS[value] = tag
     if tag == _STR:
         return value
     constructor = loader.yaml_constructors.get(tag)
