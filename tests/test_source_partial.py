@@ -14,25 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from harness.specs import shop_slos
+from harness.specs import shop_errors_slos
 
 from engine.source.prometheus import PrometheusSource
 from engine.spec.durations import Duration
 
-SLOS = shop_slos(
-    [
-        {
-            "name": "errors",
-            "objective": 99,
-            "sli": {
-                "events": {
-                    "bad": 'sum(rate(http_requests_total{code="500"}[{{window}}]))',
-                    "total": "sum(rate(http_requests_total[{{window}}]))",
-                }
-            },
-        }
-    ]
-)
+SLOS = shop_errors_slos()
 
 
 class Backend(ThreadingHTTPServer):

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-from harness.specs import shop_slos
+from harness.specs import shop_errors_slos
 from prometheus_api_client import PrometheusApiClientException
 
 from engine.demo.scenario import Scenario, ServiceLoad
@@ -35,20 +35,7 @@ SCENARIO = Scenario(
     services=[ServiceLoad(job="api", rps=20, error_ratio=0.01), ServiceLoad(job="web", rps=5)],
 )
 AT = START + HOUR + 1800
-SLOS = shop_slos(
-    [
-        {
-            "name": "errors",
-            "objective": 99,
-            "sli": {
-                "events": {
-                    "bad": 'sum(rate(http_requests_total{code="500"}[{{window}}]))',
-                    "total": "sum(rate(http_requests_total[{{window}}]))",
-                }
-            },
-        }
-    ]
-)
+SLOS = shop_errors_slos()
 FORM = "application/x-www-form-urlencoded"
 
 

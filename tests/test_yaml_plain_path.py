@@ -27,14 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PLAIN = {
     "spec": """\
 apiVersion: slo-engine/v1
-service: api   # a comment
+service: checkout   # a comment
 slos:
-  - name: availability
-    objective: 99.9
+  - name: latency
+    objective: 99.5
+    group_by: [route]
     sli:
-      events:
-        bad: sum(rate(http_requests_total{code=~"5.."}[{{window}}]))
-        total: sum(rate(http_requests_total[{{window}}]))
+      latency:
+        histogram: request_seconds
+        selector: 'job="checkout"'
+        threshold: 0.3
+    annotations: {runbook: "https://runbooks/checkout"}
     alerting:
       burn_rates:
         - {severity: page, long_window: 1h, short_window: 5m, factor: 14.4}

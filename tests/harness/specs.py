@@ -87,3 +87,21 @@ def shop_slos(slos: Sequence[dict[str, Any]]) -> list[SLO]:
     return ServiceSpec.model_validate(
         {"apiVersion": "slo-engine/v1", "service": "shop", "slos": list(slos)}
     ).slo_records()
+
+
+def shop_errors_slos() -> list[SLO]:
+    """`shop`'s one 99 % SLO on http_requests_total: bad = code="500", total = all."""
+    return shop_slos(
+        [
+            {
+                "name": "errors",
+                "objective": 99,
+                "sli": {
+                    "events": {
+                        "bad": 'sum(rate(http_requests_total{code="500"}[{{window}}]))',
+                        "total": "sum(rate(http_requests_total[{{window}}]))",
+                    }
+                },
+            }
+        ]
+    )
