@@ -34,7 +34,8 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_:./ |*+?()\[\]-]*$")
 
 class Derived(NamedTuple):
     """Atom `atom` = the rows of group value `group` ("" for an ungrouped part) whose
-    `label` matches (`op`, `value`). A tuple: plans copy thousands of them per window."""
+    `label` matches (`op`, `value`). A tuple: plans copy thousands of them per window
+    (`Part.moved` rebuilds one as `(*rest, atom)`, so `atom` stays the last field)."""
 
     group: str
     label: str

@@ -186,7 +186,7 @@ class Part:
     def moved(self, expr: str, offset: int) -> Part:
         """This part for another copy of the plan's atoms (`offset` added to each)."""
         # Straight to tuple.__new__: plans copy thousands of these per window.
-        derived = tuple(tuple.__new__(Derived, (*d[:4], d[4] + offset)) for d in self.derived)
+        derived = tuple(tuple.__new__(Derived, (*d[:-1], d.atom + offset)) for d in self.derived)
         atoms = tuple(a + offset for a in self.atoms)
         return replace(self, expr=expr, atoms=atoms, derived=derived)
 

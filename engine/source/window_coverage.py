@@ -31,7 +31,6 @@ series are scraped together, and an upper bound otherwise.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -114,14 +113,12 @@ def _segments(
 def _tiling_step(length: Duration, step: Duration, fine: Duration) -> Duration:
     """The window's sampling interval if it divides the segment, else the longest multiple
     of the fine step below it that does (a segment is never sampled coarser than its
-    window), else the greatest common divisor of the two."""
-    if length.ms % step.ms == 0:
-        return step
-    if length.ms % fine.ms == 0:
-        for k in range(step.ms // fine.ms, 0, -1):
-            if length.ms % (k * fine.ms) == 0:
-                return Duration(k * fine.ms)
-    return Duration(math.gcd(length.ms, step.ms))
+    window). The fine step itself always does: `resolution_for` makes every window a
+    multiple of it, so their differences are too."""
+    k = step.ms // fine.ms
+    while length.ms % (k * fine.ms):
+        k -= 1
+    return Duration(k * fine.ms)
 
 
 def _instants_with_data(
