@@ -159,6 +159,9 @@ class PrometheusSource:
         self.history_slos: dict[str, int] = {}
         self.history_fallback: str | None = None
         self.history_fallback_permanent = False
+        # Ask remote read for stored chunks (engine.source.xor_chunks) until one cannot be
+        # decoded; then SAMPLES for good.
+        self.remote_read_chunks = True
         self._lock = threading.Lock()
 
         session = requests.Session()

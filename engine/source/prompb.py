@@ -4,16 +4,18 @@ Built without protoc: the message classes come from a hand-written descriptor (p
 remote.proto and types.proto, proto3) through the protobuf runtime the OpenTelemetry
 exporter already installs. Bodies are snappy *block* compressed in both directions
 (`cramjam.snappy.compress_raw`; its `compress` writes the framed format, which Prometheus
-rejects). Only the SAMPLES response type is asked for: STREAMED_XOR_CHUNKS would need a
-Gorilla chunk decoder here; SAMPLES is bounded by the server's
-`--storage.remote.read-sample-limit` (5e7 per query by default), so callers chunk by time.
+rejects). Two response types: SAMPLES, bounded by the server's
+`--storage.remote.read-sample-limit` (5e7 per query by default), so callers chunk by time;
+and STREAMED_XOR_CHUNKS, Prometheus' stored chunks shipped without decoding them and
+re-encoding every sample (decoded by engine.source.xor_chunks). A request may accept both.
 """
 
 from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,8 @@ HEADERS = {
 # LabelMatcher.Type
 MATCH_TYPES = {"=": 0, "!=": 1, "=~": 2, "!~": 3}
 
+# The message classes `prompb_classes` hands out.
+_CLASSES = ("ReadRequest", "ReadResponse", "ReadResponseRaw", "TimeSeries", "ChunkedReadResponse")
 Matcher = tuple[str, str, str]  # label, operator (=, !=, =~, !~), value (unescaped)
 Series = tuple[dict[str, str], np.ndarray, np.ndarray]  # labels, t_ms int64, values
 
@@ -103,6 +107,7 @@ def prompb_classes() -> dict[str, type]:
     )
     message("QueryResult", [("timeseries", 1, F.TYPE_MESSAGE, rep, ".prometheus.TimeSeries")])
     message("ReadResponse", [("results", 1, F.TYPE_MESSAGE, rep, ".prometheus.QueryResult")])
+    _chunked_messages(message, F)
     # The same response with each series left as bytes, for engine.source.prompb_samples.
     message("QueryResultRaw", [("timeseries", 1, F.TYPE_BYTES, rep, None)])
     message("ReadResponseRaw", [("results", 1, F.TYPE_MESSAGE, rep, ".prometheus.QueryResultRaw")])
@@ -110,13 +115,47 @@ def prompb_classes() -> dict[str, type]:
     pool.Add(fdp)
     return {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"prometheus.{name}"))
-        for name in ("ReadRequest", "ReadResponse", "ReadResponseRaw", "TimeSeries")
+        for name in _CLASSES
     }
 
 
-def encode_read_request(queries: Sequence[tuple[int, int, Sequence[Matcher]]]) -> bytes:
+def _chunked_messages(message: Callable[..., None], F: Any) -> None:
+    """STREAMED_XOR_CHUNKS' messages (engine.source.xor_chunks): Chunk{min_time_ms=1,
+    max_time_ms=2, type=3 (XOR=1), data=4}, ChunkedSeries{labels=1, chunks=2},
+    ChunkedReadResponse{chunked_series=1, query_index=2}. Chunk.type is an enum, read as
+    the int32 it is on the wire."""
+    opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+    message(
+        "Chunk",
+        [
+            ("min_time_ms", 1, F.TYPE_INT64, opt, None),
+            ("max_time_ms", 2, F.TYPE_INT64, opt, None),
+            ("type", 3, F.TYPE_INT32, opt, None),
+            ("data", 4, F.TYPE_BYTES, opt, None),
+        ],
+    )
+    message(
+        "ChunkedSeries",
+        [
+            ("labels", 1, F.TYPE_MESSAGE, rep, ".prometheus.Label"),
+            ("chunks", 2, F.TYPE_MESSAGE, rep, ".prometheus.Chunk"),
+        ],
+    )
+    message(
+        "ChunkedReadResponse",
+        [
+            ("chunked_series", 1, F.TYPE_MESSAGE, rep, ".prometheus.ChunkedSeries"),
+            ("query_index", 2, F.TYPE_INT64, opt, None),
+        ],
+    )
+
+
+def encode_read_request(
+    queries: Sequence[tuple[int, int, Sequence[Matcher]]], chunks: bool = False
+) -> bytes:
     """A snappy-compressed ReadRequest: one query per (start ms, end ms, matchers), both
-    ends included, SAMPLES response."""
+    ends included. SAMPLES response — or, with `chunks`, STREAMED_XOR_CHUNKS first and
+    SAMPLES second: the server answers in the first type it supports."""
     import cramjam
 
     request = prompb_classes()["ReadRequest"]()
@@ -124,6 +163,8 @@ def encode_read_request(queries: Sequence[tuple[int, int, Sequence[Matcher]]]) -
         query = request.queries.add(start_timestamp_ms=start_ms, end_timestamp_ms=end_ms)
         for name, op, value in matchers:
             query.matchers.add(type=MATCH_TYPES[op], name=name, value=value)
+    if chunks:
+        request.accepted_response_types.append(1)  # STREAMED_XOR_CHUNKS
     request.accepted_response_types.append(0)  # SAMPLES
     return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
 

@@ -36,9 +36,15 @@ import requests
 
 from engine.evaluation.source import StepRates
 from engine.source.counter_math import extrapolated_increase
-from engine.source.prompb import HEADERS, Series, decode_read_response
+from engine.source.prompb import HEADERS, Matcher, Series, decode_read_response
 from engine.source.prompb import encode_read_request as encode_request
 from engine.source.read_plan import Read, plan_reads, readable_rows
+from engine.source.xor_chunks import (
+    ChunkError,
+    decode_chunked_response,
+    decoder_available,
+    is_chunked,
+)
 from engine.spec.durations import Duration
 from engine.spec.models import SLO
 
@@ -52,6 +58,9 @@ QUERY_RANGE = "query_range"
 # Time per request: a day of 15 s scrapes is 5,760 samples per series, far under the
 # server's per-query sample limit for the series of a read's atoms (read_plan.READ_ATOMS).
 CHUNK_MS = 86_400_000
+# Stored chunks have no sample limit; longer requests re-send fewer chunks that straddle
+# a request's edge (a chunk holds about 120 samples).
+STREAMED_CHUNK_MS = 7 * CHUNK_MS
 # Remote-read queries per request.
 QUERIES_PER_REQUEST = 4
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -115,12 +124,12 @@ def _count(source: PrometheusSource, method: str, n: int) -> None:
         source.history_slos[method] = source.history_slos.get(method, 0) + n
 
 
-def _chunks(times: np.ndarray) -> Iterator[tuple[int, int]]:
-    """Index ranges [i0, i1) of `times` each spanning at most CHUNK_MS."""
+def _chunks(times: np.ndarray, span_ms: int = CHUNK_MS) -> Iterator[tuple[int, int]]:
+    """Index ranges [i0, i1) of `times` each spanning at most `span_ms`."""
     eval_ms = np.rint(times * 1000).astype(np.int64)
     i0 = 0
     while i0 < eval_ms.size:
-        i1 = int(np.searchsorted(eval_ms, eval_ms[i0] + CHUNK_MS, side="left"))
+        i1 = int(np.searchsorted(eval_ms, eval_ms[i0] + span_ms, side="left"))
         i1 = max(i1, i0 + 1)
         yield i0, i1
         i0 = i1
@@ -135,9 +144,10 @@ def read_atoms(
     sums = np.zeros((n_atoms, times.size))
     seen = np.zeros((n_atoms, times.size), dtype=bool)
     lock = threading.Lock()
+    streamed = source.remote_read_chunks and decoder_available()
     tasks = [
         (reads[q : q + QUERIES_PER_REQUEST], i0, i1)
-        for i0, i1 in _chunks(times)
+        for i0, i1 in _chunks(times, STREAMED_CHUNK_MS if streamed else CHUNK_MS)
         for q in range(0, len(reads), QUERIES_PER_REQUEST)
     ]
 
@@ -150,7 +160,7 @@ def read_atoms(
         at = eval_ms[i0:i1]
         queries = [(int(at[0]) - r.range_ms, int(at[-1]), r.matchers) for r in batch]
         try:
-            answers = _post(source, encode_request(queries))
+            answers = _ask(source, queries, streamed)
         except RemoteReadFailed:
             failed.set()
             raise
@@ -173,7 +183,9 @@ def _atom_values(
     the range (rate: per second), to be summed into the atom like Prometheus' `sum`."""
     for labels, t_ms, values in found:
         atoms = read.atoms_for(labels)
-        if not atoms:
+        if not atoms or t_ms.size < 2:
+            # Under two samples there is no increase; SAMPLES answers list series without
+            # samples in the range (one that stopped earlier in the same block).
             continue
         increase = extrapolated_increase(t_ms, values, eval_ms, read.range_ms)
         if read.func == "rate":
@@ -182,8 +194,29 @@ def _atom_values(
             yield atom, increase
 
 
-def _post(source: PrometheusSource, body: bytes) -> list[list[Series]]:
-    """One remote-read request, retried like the source's queries; decoded per query."""
+def _ask(
+    source: PrometheusSource, queries: list[tuple[int, int, Sequence[Matcher]]], streamed: bool
+) -> list[list[Series]]:
+    """One request's answers, as stored chunks when `streamed` and the source still takes
+    them: a chunked answer that cannot be decoded is asked again as SAMPLES, and so is
+    every later request of this source."""
+    ranges = [(start, end) for start, end, _ in queries]
+    if streamed and source.remote_read_chunks:
+        try:
+            return _post(source, encode_request(queries, chunks=True), ranges)
+        except ChunkError as exc:
+            source.remote_read_chunks = False
+            log.warning(
+                "remote read chunks from %s undecodable (%s); asking for samples", source.url, exc
+            )
+    return _post(source, encode_request(queries), ranges)
+
+
+def _post(
+    source: PrometheusSource, body: bytes, ranges: list[tuple[int, int]]
+) -> list[list[Series]]:
+    """One remote-read request, retried like the source's queries; decoded per query. A
+    chunked answer that does not decode raises ChunkError."""
     client = source._client
     headers = {**HEADERS, **(client.headers or {})}
     last = ""
@@ -206,6 +239,8 @@ def _post(source: PrometheusSource, body: bytes) -> list[list[Series]]:
             last = f"{type(exc).__name__}"
             continue
         if response.status_code == 200:
+            if is_chunked(response.headers.get("Content-Type")):
+                return decode_chunked_response(response.content, ranges)
             try:
                 return decode_read_response(response.content)
             except Exception as exc:  # not snappy/protobuf: a backend without remote read
