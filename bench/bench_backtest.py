@@ -40,13 +40,14 @@ T0 = 1_704_067_200  # Monday 2024-01-01 UTC
 SLOS_PER_SERVICE = 10
 
 
-def fleet(n_slos: int, anomaly_share: float = 0.1) -> list[SLO]:
+def fleet_documents(n_slos: int, anomaly_share: float = 0.1) -> list[dict]:
+    """The fleet's spec documents, one per service of SLOS_PER_SERVICE SLOs."""
     services = max(1, n_slos // SLOS_PER_SERVICE)
     with_anomaly = max(1, int(services * anomaly_share))
-    slos: list[SLO] = []
+    documents = []
     for k in range(services):
         tier = ("critical", "important", "standard")[k % 3]
-        spec = ServiceSpec.model_validate(
+        documents.append(
             {
                 "apiVersion": "slo-engine/v1",
                 "service": f"svc{k:04d}",
@@ -68,7 +69,13 @@ def fleet(n_slos: int, anomaly_share: float = 0.1) -> list[SLO]:
                 ],
             }
         )
-        slos.extend(spec.slo_records())
+    return documents
+
+
+def fleet(n_slos: int, anomaly_share: float = 0.1) -> list[SLO]:
+    slos: list[SLO] = []
+    for document in fleet_documents(n_slos, anomaly_share):
+        slos.extend(ServiceSpec.model_validate(document).slo_records())
     return slos[:n_slos]
 
 

@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_backtest import DAY, T0, fleet, synthetic_rates
+from bench_backtest import DAY, T0, fleet, fleet_documents, synthetic_rates
 
 from engine.advice.advise import advise
 from engine.advice.history import history_plan
@@ -146,21 +146,55 @@ def bench_analysis(n_slos: int, days: int, workers: int) -> dict:
     }
 
 
-def _write_history(path: Path, jobs: list[str], days: int) -> int:
-    """Two counters per job (code 500 and 200), 60 s scrape, daily seasonality."""
+def _write_history(path: Path, jobs: list[str], days: int, model: str = "fleet") -> int:
+    """Two counters per job (code 500 and 200), 60 s scrape, integer counts.
+
+    `fleet` (the default): the analysis fleet's behaviour (`bench_backtest.synthetic_rates`)
+    at scrape resolution — daily and weekly seasonality, 0.02 % background errors, one
+    10–60 min outage per job after the 3-day warm-up, a 12 h slow burn on every tenth.
+    `floor`: the first end-to-end history — daily seasonality and errors at exactly 0.05 %
+    (floored per scrape), the budget of every third SLO (99.95 %): their ticket rules sit on
+    burn rate 1.0 for 90 days and flap all the time, a stress case for the incident engine."""
     from engine.demo.openmetrics import open_openmetrics
 
     ts = T0 + SCRAPE_S * np.arange(days * DAY // SCRAPE_S + 1, dtype=np.int64)
     u = (ts - T0).astype(np.float64)
-    shape = u + 0.3 * DAY / (2 * np.pi) * (1 - np.cos(2 * np.pi * u / DAY))
+    rng = np.random.default_rng(7)
     with open_openmetrics(path) as writer:
         writer.family("http_requests", "counter", "HTTP requests by job and status code.")
         for k, job in enumerate(jobs):
-            total = np.floor((0.5 + k % 50) * shape).astype(np.int64)
-            bad = np.floor(total * 0.0005).astype(np.int64)
+            if model == "floor":
+                shape = u + 0.3 * DAY / (2 * np.pi) * (1 - np.cos(2 * np.pi * u / DAY))
+                total = np.floor((0.5 + k % 50) * shape).astype(np.int64)
+                bad = np.floor(total * 0.0005).astype(np.int64)
+            else:
+                total, bad = _fleet_counters(rng, k, u, days)
             writer.series("http_requests_total", {"job": job, "code": "500"}, ts, bad)
             writer.series("http_requests_total", {"job": job, "code": "200"}, ts, total - bad)
         return writer.samples
+
+
+def _fleet_counters(
+    rng: np.random.Generator, k: int, u: np.ndarray, days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative total and bad counts at scrape times `u` (seconds from T0) of job `k`."""
+    rps = rng.uniform(0.5, 50)
+    phase = rng.uniform(0, 2 * np.pi)
+    rate = rps * (
+        1 + 0.5 * np.sin(2 * np.pi * u / DAY + phase) + 0.2 * np.sin(2 * np.pi * u / (7 * DAY))
+    )
+    ratio = np.full(u.size, 0.0002)
+    warm = 3 * DAY // SCRAPE_S  # outages fall in the replayed part, after the warm-up
+    at = int(rng.integers(warm, u.size - 120))
+    ratio[at : at + int(rng.integers(10, 61))] = rng.uniform(0.2, 1.0)
+    if k % 10 == 0:
+        at = int(rng.integers(warm, u.size - DAY // SCRAPE_S))
+        ratio[at : at + 12 * 3600 // SCRAPE_S] = 0.004
+    per_scrape = rate * SCRAPE_S
+    per_scrape[0] = 0.0
+    total = np.floor(np.cumsum(per_scrape)).astype(np.int64)
+    bad = np.floor(np.cumsum(per_scrape * ratio)).astype(np.int64)
+    return total, bad
 
 
 def _query_range_fetch(url: str, slos: list, plan: object) -> float | None:
@@ -238,18 +272,18 @@ def bench_fetch(n_slos: int, days: int, full_slos: int, full_days: int) -> dict:
     }
 
 
-def _tsdb(work: Path, jobs: list[str], days: int) -> tuple[Path, dict]:
+def _tsdb(work: Path, jobs: list[str], days: int, model: str) -> tuple[Path, dict]:
     """The TSDB of `jobs` × `days` in `work`, backfilled unless it is already there."""
     from engine.source.localprom import backfill
 
     tsdb, marker = work / "tsdb", work / "history.json"
-    wanted = {"jobs": len(jobs), "days": days, "scrape_interval": f"{SCRAPE_S}s"}
+    wanted = {"jobs": len(jobs), "days": days, "scrape_interval": f"{SCRAPE_S}s", "model": model}
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return tsdb, {"reused": True}
     shutil.rmtree(tsdb, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    samples = _write_history(work / "data.om", jobs, days)
+    samples = _write_history(work / "data.om", jobs, days, model)
     write_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     backfill(work / "data.om", tsdb, max_block_duration="744h")
@@ -263,7 +297,9 @@ def _tsdb(work: Path, jobs: list[str], days: int) -> tuple[Path, dict]:
     }
 
 
-def bench_end_to_end(work: Path, n_slos: int, days: int, workers: int, concurrency: int) -> dict:
+def bench_end_to_end(
+    work: Path, n_slos: int, days: int, workers: int, concurrency: int, model: str = "fleet"
+) -> dict:
     """`suggest`'s work on a real Prometheus holding the full history: fetch, reference
     replay, advise, JSON — each timed, nothing extrapolated."""
     from engine.source.localprom import LocalPrometheus, skip_reason
@@ -274,7 +310,7 @@ def bench_end_to_end(work: Path, n_slos: int, days: int, workers: int, concurren
         return {"skipped": reason}
     slos = fleet(n_slos, anomaly_share=0.0)
     jobs = [s.sli.events.total.split('job="')[1].split('"')[0] for s in slos]  # type: ignore[union-attr]
-    tsdb, built = _tsdb(work, jobs, days)
+    tsdb, built = _tsdb(work, jobs, days, model)
     seconds: dict[str, float] = {}
     with LocalPrometheus(tsdb) as server:
         plan = history_plan(slos, T0 + days * DAY, days, STEP)
@@ -304,6 +340,7 @@ def bench_end_to_end(work: Path, n_slos: int, days: int, workers: int, concurren
         "days": days,
         "step": str(STEP),
         "scrape_interval": f"{SCRAPE_S}s",
+        "history": model,
         "tsdb": built,
         "steps": int(rates.times.size),
         "share_with_data": round(float(np.isfinite(rates.total).mean()), 4),
@@ -321,6 +358,62 @@ def bench_end_to_end(work: Path, n_slos: int, days: int, workers: int, concurren
         "reference_incidents": len(reference.incidents),
         "json_mb": round(size / 1e6, 1),
     }
+
+
+def bench_cli(work: Path, n_slos: int, days: int, workers: int) -> dict:
+    """The whole `slo-engine suggest` command, one process from start to JSON, on the TSDB
+    `bench_end_to_end` built in `work`: spec loading, the fetch, discovery, the analysis."""
+    import subprocess
+
+    import yaml
+
+    from engine.source.localprom import LocalPrometheus
+
+    specs = work / "specs"
+    shutil.rmtree(specs, ignore_errors=True)
+    specs.mkdir()
+    for document in fleet_documents(n_slos, anomaly_share=0.0):
+        (specs / f"{document['service']}.yaml").write_text(yaml.safe_dump(document))
+    command = [
+        sys.executable, "-m", "engine", "suggest", "--specs", str(specs),
+        "--days", str(days), "--end", str(T0 + days * DAY), "--step", str(STEP),
+        "--scrape-interval", f"{SCRAPE_S}s", "--format", "json", "--workers", str(workers),
+        "--timeout", "5m",
+    ]  # fmt: skip
+    with LocalPrometheus(work / "tsdb") as server:
+        load0 = [round(x, 2) for x in os.getloadavg()]
+        server_cpu0, cpu0 = process_cpu_seconds(server.pid), _children_cpu()
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [*command, "--prometheus-url", server.url], capture_output=True, text=True
+        )
+        wall = time.perf_counter() - t0
+        cpu, server_cpu1 = _children_cpu() - cpu0, process_cpu_seconds(server.pid)
+    if done.returncode != 0:
+        return {"exit_code": done.returncode, "stderr": done.stderr[-2000:]}
+    advice = json.loads(done.stdout)
+    recommended = Counter(
+        "none" if a["recommendation"] is None else str(a["recommendation"]["objective"])
+        for a in advice["slos"]
+    )
+    return {
+        "command": " ".join(command[1:]),
+        "seconds": round(wall, 2),
+        "cpu_seconds": {
+            "suggest": round(cpu, 1),
+            "prometheus": None if server_cpu0 is None else round(server_cpu1 - server_cpu0, 1),
+        },
+        "load_average_at_start": load0,
+        "slos_advised": len(advice["slos"]),
+        "recommended_objectives": dict(sorted(recommended.items())),
+        "history": advice["history"],
+        "fleet_policy": (advice.get("fleet_policy") or {}).get("recommended"),
+    }
+
+
+def _children_cpu() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -341,6 +434,18 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=4, help="requests in flight (--end-to-end fetch)"
     )
+    parser.add_argument(
+        "--cli",
+        action="store_true",
+        help="with --end-to-end: also time the whole `slo-engine suggest` command on it",
+    )
+    parser.add_argument(
+        "--history",
+        choices=("fleet", "floor"),
+        default="fleet",
+        help="--end-to-end history: the analysis fleet's behaviour, or errors pinned at the "
+        "99.95 %% SLOs' budget (their alerts flap for 90 days: the incident engine's stress case)",
+    )
     args = parser.parse_args()
     out: dict = {
         "machine": {
@@ -354,8 +459,10 @@ def main() -> None:
     }
     if args.end_to_end is not None:
         out["end_to_end"] = bench_end_to_end(
-            args.end_to_end, args.slos, args.days, args.workers, args.concurrency
+            args.end_to_end, args.slos, args.days, args.workers, args.concurrency, args.history
         )
+        if args.cli:
+            out["cli"] = bench_cli(args.end_to_end, args.slos, args.days, args.workers)
     else:
         out["analysis"] = bench_analysis(args.slos, args.days, args.workers)
     if args.end_to_end is None and not args.no_fetch:
