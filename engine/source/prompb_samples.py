@@ -21,7 +21,7 @@ _LABEL_TAG, _SAMPLE_TAG, _VALUE_TAG, _TIMESTAMP_TAG = 0x0A, 0x12, 0x09, 0x10
 _FIRST_RUN_CHECK = 64  # records checked at once first; doubled while a run goes on
 
 
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+def read_varint(raw: bytes, pos: int) -> tuple[int, int]:
     """The varint at `pos` and the position after it."""
     value = shift = 0
     while True:
@@ -37,11 +37,11 @@ def _labels(raw: bytes, pos: int) -> tuple[dict[str, str], int] | None:
     """The Label fields at the start of a series, and where the samples begin."""
     labels: dict[str, str] = {}
     while pos < len(raw) and raw[pos] == _LABEL_TAG:
-        length, pos = _varint(raw, pos + 1)
+        length, pos = read_varint(raw, pos + 1)
         end, name, value = pos + length, "", ""
         while pos < end:
             tag = raw[pos]
-            size, pos = _varint(raw, pos + 1)
+            size, pos = read_varint(raw, pos + 1)
             text = raw[pos : pos + size].decode("utf-8")
             if tag == _LABEL_TAG:
                 name = text

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from engine.source.prompb import STALE_NAN_BITS, Series, prompb_classes
+from engine.source.prompb_samples import read_varint
 
 CONTENT_TYPE = "application/x-streamed-protobuf"
 _XOR = 1  # prompb Chunk.Encoding
@@ -153,15 +154,10 @@ def _cut(
 
 
 def _uvarint(body: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(body):
-        byte = body[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-    raise ChunkError("truncated frame length")
+    try:
+        return read_varint(body, pos)
+    except IndexError:
+        raise ChunkError("truncated frame length") from None
 
 
 _TABLE: list[np.ndarray] = []
