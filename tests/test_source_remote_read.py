@@ -152,18 +152,22 @@ def assert_equal(a: StepRates, b: StepRates, rel: float = 1e-9) -> None:
 
 
 SPANS = [
-    ("1m", T0 + 2 * HOUR, T0 + DAY + 2 * HOUR),  # spans a day boundary: two requests
+    # Spans a day boundary: two requests over SAMPLES (a day each), one over chunks.
+    ("1m", T0 + 2 * HOUR, T0 + DAY + 2 * HOUR),
     ("5m", T0 + HOUR, T0 + DAYS * DAY),
     ("2m30s", T0 + 3 * HOUR, T0 + 9 * HOUR),
 ]
 
 
 @pytest.mark.prometheus
+@pytest.mark.parametrize("chunks", [True, False], ids=["xor-chunks", "samples"])
 @pytest.mark.parametrize(("step", "start", "end"), SPANS, ids=[s[0] for s in SPANS])
 def test_remote_read_equals_query_range(
-    prometheus: LocalPrometheus, step: str, start: int, end: int
+    prometheus: LocalPrometheus, step: str, start: int, end: int, chunks: bool
 ) -> None:
+    """Both answer types: stored chunks (the default) and SAMPLES (the fallback)."""
     remote = PrometheusSource(prometheus.url)
+    remote.remote_read_chunks = chunks
     ranged = PrometheusSource(prometheus.url, remote_read=False)
     got = remote.fetch(SLOS, Duration.parse(step), start, end)
     expected = ranged.fetch(SLOS, Duration.parse(step), start, end)
@@ -172,6 +176,7 @@ def test_remote_read_equals_query_range(
     assert remote.history_slos == {REMOTE_READ: readable, QUERY_RANGE: len(QUERY_RANGE_ONLY)}
     assert ranged.history_slos == {}
     assert remote.history_fallback is None
+    assert remote.remote_read_chunks is chunks  # chunks were decoded, never given up
     # The data exercise what they must: resets inside the span, steps without data.
     assert set(got.errors) == {"rr/latency-no-bucket"}
     assert "has no bucket" in got.errors["rr/latency-no-bucket"]
