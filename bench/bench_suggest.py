@@ -378,7 +378,6 @@ def bench_cli(work: Path, n_slos: int, days: int, workers: int) -> dict:
         sys.executable, "-m", "engine", "suggest", "--specs", str(specs),
         "--days", str(days), "--end", str(T0 + days * DAY), "--step", str(STEP),
         "--scrape-interval", f"{SCRAPE_S}s", "--format", "json", "--workers", str(workers),
-        "--timeout", "5m",
     ]  # fmt: skip
     with LocalPrometheus(work / "tsdb") as server:
         load0 = [round(x, 2) for x in os.getloadavg()]
