@@ -395,3 +395,58 @@ def test_a_series_without_samples_in_range_adds_nothing() -> None:
     one = np.array([T0_MS]), np.array([5.0])
     found = [({"job": "gone"}, *empty), ({"job": "once"}, *one)]
     assert list(remote_read._atom_values(read, found, np.array([T0_MS + 60_000]))) == []
+
+
+@pytest.mark.prometheus
+def test_head_chunks_of_a_scraping_prometheus_read_like_samples(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The daemon's cold fill reads the head block too: its chunks include the open one
+    still being appended to. Prometheus scrapes itself every second for a few seconds."""
+    import time
+
+    from engine.source.localprom import free_port
+
+    if skip_reason():
+        pytest.skip(skip_reason())
+    port = free_port()
+    scrape = {
+        "job_name": "self",
+        "scrape_interval": "1s",
+        "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+    }
+    tsdb = tmp_path_factory.mktemp("xor-head")
+    with LocalPrometheus(tsdb, port=port, scrape_configs=[scrape]) as server:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until `up` has 5 samples
+            answer = requests.get(
+                f"{server.url}/api/v1/query", params={"query": "count_over_time(up[1m])"}
+            ).json()["data"]["result"]
+            if answer and float(answer[0]["value"][1]) >= 5:
+                break
+            time.sleep(0.5)
+        # Two seconds back: no sample at or before the end is appended between the reads.
+        now_ms = int(time.time() * 1000) - 2000
+        queries = [
+            (
+                now_ms - 600_000,
+                now_ms,
+                [
+                    ("job", "=", "self"),
+                    ("__name__", "=~", "up|scrape_.*|prometheus_http_requests_total"),
+                ],
+            )
+        ]
+        kind, body = _read(server.url, queries, chunks=True)
+        assert xor_chunks.is_chunked(kind), kind
+        chunked = decode_chunked_response(body, [(now_ms - 600_000, now_ms)])[0]
+        _, body = _read(server.url, queries, chunks=False)
+        sampled = [s for s in decode_read_response(body)[0] if s[1].size]
+    assert len(chunked) == len(sampled) >= 5
+    up = [t for labels, t, _ in chunked if labels["__name__"] == "up"]
+    assert len(up) == 1 and up[0].size >= 3  # (series born while polling have fewer)
+    by_labels = {tuple(sorted(labels.items())): (t, v) for labels, t, v in sampled}
+    for labels, t_ms, values in chunked:
+        t_exp, v_exp = by_labels[tuple(sorted(labels.items()))]
+        np.testing.assert_array_equal(t_ms, t_exp)
+        np.testing.assert_array_equal(values.view(np.uint64), v_exp.view(np.uint64))
