@@ -14,6 +14,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -450,3 +451,25 @@ def test_head_chunks_of_a_scraping_prometheus_read_like_samples(
         t_exp, v_exp = by_labels[tuple(sorted(labels.items()))]
         np.testing.assert_array_equal(t_ms, t_exp)
         np.testing.assert_array_equal(values.view(np.uint64), v_exp.view(np.uint64))
+
+
+def test_the_decoder_compiles_where_numba_cannot_cache() -> None:
+    """A read-only image without a home: numba finds no place for its cache and refuses
+    `cache=True` at import; the kernels are compiled without it and still decode."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numba.core.caching as c\n"
+        "c.CacheImpl._locator_classes = []\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_source_xor_chunks import chunked_body, encode_xor\n"
+        "from engine.source.xor_chunks import decode_chunked_response\n"
+        "body = chunked_body([(0, {'job': 'a'}, [encode_xor([(5, 1.5), (20, 2.5), (35, 4.0)])])])\n"
+        "[[(_, t, v)]] = decode_chunked_response(body, [(0, 100)])\n"
+        "print(t.tolist(), v.tolist())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[5, 20, 35] [1.5, 2.5, 4.0]"

@@ -19,12 +19,15 @@ not XOR (native histograms), a chunk that does not decode within its bytes — r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from engine.source.prompb import STALE_NAN_BITS, Series, prompb_classes
 from engine.source.prompb_samples import read_varint
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/x-streamed-protobuf"
 _XOR = 1  # prompb Chunk.Encoding
@@ -35,12 +38,19 @@ class ChunkError(ValueError):
 
 
 def decoder_available() -> bool:
-    """Whether the compiled decoder can be used here (numba importable)."""
+    """Whether the compiled decoder can be used here (numba importable and working with
+    this numpy); if not, remote read asks for SAMPLES."""
     try:
         import engine.source.xor_kernels  # noqa: F401
-    except ImportError:
+    except Exception as exc:  # ImportError, or numba refusing this numpy version
+        if not _UNAVAILABLE:
+            _UNAVAILABLE.append(exc)
+            log.warning("no compiled chunk decoder (%s): remote read asks for samples", exc)
         return False
     return True
+
+
+_UNAVAILABLE: list[Exception] = []
 
 
 def is_chunked(content_type: str | None) -> bool:

@@ -3,7 +3,9 @@
 A Gorilla chunk is a bit stream: every sample's width depends on the one before, so it
 cannot be vectorized with numpy; decoding 259 million samples one bit field at a time in
 Python would take minutes. numba compiles these loops to machine code (a few ns per sample),
-on first use, cached on disk. This module imports numba: the caller imports it inside a
+on first use, cached on disk where numba finds a writable place (next to this module, or
+the user's cache directory); elsewhere — a read-only image without a home — each process
+compiles them again (about 2 s). This module imports numba: the caller imports it inside a
 `try` and asks for SAMPLES when numba is missing.
 
 The layout is Prometheus' `tsdb/chunkenc/xor.go` (2.x and 3.x alike):
@@ -18,15 +20,31 @@ The layout is Prometheus' `tsdb/chunkenc/xor.go` (2.x and 3.x alike):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
+
+
+def _compiled(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """numba.njit with its on-disk cache when there is somewhere to write it."""
+
+    def wrap(func: Callable[..., Any]) -> Any:
+        try:
+            return numba.njit(cache=True, **options)(func)
+        except RuntimeError:  # "cannot cache function …: no locator available"
+            return numba.njit(cache=False, **options)(func)
+
+    return wrap
+
 
 # The decoder may read up to one sample's widest encoding (≈ 19 bytes) past a corrupt
 # chunk's end before it notices; the buffer it gets is padded with this many zero bytes.
 PADDING = 32
 
 
-@numba.njit(cache=True, inline="always")
+@_compiled(inline="always")
 def _bits(buf: np.ndarray, pos: int, n: int) -> int:
     """`n` (1..64) bits of `buf` from bit `pos`, most significant first."""
     byte = pos >> 3
@@ -46,7 +64,7 @@ def _bits(buf: np.ndarray, pos: int, n: int) -> int:
     return out
 
 
-@numba.njit(cache=True, inline="always")
+@_compiled(inline="always")
 def _varint_bytes(buf: np.ndarray, pos: int) -> tuple[int, int]:
     """An unsigned varint written byte by byte into the bit stream at `pos`."""
     value = np.uint64(0)
@@ -61,7 +79,7 @@ def _varint_bytes(buf: np.ndarray, pos: int) -> tuple[int, int]:
     return value, -1
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled(nogil=True)
 def decode_chunks(
     buf: np.ndarray,
     starts: np.ndarray,
@@ -139,7 +157,7 @@ def decode_chunks(
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled(nogil=True)
 def crc32c(buf: np.ndarray, start: int, end: int, table: np.ndarray) -> int:
     """CRC-32C (Castagnoli) of buf[start:end], as Prometheus frames its chunked answers."""
     crc = np.uint32(0xFFFFFFFF)
