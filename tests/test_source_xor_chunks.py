@@ -224,6 +224,8 @@ def test_corrupt_and_foreign_answers_are_refused() -> None:
     lying = struct.pack(">H", 400) + short[2:]
     with pytest.raises(ChunkError, match="does not decode"):
         decode_chunked_response(chunked_body([(0, {}, [lying])]), [(0, 2**62)])
+    with pytest.raises(ChunkError, match="within its 1 bytes"):  # shorter than its header
+        decode_chunked_response(chunked_body([(0, {}, [b"\x00", short])]), [(0, 2**62)])
     with pytest.raises(ChunkError, match="query index 3"):
         decode_chunked_response(chunked_body([(3, {}, [short])]), [(0, 2**62)])
 

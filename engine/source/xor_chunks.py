@@ -19,6 +19,7 @@ not XOR (native histograms), a chunk that does not decode within its bytes — r
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -37,20 +38,16 @@ class ChunkError(ValueError):
     """A chunked answer this decoder cannot read."""
 
 
+@functools.lru_cache(maxsize=1)
 def decoder_available() -> bool:
     """Whether the compiled decoder can be used here (numba importable and working with
-    this numpy); if not, remote read asks for SAMPLES."""
+    this numpy); if not, remote read asks for SAMPLES. Tried once per process."""
     try:
         import engine.source.xor_kernels  # noqa: F401
     except Exception as exc:  # ImportError, or numba refusing this numpy version
-        if not _UNAVAILABLE:
-            _UNAVAILABLE.append(exc)
-            log.warning("no compiled chunk decoder (%s): remote read asks for samples", exc)
+        log.warning("no compiled chunk decoder (%s): remote read asks for samples", exc)
         return False
     return True
-
-
-_UNAVAILABLE: list[Exception] = []
 
 
 def is_chunked(content_type: str | None) -> bool:
@@ -78,10 +75,9 @@ def decode_chunked_response(body: bytes, ranges: Sequence[tuple[int, int]]) -> l
 
 def frames(body: bytes) -> Iterator[bytes]:
     """The messages of a chunked body, each checked against its CRC-32C."""
-    from engine.source.xor_kernels import crc32c
+    from engine.source.xor_kernels import CRC32C_TABLE, crc32c
 
     buf = np.frombuffer(body, dtype=np.uint8)
-    table = _crc_table()
     pos, n = 0, len(body)
     while pos < n:
         size, pos = _uvarint(body, pos)
@@ -89,7 +85,7 @@ def frames(body: bytes) -> Iterator[bytes]:
         if start + size > n:
             raise ChunkError("truncated frame")
         expected = int.from_bytes(body[pos:start], "big")
-        if int(crc32c(buf, start, start + size, table)) != expected:
+        if int(crc32c(buf, start, start + size, CRC32C_TABLE)) != expected:
             raise ChunkError("frame checksum mismatch")
         yield body[start : start + size]
         pos = start + size
@@ -132,8 +128,7 @@ def _decode_all(chunks: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     ends = np.cumsum(lengths)
     starts = ends - lengths
     buf = np.frombuffer(b"".join(chunks) + bytes(PADDING), dtype=np.uint8)
-    if np.any(lengths < 2):
-        raise ChunkError("a chunk shorter than its header")
+    # A chunk shorter than its 2-byte header reads padding here; the kernel refuses it.
     counts = (buf[starts].astype(np.int64) << 8) | buf[starts + 1]
     first = np.zeros(len(chunks) + 1, dtype=np.int64)
     np.cumsum(counts, out=first[1:])
@@ -168,14 +163,3 @@ def _uvarint(body: bytes, pos: int) -> tuple[int, int]:
         return read_varint(body, pos)
     except IndexError:
         raise ChunkError("truncated frame length") from None
-
-
-_TABLE: list[np.ndarray] = []
-
-
-def _crc_table() -> np.ndarray:
-    if not _TABLE:
-        from engine.source.xor_kernels import crc32c_table
-
-        _TABLE.append(crc32c_table())
-    return _TABLE[0]

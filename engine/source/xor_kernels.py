@@ -174,3 +174,6 @@ def crc32c_table() -> np.ndarray:
             crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
         table[i] = crc
     return table
+
+
+CRC32C_TABLE = crc32c_table()
